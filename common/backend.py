@@ -1,0 +1,357 @@
+"""The array backend: one ``xp`` name for NumPy (CPU), CuPy (GPU) or the strict-device CPU backend.
+
+Every tier-2/3 module does its math through ``xp``::
+
+    from common.backend import xp
+    y = xp.maximum(x, 0)
+
+``xp`` is a proxy: switching the backend with :func:`use_gpu`, :func:`use_cpu` or
+:func:`use_strict` changes what *new* calls do, everywhere, without re-importing.
+
+Data is loaded on the host with NumPy and moved to the device once per batch with
+:func:`to_device`; results come back with :func:`to_numpy`.  Mixing host and device arrays
+in one operation is the classic CuPy bug, so tests run under :func:`use_strict`, a CPU
+backend whose arrays refuse to mix with NumPy arrays exactly as CuPy's do.
+"""
+from __future__ import annotations
+
+import operator
+import types
+
+import numpy as np
+
+#: Compute dtype of every tier-2/3 layer; gradient checks switch a model to float64.
+DTYPE = np.float32
+#: Dtype used by finite-difference gradient checks.
+CHECK_DTYPE = np.float64
+
+_state = {"module": np, "name": "cpu", "device": "CPU (NumPy)"}
+
+
+class _XPProxy:
+    """Forwards every attribute to the active array module (numpy, cupy or strict)."""
+
+    def __getattr__(self, name):
+        return getattr(_state["module"], name)
+
+    def __repr__(self):
+        return f"<xp proxy for {_state['device']}>"
+
+
+xp = _XPProxy()
+
+
+# --------------------------------------------------------------------------- switching
+def use_cpu() -> None:
+    """Make ``xp`` NumPy (the default)."""
+    _state.update(module=np, name="cpu", device="CPU (NumPy)")
+
+
+def gpu_unavailable_reason() -> str | None:
+    """None when CuPy and a CUDA device are usable, otherwise a short reason."""
+    try:
+        import cupy  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        return f"CuPy is not installed ({type(exc).__name__}); install it with pip install 'nnott[gpu]'"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return f"CuPy found no CUDA device ({exc})"
+    if count < 1:
+        return "CuPy found no CUDA device"
+    return None
+
+
+def use_gpu(warn: bool = True) -> bool:
+    """Make ``xp`` CuPy. Returns True on success.
+
+    Without CuPy or without a CUDA device it prints one warning line, stays on the CPU and
+    returns False, so ``--gpu`` never crashes a run.
+    """
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        if warn:
+            print(f"[warn] --gpu requested but {reason}; running on the CPU.", flush=True)
+        use_cpu()
+        return False
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    _state.update(module=cupy, name="gpu", device=f"GPU {name} (CuPy {cupy.__version__})")
+    return True
+
+
+def use_strict() -> None:
+    """Make ``xp`` the strict-device CPU backend (tests only): behaves like CuPy to host arrays."""
+    _state.update(module=strict, name="strict", device="CPU strict-device (NumPy, CuPy rules)")
+
+
+def backend_name() -> str:
+    """'cpu', 'gpu' or 'strict'."""
+    return _state["name"]
+
+
+def device_name() -> str:
+    """A human-readable device description for run headers."""
+    return _state["device"]
+
+
+def is_gpu() -> bool:
+    return _state["name"] == "gpu"
+
+
+def active_module():
+    """The array module ``xp`` forwards to right now."""
+    return _state["module"]
+
+
+# --------------------------------------------------------------------------- transfers
+def to_device(array, dtype=None):
+    """Host (NumPy) array or scalar -> array of the active backend (explicit transfer)."""
+    mod = _state["module"]
+    if mod is np:
+        out = np.asarray(array)
+    elif mod is strict:
+        out = strict.asarray(array)
+    else:
+        out = mod.asarray(array)
+    if dtype is not None and out.dtype != dtype:
+        out = out.astype(dtype)
+    return out
+
+
+asarray = to_device
+
+
+def to_numpy(array):
+    """Any backend array (or scalar) -> NumPy array on the host (explicit transfer)."""
+    if isinstance(array, StrictArray):
+        return array.get()
+    if isinstance(array, np.ndarray):
+        return array
+    get = getattr(array, "get", None)  # cupy.ndarray.get() copies to host
+    if callable(get) and type(array).__module__.startswith("cupy"):
+        return get()
+    return np.asarray(array)
+
+
+def to_float(value) -> float:
+    """A 0-d backend array -> Python float (a host sync on the GPU; use sparingly)."""
+    return float(to_numpy(value))
+
+
+def get_array_module(array):
+    """numpy, cupy or the strict module, depending on where ``array`` lives."""
+    if isinstance(array, StrictArray):
+        return strict
+    if type(array).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+# --------------------------------------------------------------------------- strict backend
+def _refuse(what: str):
+    raise TypeError(
+        f"strict device backend: {what}. A host (NumPy) array met a device array; "
+        "move it explicitly with common.backend.to_device() or to_numpy()."
+    )
+
+
+def _unwrap(obj, fname):
+    """StrictArray -> ndarray; a bare ndarray is refused (as CuPy refuses it)."""
+    if isinstance(obj, StrictArray):
+        return obj._a
+    if isinstance(obj, np.ndarray):
+        _refuse(f"{fname}() got a NumPy array")
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_unwrap(o, fname) for o in obj)
+    return obj
+
+
+def _wrap(obj):
+    if isinstance(obj, np.ndarray):
+        return StrictArray(obj)
+    if isinstance(obj, tuple):
+        return tuple(_wrap(o) for o in obj)
+    if isinstance(obj, list):
+        return [_wrap(o) for o in obj]
+    if isinstance(obj, np.generic):  # numpy scalar results become 0-d device arrays, as in CuPy
+        return StrictArray(np.asarray(obj))
+    return obj
+
+
+def _strict_fn(fn, fname):
+    def call(*args, **kwargs):
+        args = [_unwrap(a, fname) for a in args]
+        kwargs = {k: _unwrap(v, fname) for k, v in kwargs.items()}
+        return _wrap(fn(*args, **kwargs))
+
+    call.__name__ = fname
+    call.__doc__ = getattr(fn, "__doc__", None)
+    return call
+
+
+class StrictArray:
+    """A NumPy array pretending to live on a device.
+
+    Like ``cupy.ndarray``: ``np.asarray(a)`` and any NumPy function or operator that meets a
+    host array raise TypeError; ``a.get()`` is the explicit copy back to the host.
+    """
+
+    __slots__ = ("_a",)
+    __array_priority__ = 1000
+
+    def __init__(self, a):
+        self._a = a
+
+    # explicit transfer
+    def get(self):
+        return self._a.copy()
+
+    # implicit conversion is refused, as in CuPy
+    def __array__(self, dtype=None, copy=None):
+        _refuse("implicit conversion to a NumPy array is not allowed")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _refuse(f"NumPy ufunc {ufunc.__name__} was applied to a device array")
+
+    def __array_function__(self, func, types, args, kwargs):
+        _refuse(f"NumPy function {func.__name__} was applied to a device array")
+
+    def __float__(self):
+        return float(self._a)
+
+    def __int__(self):
+        return int(self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def __index__(self):
+        return operator.index(self._a)
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        return (StrictArray(v) if isinstance(v, np.ndarray) else _wrap(v) for v in self._a)
+
+    def __repr__(self):
+        return f"StrictArray({self._a!r})"
+
+    def __getitem__(self, key):
+        return _wrap(self._a[_unwrap(key, "__getitem__")])
+
+    def __setitem__(self, key, value):
+        self._a[_unwrap(key, "__setitem__")] = _unwrap(value, "__setitem__")
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # no __array_interface__, __dlpack__...: no back doors to NumPy
+            raise AttributeError(name)
+        attr = getattr(self._a, name)
+        if callable(attr):
+            return _strict_fn(attr, name)
+        return _wrap(attr)
+
+    # ndarray attributes that are properties, not methods
+    @property
+    def T(self):
+        return StrictArray(self._a.T)
+
+    @property
+    def shape(self):
+        return self._a.shape
+
+    @property
+    def dtype(self):
+        return self._a.dtype
+
+    @property
+    def ndim(self):
+        return self._a.ndim
+
+    @property
+    def size(self):
+        return self._a.size
+
+    @property
+    def nbytes(self):
+        return self._a.nbytes
+
+    @property
+    def strides(self):
+        return self._a.strides
+
+
+def _binary(name):
+    op = getattr(operator, name)
+
+    def method(self, other):
+        return _wrap(op(self._a, _unwrap(other, f"operator {name}")))
+
+    def rmethod(self, other):
+        return _wrap(op(_unwrap(other, f"operator {name}"), self._a))
+
+    def imethod(self, other):
+        iop = getattr(operator, "i" + name.rstrip("_") if name.endswith("_") else "i" + name)
+        self._a = iop(self._a, _unwrap(other, f"operator i{name}"))
+        return self
+
+    return method, rmethod, imethod
+
+
+for _dunder, _name in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("truediv", "truediv"),
+                       ("floordiv", "floordiv"), ("mod", "mod"), ("pow", "pow"), ("matmul", "matmul"),
+                       ("and", "and_"), ("or", "or_"), ("xor", "xor")):
+    _m, _r, _i = _binary(_name)
+    setattr(StrictArray, f"__{_dunder}__", _m)
+    setattr(StrictArray, f"__r{_dunder}__", _r)
+    setattr(StrictArray, f"__i{_dunder}__", _i)
+for _name in ("lt", "le", "eq", "ne", "gt", "ge"):
+    setattr(StrictArray, f"__{_name}__", _binary(_name)[0])
+for _name in ("neg", "pos", "abs", "invert"):
+    setattr(StrictArray, f"__{_name}__", (lambda op: lambda self: _wrap(op(self._a)))(getattr(operator, _name)))
+StrictArray.__hash__ = None
+
+
+class _StrictNamespace(types.SimpleNamespace):
+    """A module-like view of NumPy whose functions take and return StrictArrays."""
+
+    def __init__(self, base, path):
+        super().__init__()
+        object.__setattr__(self, "_base", base)
+        object.__setattr__(self, "_path", path)
+
+    def __getattr__(self, name):
+        attr = getattr(self._base, name)
+        if isinstance(attr, types.ModuleType):
+            return _StrictNamespace(attr, f"{self._path}.{name}")
+        if isinstance(attr, type) or not callable(attr):
+            return attr  # dtypes, constants (pi, newaxis), exception classes
+        return _strict_fn(attr, f"{self._path}.{name}")
+
+    # host -> "device" transfers are the only way in
+    def asarray(self, obj, dtype=None):
+        if isinstance(obj, StrictArray):
+            return obj if dtype is None else StrictArray(obj._a.astype(dtype, copy=False))
+        return StrictArray(np.array(obj, dtype=dtype))
+
+    def array(self, obj, dtype=None, copy=True):
+        if isinstance(obj, StrictArray):
+            return StrictArray(np.array(obj._a, dtype=dtype, copy=copy))
+        return StrictArray(np.array(obj, dtype=dtype))
+
+    def asnumpy(self, obj):
+        return to_numpy(obj)
+
+    def get_array_module(self, *arrays):
+        return self
+
+    def __repr__(self):
+        return f"<strict device backend {self._path}>"
+
+
+strict = _StrictNamespace(np, "strict")
