@@ -1,0 +1,33 @@
+"""Shared fixtures: every test starts on the NumPy backend with a fresh seed and a private data dir."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _cpu_backend():
+    from common import backend
+
+    backend.use_cpu()
+    yield
+    backend.use_cpu()
+
+
+@pytest.fixture
+def strict_backend():
+    """Run the test body under the strict-device backend (CuPy's rules on the CPU)."""
+    from common import backend
+
+    backend.use_strict()
+    try:
+        yield backend
+    finally:
+        backend.use_cpu()

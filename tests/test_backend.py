@@ -1,0 +1,61 @@
+"""The xp proxy and the strict-device backend that keeps the GPU path honest in CI."""
+import numpy as np
+import pytest
+
+from common import backend
+from common.backend import StrictArray, to_device, to_numpy, xp
+
+
+def test_xp_defaults_to_numpy():
+    assert backend.backend_name() == "cpu"
+    assert xp.zeros(3).__class__ is np.ndarray
+    assert backend.get_array_module(np.zeros(2)) is np
+
+
+def test_use_gpu_without_cupy_warns_and_stays_on_cpu(capsys, monkeypatch):
+    monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: "CuPy is not installed")
+    assert backend.use_gpu() is False
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "running on the CPU" in out
+    assert backend.backend_name() == "cpu" and not backend.is_gpu()
+
+
+def test_strict_arrays_compute_like_numpy(strict_backend):
+    a = to_device(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert isinstance(a, StrictArray)
+    b = xp.exp(a) * 2.0 + a @ xp.ones((3, 1), dtype=np.float32)
+    expected = np.exp(np.arange(6).reshape(2, 3)) * 2 + np.arange(6).reshape(2, 3).sum(1, keepdims=True)
+    np.testing.assert_allclose(to_numpy(b), expected, rtol=1e-6)
+    a[0, 0] = 5.0  # Python scalars are fine
+    assert float(a[0, 0]) == 5.0
+
+
+@pytest.mark.parametrize("mix", [
+    lambda a: a + np.ones(3, np.float32),
+    lambda a: np.ones(3, np.float32) * a,
+    lambda a: np.asarray(a),
+    lambda a: np.exp(a),
+    lambda a: np.concatenate([a, a]),
+    lambda a: xp.maximum(a, np.zeros(3, np.float32)),
+    lambda a: a.__setitem__(slice(None), np.zeros(3, np.float32)),
+])
+def test_strict_refuses_to_mix_host_and_device(strict_backend, mix):
+    a = to_device(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="strict device backend"):
+        mix(a)
+
+
+def test_explicit_transfers_round_trip(strict_backend):
+    host = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    dev = to_device(host)
+    back = to_numpy(dev)
+    assert isinstance(back, np.ndarray) and back.dtype == np.float32
+    np.testing.assert_array_equal(back, host)
+    assert backend.get_array_module(dev) is backend.strict
+    assert to_device(host, dtype=np.float64).dtype == np.float64
+
+
+def test_device_name_is_reported():
+    assert "CPU" in backend.device_name()
+    backend.use_strict()
+    assert "strict" in backend.device_name()
