@@ -1,0 +1,359 @@
+"""Plain-PyTorch twins of the seven NNOTT architectures (no torchvision needed).
+
+Each twin uses the module names of the reference implementation, so its ``state_dict`` keys
+are the ones NNOTT's models produce and :mod:`convolutional.interop` maps one-to-one:
+
+* ``resnet18``, ``vgg16``, ``alexnet``: torchvision's names (``layer1.0.conv1.weight``,
+  ``features.0.weight``, ``classifier.6.bias``);
+* ``convnext_tiny``: the official facebookresearch/ConvNeXt names (``downsample_layers``,
+  ``stages``, ``norm``, ``head``);
+* ``lenet``, ``baseline``, ``efficientnet_lite0``: NNOTT's own names (no torchvision model).
+
+``build_torch_model(name, input_shape, num_classes, variant, **options)`` mirrors
+``convolutional.architectures.build_model`` for an *explicit* variant ('canonical' or 'small').
+The tests compare logits and gradients; ``scripts/benchmark.py`` times these twins.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+# ----------------------------------------------------------------------------- helpers
+def _conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _activation(name: str) -> nn.Module:
+    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "swish": nn.SiLU,
+            "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[name]()
+
+
+# ----------------------------------------------------------------------------- LeNet-5
+class LeNet5(nn.Module):
+    """Conv(6, 5x5, pad) - pool - Conv(16, 5x5) - pool - FC 120 - 84 - classes."""
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes=10, padding=2, activation="relu", pool="max"):
+        super().__init__()
+        c, h, w = input_shape
+        pool_cls = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 6, 5, padding=padding), _activation(activation), pool_cls(2, 2),
+            nn.Conv2d(6, 16, 5), _activation(activation), pool_cls(2, 2))
+        h = _conv_out(_conv_out(h, 5, 1, padding) // 2, 5) // 2
+        w = _conv_out(_conv_out(w, 5, 1, padding) // 2, 5) // 2
+        self.classifier = nn.Sequential(
+            nn.Linear(16 * h * w, 120), _activation(activation),
+            nn.Linear(120, 84), _activation(activation), nn.Linear(84, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+# ----------------------------------------------------------------------------- BaselineCNN
+class BaselineCNN(nn.Module):
+    """[conv3x3-BN-ReLU] 32 - pool - 64 - pool - 128, global average pool, Linear."""
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes=10, width=32):
+        super().__init__()
+        c = input_shape[0]
+        w1, w2, w3 = width, 2 * width, 4 * width
+        layers = []
+        for i, (cin, cout) in enumerate(((c, w1), (w1, w2), (w2, w3))):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            if i < 2:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(w3, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).mean((2, 3)))
+
+
+# ----------------------------------------------------------------------------- AlexNet
+class AlexNet(nn.Module):
+    """torchvision's AlexNet; the 'small' variant has a 3x3 stride-1 stem and a 3x3 adaptive pool."""
+
+    def __init__(self, input_shape=(3, 224, 224), num_classes=1000, small=False, dropout=0.5):
+        super().__init__()
+        c = input_shape[0]
+        stem = nn.Conv2d(c, 64, 3, 1, 1) if small else nn.Conv2d(c, 64, 11, 4, 2)
+        self.features = nn.Sequential(
+            stem, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+        side = 3 if small else 6
+        self.avgpool = nn.AdaptiveAvgPool2d((side, side))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(256 * side * side, 4096), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+# ----------------------------------------------------------------------------- VGG16
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG16(nn.Module):
+    """torchvision's vgg16 (canonical) or the CIFAR VGG16-BN with a Linear(512, classes) head (small).
+
+    In the small variant a max-pool that would receive a 1x1 map is an Identity (28x28 inputs).
+    """
+
+    def __init__(self, input_shape=(3, 224, 224), num_classes=1000, small=False, batch_norm=None, dropout=0.5):
+        super().__init__()
+        c, h, w = input_shape
+        batch_norm = small if batch_norm is None else batch_norm
+        layers, cin = [], c
+        for v in VGG16_CFG:
+            if v == "M":
+                if small and min(h, w) < 2:
+                    layers.append(nn.Identity())
+                else:
+                    layers.append(nn.MaxPool2d(2, 2))
+                    h, w = h // 2, w // 2
+                continue
+            layers.append(nn.Conv2d(cin, v, 3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(v))
+            layers.append(nn.ReLU(inplace=True))
+            cin = v
+        self.features = nn.Sequential(*layers)
+        self.small = small
+        if small:
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.classifier = nn.Linear(512, num_classes)
+        else:
+            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+            self.classifier = nn.Sequential(
+                nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(dropout),
+                nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(dropout), nn.Linear(4096, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+# ----------------------------------------------------------------------------- ResNet18
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, cout, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18; 'small' = CIFAR stem (3x3 stride 1, no max-pool)."""
+
+    def __init__(self, input_shape=(3, 224, 224), num_classes=1000, small=False):
+        super().__init__()
+        c = input_shape[0]
+        if small:
+            self.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(c, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if small else nn.MaxPool2d(3, 2, 1)
+        cin, layers = 64, []
+        for i, (cout, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2))):
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout)))
+            cin = cout
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite0
+# (repeats, kernel, stride, expand ratio, out channels) per stage: EfficientNet-B0's table.
+EFFICIENTNET_B0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+
+
+class SqueezeExcite(nn.Module):
+    """x * sigmoid(fc2(act(fc1(mean_hw(x))))), fc1/fc2 are 1x1 convs with bias."""
+
+    def __init__(self, channels, squeeze_channels, activation="silu"):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
+        self.act = _activation(activation)
+        self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
+
+    def forward(self, x):
+        s = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
+        return x * torch.sigmoid(s)
+
+
+class MBConv(nn.Module):
+    """expand 1x1 - BN - act, depthwise kxk - BN - act, [SE], project 1x1 - BN, residual.
+
+    Children mirror ``convolutional.blocks.MBConv``; the mapping lives in MBCONV_NAMES below.
+    """
+
+    def __init__(self, cin, cout, kernel_size, stride, expand_ratio, se_ratio=None, activation="relu6",
+                 bn_eps=1e-3, bn_momentum=0.01):
+        super().__init__()
+        mid = cin * expand_ratio
+        bn = lambda n: nn.BatchNorm2d(n, eps=bn_eps, momentum=bn_momentum)  # noqa: E731
+        if expand_ratio != 1:
+            self.expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self.expand_bn = bn(mid)
+            self.expand_act = _activation(activation)
+        else:
+            self.expand_conv = None
+        self.dw_conv = nn.Conv2d(mid, mid, kernel_size, stride, kernel_size // 2, groups=mid, bias=False)
+        self.dw_bn = bn(mid)
+        self.dw_act = _activation(activation)
+        self.se = SqueezeExcite(mid, max(1, int(cin * se_ratio)), activation) if se_ratio else None
+        self.project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self.project_bn = bn(cout)
+        self.use_residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        out = x
+        if self.expand_conv is not None:
+            out = self.expand_act(self.expand_bn(self.expand_conv(out)))
+        out = self.dw_act(self.dw_bn(self.dw_conv(out)))
+        if self.se is not None:
+            out = self.se(out)
+        out = self.project_bn(self.project_conv(out))
+        return out + x if self.use_residual else out
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (no SE, ReLU6, BN eps 1e-3); se=True, activation='silu' gives B0's blocks.
+
+    'small' = stride-1 stem (total stride 16 instead of 32).
+    """
+
+    def __init__(self, input_shape=(3, 224, 224), num_classes=1000, small=False, se=False,
+                 activation="relu6", dropout=0.2):
+        super().__init__()
+        c = input_shape[0]
+        bn = lambda n: nn.BatchNorm2d(n, eps=1e-3, momentum=0.01)  # noqa: E731
+        self.stem = nn.Sequential(nn.Conv2d(c, 32, 3, 1 if small else 2, 1, bias=False), bn(32),
+                                  _activation(activation))
+        blocks, cin = [], 32
+        for repeats, k, stride, expand, cout in EFFICIENTNET_B0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, k, stride if i == 0 else 1, expand,
+                                     0.25 if se else None, activation))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Conv2d(320, 1280, 1, bias=False), bn(1280), _activation(activation))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(1280, num_classes)
+
+    def forward(self, x):
+        x = self.head(self.blocks(self.stem(x)))
+        return self.classifier(self.dropout(x.mean((2, 3))))
+
+
+# ----------------------------------------------------------------------------- ConvNeXt-Tiny
+class LayerNormChannelsFirst(nn.Module):
+    """LayerNorm over C at each (h, w) of an (N, C, H, W) tensor (the official ConvNeXt one)."""
+
+    def __init__(self, channels, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x):
+        u = x.mean(1, keepdim=True)
+        s = (x - u).pow(2).mean(1, keepdim=True)
+        x = (x - u) / torch.sqrt(s + self.eps)
+        return self.weight[:, None, None] * x + self.bias[:, None, None]
+
+
+class ConvNeXtBlock(nn.Module):
+    """dw 7x7 - LN - Linear(C, 4C) - GELU - Linear(4C, C) - gamma - residual (eval: no drop path)."""
+
+    def __init__(self, dim, layer_scale_init=1e-6):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(layer_scale_init * torch.ones(dim))
+
+    def forward(self, x):
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.gamma * self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtTiny(nn.Module):
+    """Official ConvNeXt-T (depths 3-3-9-3, dims 96-768); 'small' = 4x4 stride-2 padding-1 stem."""
+
+    def __init__(self, input_shape=(3, 224, 224), num_classes=1000, small=False,
+                 depths=(3, 3, 9, 3), dims=(96, 192, 384, 768), layer_scale_init=1e-6):
+        super().__init__()
+        c = input_shape[0]
+        stem_conv = nn.Conv2d(c, dims[0], 4, 2, 1) if small else nn.Conv2d(c, dims[0], 4, 4)
+        self.downsample_layers = nn.ModuleList([nn.Sequential(stem_conv, LayerNormChannelsFirst(dims[0]))])
+        for i in range(3):
+            self.downsample_layers.append(nn.Sequential(LayerNormChannelsFirst(dims[i]),
+                                                        nn.Conv2d(dims[i], dims[i + 1], 2, 2)))
+        self.stages = nn.ModuleList(
+            nn.Sequential(*[ConvNeXtBlock(dims[i], layer_scale_init) for _ in range(depths[i])]) for i in range(4))
+        self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
+        self.head = nn.Linear(dims[-1], num_classes)
+
+    def forward(self, x):
+        for down, stage in zip(self.downsample_layers, self.stages):
+            x = stage(down(x))
+        return self.head(self.norm(x.mean((-2, -1))))
+
+
+# ----------------------------------------------------------------------------- registry
+def build_torch_model(name, input_shape, num_classes=10, variant="small", **options) -> nn.Module:
+    """The PyTorch twin of ``build_model(name, input_shape, num_classes, variant=variant, **options)``."""
+    small = variant == "small"
+    if name == "lenet":
+        padding = options.pop("padding", 2 if small else 0)
+        return LeNet5(input_shape, num_classes, padding=padding, **options)
+    if name == "baseline":
+        return BaselineCNN(input_shape, num_classes, **options)
+    if name == "alexnet":
+        return AlexNet(input_shape, num_classes, small=small, **options)
+    if name == "vgg16":
+        return VGG16(input_shape, num_classes, small=small, **options)
+    if name == "resnet18":
+        return ResNet18(input_shape, num_classes, small=small)
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0(input_shape, num_classes, small=small, **options)
+    if name == "convnext_tiny":
+        return ConvNeXtTiny(input_shape, num_classes, small=small, **options)
+    raise KeyError(name)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["build_torch_model", "count_parameters", "LeNet5", "BaselineCNN", "AlexNet", "VGG16",
+           "ResNet18", "EfficientNetLite0", "ConvNeXtTiny", "F"]
