@@ -1,0 +1,147 @@
+"""Trainer: mini-batches with per-sample gradient accumulation, validation, early stopping.
+
+For each batch: zero the gradients, run forward -> loss -> backward for every sample (each
+backward *adds* into the neurons' gradients), divide the sums by N to get the mean gradient,
+then take one optimizer step.
+"""
+from __future__ import annotations
+
+import random
+import time
+
+from tqdm.auto import tqdm
+
+from scalar.losses import LOSSES
+
+
+def argmax(values) -> int:
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def _label(target) -> int:
+    return argmax(target) if isinstance(target, (list, tuple)) else int(target)
+
+
+def as_rows(x) -> list[list[float]]:
+    """A batch as a list of flat lists of Python floats (NumPy arrays are flattened per sample)."""
+    if hasattr(x, "reshape"):
+        return x.reshape(len(x), -1).tolist()
+    return [list(map(float, sample)) for sample in x]
+
+
+def default_prepare(x_batch, y_batch, training: bool):
+    return as_rows(x_batch), [_label(t) for t in y_batch]
+
+
+class Trainer:
+    """Trains a scalar ``Network`` with an optimizer from ``scalar.optimizers``.
+
+    ``prepare(x_batch, y_batch, training) -> (rows, targets)`` turns stored data into lists of
+    floats (and may normalize or augment); the default flattens and converts.
+    """
+
+    def __init__(self, network, optimizer, loss: str = "cross_entropy", prepare=default_prepare,
+                 seed: int = 0, progress: bool = True):
+        self.network = network
+        self.optimizer = optimizer
+        self.loss_name = loss
+        self.loss = LOSSES[loss]
+        self.prepare = prepare
+        self.rng = random.Random(seed)            # shuffling order
+        self.progress = progress
+        self.history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "epoch_time": []}
+        self.epoch = 0                            # epochs completed
+        self.step = 0                             # optimizer steps taken
+
+    def train_batch(self, rows, targets) -> tuple[float, int]:
+        """One optimizer step on the mean gradient of the batch; returns (summed loss, correct)."""
+        net = self.network
+        net.train()
+        self.optimizer.zero_grad()
+        total, correct = 0.0, 0
+        for x, target in zip(rows, targets):
+            logits = net.forward(x)
+            loss, grad_logits = self.loss(logits, target)
+            net.backward(grad_logits)             # accumulates this sample's gradients
+            total += loss
+            correct += argmax(logits) == _label(target)
+        net.scale_grads(1.0 / len(rows))          # sum -> mean, as PyTorch's mean loss
+        self.optimizer.step()
+        self.step += 1
+        return total, correct
+
+    def _batches(self, n: int, batch_size: int, shuffle: bool):
+        order = list(range(n))
+        if shuffle:
+            self.rng.shuffle(order)
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+    @staticmethod
+    def _take(x, idx):
+        return x[idx] if hasattr(x, "shape") else [x[i] for i in idx]
+
+    def evaluate(self, x, y, batch_size: int = 256, desc: str = "eval") -> dict:
+        """Mean loss, accuracy and the predicted class of every sample, in eval mode (no dropout)."""
+        net = self.network.eval()
+        total, correct, predictions = 0.0, 0, []
+        bar = tqdm(total=len(y), desc=desc, unit="sample", leave=False, disable=not self.progress)
+        for idx in self._batches(len(y), batch_size, shuffle=False):
+            rows, targets = self.prepare(self._take(x, idx), self._take(y, idx), False)
+            for row, target in zip(rows, targets):
+                logits = net.forward(row)
+                total += self.loss(logits, target)[0]
+                predictions.append(argmax(logits))
+                correct += predictions[-1] == _label(target)
+            bar.update(len(idx))
+        bar.close()
+        net.train()
+        return {"loss": total / len(y), "accuracy": correct / len(y), "predictions": predictions}
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 64, val=None, early_stopping: int = 0,
+            min_delta: float = 0.0, on_epoch_end=None, log=print) -> dict:
+        """Train for ``epochs`` more epochs; returns the history (lists per epoch).
+
+        ``val=(x_val, y_val)`` is evaluated after every epoch. ``early_stopping=k`` stops after
+        k epochs without the validation loss improving by ``min_delta`` and restores the best weights.
+        ``on_epoch_end(trainer)`` is called after each epoch (e.g. to save a checkpoint).
+        """
+        best_loss, best_state, waited = float("inf"), None, 0
+        for _ in range(epochs):
+            self.epoch += 1
+            start, total, correct, seen = time.perf_counter(), 0.0, 0, 0
+            batches = self._batches(len(y), batch_size, shuffle=True)
+            bar = tqdm(total=len(y), desc=f"epoch {self.epoch}", unit="sample", disable=not self.progress)
+            for idx in batches:
+                rows, targets = self.prepare(self._take(x, idx), self._take(y, idx), True)
+                batch_loss, batch_correct = self.train_batch(rows, targets)
+                total, correct, seen = total + batch_loss, correct + batch_correct, seen + len(idx)
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
+            bar.close()
+            h = self.history
+            h["loss"].append(total / seen)
+            h["accuracy"].append(correct / seen)
+            h["epoch_time"].append(time.perf_counter() - start)
+            line = f"epoch {self.epoch}: loss {total / seen:.4f}  acc {correct / seen:.2%}"
+            if val is not None and len(val[1]):
+                result = self.evaluate(*val, desc="validate")
+                h["val_loss"].append(result["loss"])
+                h["val_accuracy"].append(result["accuracy"])
+                line += f"  val_loss {result['loss']:.4f}  val_acc {result['accuracy']:.2%}"
+            line += f"  ({h['epoch_time'][-1]:.1f} s, {seen / h['epoch_time'][-1]:.0f} samples/s)"
+            if log:
+                log(line)
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+            if early_stopping and h["val_loss"]:
+                if h["val_loss"][-1] < best_loss - min_delta:
+                    best_loss, best_state, waited = h["val_loss"][-1], self.network.state_dict(), 0
+                else:
+                    waited += 1
+                    if waited >= early_stopping:
+                        self.network.load_state_dict(best_state)
+                        if log:
+                            log(f"early stopping: no val_loss improvement for {waited} epochs; "
+                                f"restored the weights of val_loss {best_loss:.4f}")
+                        break
+        return self.history
