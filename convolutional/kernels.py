@@ -1,0 +1,216 @@
+"""Fast channels-last convolution kernels: shift-and-accumulate, no column matrix.
+
+A k×k convolution is k² matrix products. For each kernel offset (i, j) the input pixels that
+offset sees form a strided view ``window(x_pad, i, j)`` of shape (N, OH, OW, C); multiplied by
+the (C, OC) slice ``W[i, j]`` it gives that offset's share of every output at once::
+
+    out = sum over (i, j) of  window(x_pad, i, j) @ W[i, j]          (N, OH, OW, OC)
+
+The backward pass uses the same offsets: dW[i, j] = window.T @ dY, and dY @ W[i, j].T is
+*added* back into the same strided window of a padded dX buffer (col2im as k² strided adds).
+
+Two ways to feed each GEMM a contiguous matrix:
+
+* **gather** (any stride): copy the window into a reusable buffer, then one GEMM.
+* **wide** (stride 1): flatten the padded input to rows ``(N*Hp*Wp, C)``. Offset (i, j) is then
+  a *constant row shift* ``i*d*Wp + j*d``, so its window is the contiguous slice
+  ``xf[shift : shift + N*Hp*Wp]`` -- no copy at all. The price: outputs are computed on the
+  whole padded Hp×Wp grid and the valid OH×OW corner is cut out at the end.
+
+The naive loop twins in :mod:`convolutional.naive` are the oracle for all of these.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from common.backend import xp
+from convolutional.geometry import pad_nhwc, window
+
+#: Use the wide path when the padded grid is at most this much larger than the output.
+WIDE_MAX_WASTE = 1.5
+
+
+def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
+    """x: (N, H, W, C), weight: (OC, C, kh, kw) (PyTorch layout), groups=1 -> out: (N, OH, OW, OC), cache."""
+    wk = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, OC): W[i, j] is a (C, OC) matrix
+    n, h, w, c = x.shape
+    top, bottom, left, right = pads
+    hp, wp = h + top + bottom, w + left + right
+    oh, ow = out_hw
+    wide = stride == (1, 1) and hp * wp <= WIDE_MAX_WASTE * oh * ow
+    cache = SimpleNamespace(wk=wk, x_shape=x.shape, pads=pads, stride=stride, dilation=dilation,
+                            out_hw=out_hw, wide=wide)
+    out = _wide_forward(x, wk, cache) if wide else _gather_forward(x, wk, cache)
+    if bias is not None:
+        out += bias
+    return out, cache
+
+
+def conv2d_backward(dy, cache):
+    """dy: (N, OH, OW, OC) -> dx: (N, H, W, C), dweight: (OC, C, kh, kw), dbias: (OC,)."""
+    dx, dwk = _wide_backward(dy, cache) if cache.wide else _gather_backward(dy, cache)
+    dbias = dy.reshape(-1, dy.shape[3]).sum(axis=0)
+    return dx, dwk.transpose(3, 2, 0, 1), dbias
+
+
+def _offsets(kh, kw):
+    return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+# ------------------------------------------------------------------------------ gather path
+def _gather_forward(x, wk, cache):
+    kh, kw, c, oc = wk.shape
+    n = x.shape[0]
+    oh, ow = cache.out_hw
+    m = n * oh * ow
+    x_pad = pad_nhwc(x, cache.pads)
+    buf = xp.empty((n, oh, ow, c), dtype=x.dtype)
+    out = xp.empty((m, oc), dtype=x.dtype)
+    tmp = xp.empty((m, oc), dtype=x.dtype) if kh * kw > 1 else None
+    for k, (i, j) in enumerate(_offsets(kh, kw)):
+        buf[...] = window(x_pad, i, j, oh, ow, cache.stride, cache.dilation)
+        if k == 0:
+            xp.matmul(buf.reshape(m, c), wk[i, j], out=out)
+        else:
+            xp.matmul(buf.reshape(m, c), wk[i, j], out=tmp)
+            out += tmp
+    cache.x_pad = x_pad
+    return out.reshape(n, oh, ow, oc)
+
+
+def _gather_backward(dy, cache):
+    wk, x_pad = cache.wk, cache.x_pad
+    kh, kw, c, oc = wk.shape
+    n, h, w, _ = cache.x_shape
+    oh, ow = cache.out_hw
+    m = n * oh * ow
+    dy2 = dy.reshape(m, oc)
+    dwk = xp.empty(wk.shape, dtype=dy.dtype)
+    dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
+    buf = xp.empty((m, c), dtype=dy.dtype)
+    dcols = xp.empty((m, c), dtype=dy.dtype)
+    for i, j in _offsets(kh, kw):
+        buf.reshape(n, oh, ow, c)[...] = window(x_pad, i, j, oh, ow, cache.stride, cache.dilation)
+        xp.matmul(buf.T, dy2, out=dwk[i, j])
+        xp.matmul(dy2, wk[i, j].T, out=dcols)
+        view = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
+        view += dcols.reshape(n, oh, ow, c)
+    top, _, left, _ = cache.pads
+    if x_pad.shape == cache.x_shape:
+        return dx_pad, dwk
+    return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :]), dwk
+
+
+# ------------------------------------------------------------------------------ wide path
+def _wide_rows(cache, kh, kw):
+    """Padded grid size, row count M = N*Hp*Wp and the row shift of every offset."""
+    n, h, w, c = cache.x_shape
+    top, bottom, left, right = cache.pads
+    hp, wp = h + top + bottom, w + left + right
+    dh, dw = cache.dilation
+    shifts = [i * dh * wp + j * dw for i, j in _offsets(kh, kw)]
+    return hp, wp, n * hp * wp, shifts
+
+
+def _wide_forward(x, wk, cache):
+    kh, kw, c, oc = wk.shape
+    n, h, w, _ = x.shape
+    oh, ow = cache.out_hw
+    top, _, left, _ = cache.pads
+    hp, wp, m, shifts = _wide_rows(cache, kh, kw)
+    if shifts[-1] == 0 and (hp, wp) == (h, w):  # 1x1, no padding: the input already is the matrix
+        xf = x.reshape(m, c)
+    else:  # padded input as rows, plus a zero tail so the last shift stays in bounds
+        xf = xp.zeros((m + shifts[-1], c), dtype=x.dtype)
+        xf[:m].reshape(n, hp, wp, c)[:, top:top + h, left:left + w, :] = x
+    out = xp.empty((m, oc), dtype=x.dtype)
+    tmp = xp.empty((m, oc), dtype=x.dtype) if kh * kw > 1 else None
+    for k, (i, j) in enumerate(_offsets(kh, kw)):
+        s = shifts[k]
+        if k == 0:
+            xp.matmul(xf[s:s + m], wk[i, j], out=out)
+        else:
+            xp.matmul(xf[s:s + m], wk[i, j], out=tmp)
+            out += tmp
+    cache.xf = xf
+    out = out.reshape(n, hp, wp, oc)
+    if (hp, wp) == (oh, ow):
+        return out
+    return xp.ascontiguousarray(out[:, :oh, :ow, :])  # the valid corner of the wide grid
+
+
+def _wide_backward(dy, cache):
+    wk, xf = cache.wk, cache.xf
+    kh, kw, c, oc = wk.shape
+    n, h, w, _ = cache.x_shape
+    oh, ow = cache.out_hw
+    top, _, left, _ = cache.pads
+    hp, wp, m, shifts = _wide_rows(cache, kh, kw)
+    if (hp, wp) == (oh, ow):
+        dyw = dy.reshape(m, oc)
+    else:  # dY on the wide grid, zero where the forward computed throw-away outputs
+        dyw = xp.zeros((m, oc), dtype=dy.dtype)
+        dyw.reshape(n, hp, wp, oc)[:, :oh, :ow, :] = dy
+    dwk = xp.empty(wk.shape, dtype=dy.dtype)
+    dxf = xp.zeros(xf.shape, dtype=dy.dtype)
+    dcols = xp.empty((m, c), dtype=dy.dtype) if kh * kw > 1 else dxf
+    for k, (i, j) in enumerate(_offsets(kh, kw)):
+        s = shifts[k]
+        xp.matmul(xf[s:s + m].T, dyw, out=dwk[i, j])
+        xp.matmul(dyw, wk[i, j].T, out=dcols)
+        if dcols is not dxf:
+            rows = dxf[s:s + m]
+            rows += dcols
+    if xf.shape[0] == m and (hp, wp) == (h, w):
+        return dxf.reshape(n, h, w, c), dwk
+    dx = dxf[:m].reshape(n, hp, wp, c)[:, top:top + h, left:left + w, :]
+    return xp.ascontiguousarray(dx), dwk
+
+
+# ------------------------------------------------------------------------------ depthwise
+def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
+    """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache.
+
+    Each channel has its own k×k filter, so there is no matrix product: k² fused
+    multiply-adds ``out += window(x_pad, i, j) * w[i, j]`` with w[i, j] a (C,) vector.
+    """
+    wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
+    kh, kw, c = wk.shape
+    oh, ow = out_hw
+    x_pad = pad_nhwc(x, pads)
+    out = xp.empty((x.shape[0], oh, ow, c), dtype=x.dtype)
+    tmp = xp.empty_like(out)
+    for k, (i, j) in enumerate(_offsets(kh, kw)):
+        view = window(x_pad, i, j, oh, ow, stride, dilation)
+        if k == 0:
+            xp.multiply(view, wk[i, j], out=out)
+        else:
+            xp.multiply(view, wk[i, j], out=tmp)
+            out += tmp
+    if bias is not None:
+        out += bias
+    cache = SimpleNamespace(wk=wk, x_pad=x_pad, x_shape=x.shape, pads=pads, stride=stride,
+                            dilation=dilation, out_hw=out_hw)
+    return out, cache
+
+
+def depthwise_backward(dy, cache):
+    """dy: (N, OH, OW, C) -> dx: (N, H, W, C), dweight: (C, 1, kh, kw), dbias: (C,)."""
+    wk, x_pad = cache.wk, cache.x_pad
+    kh, kw, c = wk.shape
+    oh, ow = cache.out_hw
+    n, h, w, _ = cache.x_shape
+    dwk = xp.empty(wk.shape, dtype=dy.dtype)
+    dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
+    tmp = xp.empty_like(dy)
+    for i, j in _offsets(kh, kw):
+        view = window(x_pad, i, j, oh, ow, cache.stride, cache.dilation)
+        xp.multiply(view, dy, out=tmp)
+        dwk[i, j] = tmp.reshape(-1, c).sum(axis=0)
+        xp.multiply(dy, wk[i, j], out=tmp)
+        dview = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
+        dview += tmp
+    top, _, left, _ = cache.pads
+    dx = dx_pad if x_pad.shape == cache.x_shape else \
+        xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
+    return dx, dwk.transpose(2, 0, 1)[:, None], dy.reshape(-1, c).sum(axis=0)
