@@ -92,3 +92,19 @@ def test_format_confusion_matrix():
     assert lines[2].split()[-3:] == ["2", "1", "1"]
     assert len({len(l) for l in lines}) == 1   # columns line up
     assert "true 2" in M.format_confusion_matrix(CM)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 6).flatmap(lambda k: st.tuples(
+    st.just(k), st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=40))))
+def test_confusion_matrix_agrees_with_counting(case):
+    k, pairs = case
+    t, p = np.array(pairs).T
+    cm = M.confusion_matrix(t, p, k)
+    for i in range(k):          # the slow, obvious way, as a reference
+        for j in range(k):
+            assert cm[i, j] == sum(1 for a, b in pairs if a == i and b == j)
+    assert np.trace(cm) / len(pairs) == pytest.approx(M.accuracy(t, p))
