@@ -314,7 +314,7 @@ _AUGMENT_FLAGS = {  # AugmentConfig field: (flag, type, help)
     "rotate_prob": ("--augment-rotate-prob", probability, "probability of rotating an image"),
     "hflip_prob": ("--augment-hflip-prob", probability, "horizontal flip probability (0 for digits)"),
     "vflip_prob": ("--augment-vflip-prob", probability, "vertical flip probability"),
-    "noise_std": ("--augment-noise-std", nonneg_float, "std of the Gaussian noise (normalized units)"),
+    "noise_std": ("--augment-noise-std", nonneg_float, "std of the Gaussian noise, in [0, 1] pixel units"),
     "noise_prob": ("--augment-noise-prob", probability, "probability of adding noise"),
     "cutout_prob": ("--augment-cutout-prob", probability, "probability of cutout"),
     "cutout_size": ("--augment-cutout-size", positive_int, "side of the cutout square in pixels"),
@@ -347,7 +347,7 @@ def add_augment_args(parser, allow_mix: bool = True):
     for field_name, (flag, kind, text) in flags.items():
         g.add_argument(flag, dest=f"augment_{field_name}", type=kind, default=None, metavar="X", help=text)
     g.add_argument("--augment-noise-clip", action=_DeprecatedNoOp, type=float, default=None,
-                   metavar="X", help="noise is no longer clipped (kept so old commands run)")
+                   metavar="X", help="noisy pixels are always clipped to [0, 1] now (accepted so old commands run)")
     return g
 
 
