@@ -1,0 +1,200 @@
+"""The models the benchmark knows: how to build ours, its PyTorch twin, and count its FLOPs.
+
+Every architecture is measured at one input shape, stated in :data:`MODELS`, with 10
+classes. The PyTorch twin is the same network: for the MLP it is assembled layer by layer
+from our ``Sequential``; for the conv tier it is the plain-torch reference in
+``tests/torch_reference.py`` that the parity tests use. Weights always go from ours to torch
+(:func:`export_weights` / :func:`load_weights_into_torch`), so both start identical.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    label: str            # what the table says the model is
+    input_shape: tuple    # (C, H, W) of one image
+    tier: str             # "scalar", "vectorized" or "convolutional"
+    steps: int            # timed steps per measurement (default run)
+    quick_steps: int      # timed steps per measurement with --quick
+    has_torch: bool = True
+
+    @property
+    def flat(self) -> bool:
+        """MLPs take (N, C*H*W); conv models take (N, C, H, W)."""
+        return self.tier in ("scalar", "vectorized")
+
+
+MLP_HIDDEN = (256, 128, 64)
+
+MODELS = {w.name: w for w in (
+    Workload("mlp", "MLP 784-256-128-64-10, ReLU", (1, 28, 28), "vectorized", 60, 10),
+    Workload("scalar", "scalar MLP 784-256-128-64-10 (one sample per step)", (1, 28, 28), "scalar", 6, 2,
+             has_torch=False),
+    Workload("lenet", "LeNet-5", (1, 28, 28), "convolutional", 40, 6),
+    Workload("baseline", "BaselineCNN", (1, 28, 28), "convolutional", 30, 5),
+    Workload("alexnet", "AlexNet (small-input variant)", (3, 32, 32), "convolutional", 8, 3),
+    Workload("resnet18", "ResNet18 (CIFAR stem)", (3, 32, 32), "convolutional", 6, 2),
+    Workload("vgg16", "VGG16-BN (small-input variant)", (3, 32, 32), "convolutional", 6, 2),
+    Workload("efficientnet_lite0", "EfficientNet-Lite0 (small-input variant)", (3, 32, 32), "convolutional", 8, 3),
+    Workload("convnext_tiny", "ConvNeXt-Tiny (small-input variant)", (3, 32, 32), "convolutional", 6, 2),
+)}
+NUM_CLASSES = 10
+
+
+def batch(workload: Workload, batch_size: int, seed: int = 0):
+    """The same host batch in every process: standard-normal images and uniform labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch_size, *workload.input_shape), dtype=np.float32)
+    if workload.flat:
+        x = x.reshape(batch_size, -1)
+    y = rng.integers(0, NUM_CLASSES, size=batch_size).astype(np.int64)
+    return x, y
+
+
+# ---------------------------------------------------------------------------- ours
+def build_ours(workload: Workload):
+    """Our model for ``workload`` on the active backend (seeded host initialisation)."""
+    from common.seed import seed_everything
+
+    seed_everything(0)
+    if workload.tier == "vectorized":
+        from vectorized.mlp import build_mlp
+
+        return build_mlp(math.prod(workload.input_shape), NUM_CLASSES, hidden_sizes=MLP_HIDDEN,
+                         activations=("relu",), dropout=(0.0,))
+    if workload.tier == "scalar":
+        from scalar.network import Network
+
+        return Network(math.prod(workload.input_shape), NUM_CLASSES, hidden_sizes=MLP_HIDDEN,
+                       activations="relu", dropouts=0.0, seed=0)
+    from convolutional.architectures import build_model
+
+    return build_model(workload.name, input_shape=workload.input_shape, num_classes=NUM_CLASSES)
+
+
+def forward_flops(model, example) -> tuple[int, list[dict]]:
+    """Forward FLOPs per image from the layers' weight shapes, and the per-layer breakdown.
+
+    Every layer whose ``weight`` has 2 or more axes does multiply-adds: a Linear (out, in)
+    and a convolution (out, in/groups, kh, kw) alike cost ``weight.size`` MACs per output
+    position, and the number of output positions is the layer's output size divided by its
+    output channels (``OH*OW`` for a conv, 1 for a Linear, ``H*W`` for a channels-last Linear).
+    So a conv is 2*k*k*Cin/g*Cout*OH*OW FLOPs and a Linear 2*in*out. Norms, activations and
+    pooling are not counted (the usual convention). ``example`` is a batch of one image.
+    """
+    rows = []
+    hooked = []
+    for name, module in model.named_modules():
+        weight = module._parameters.get("weight")
+        if weight is None or weight.data.ndim < 2:
+            continue
+
+        def traced(x, _m=module, _name=name, _w=weight, _forward=module.forward):
+            out = _forward(x)
+            positions = math.prod(out.shape[1:]) // _w.data.shape[0]
+            rows.append({"layer": _name, "type": type(_m).__name__,
+                         "flops": 2 * int(_w.data.size) * positions})
+            return out
+
+        object.__setattr__(module, "forward", traced)
+        hooked.append(module)
+    was_training = model.training
+    model.eval()
+    try:
+        model(example)
+    finally:
+        for module in hooked:
+            object.__delattr__(module, "forward")
+        model.train(was_training)
+    return sum(r["flops"] for r in rows), rows
+
+
+def export_weights(model, path: Path) -> None:
+    """Our state dict (PyTorch names and layouts) as an .npz file the torch worker reads."""
+    np.savez(path, **model.state_dict())
+
+
+# ---------------------------------------------------------------------------- torch
+def _torch_reference_module():
+    """tests/torch_reference.py, imported by path (tests/ is not a package)."""
+    path = ROOT / "tests" / "torch_reference.py"
+    spec = importlib.util.spec_from_file_location("nnott_torch_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def torch_mlp_from_state(state: dict):
+    """A torch.nn.Sequential with the same Linear layers (and ReLUs between them) as our MLP.
+
+    Built from the state dict's names, so it follows whatever our build_mlp produced:
+    Linear layers at the indices that hold ``weight``/``bias``, ReLU after each hidden one,
+    and BatchNorm1d where a 1-D ``running_mean`` appears.
+    """
+    import torch.nn as nn
+
+    layers = {}
+    for key, value in state.items():
+        index, kind = key.split(".", 1)
+        layers.setdefault(int(index), {})[kind] = value
+    modules = []
+    last = max(layers)
+    for i in range(last + 1):
+        entry = layers.get(i)
+        if entry is None:            # activation (or dropout with p=0) slots hold no tensors
+            modules.append(nn.ReLU())
+        elif "running_mean" in entry:
+            modules.append(nn.BatchNorm1d(entry["running_mean"].shape[0]))
+        else:
+            out_f, in_f = entry["weight"].shape
+            modules.append(nn.Linear(in_f, out_f, bias="bias" in entry))
+    return nn.Sequential(*modules)
+
+
+def build_torch(workload: Workload, state: dict, variant: str = "small"):
+    """The PyTorch twin of ``workload`` with our weights loaded (strict: every tensor must fit).
+
+    ``variant`` is the one our ``build_model`` picked ('small' for every input size measured here).
+    """
+    import torch
+
+    if workload.tier == "vectorized":
+        model = torch_mlp_from_state(state)
+    else:
+        ref = _torch_reference_module()
+        model = ref.build_torch_model(workload.name, input_shape=workload.input_shape,
+                                      num_classes=NUM_CLASSES, variant=variant)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+    own = model.state_dict()
+    for k, v in list(tensors.items()):  # our int buffers (e.g. num_batches_tracked) keep torch's dtype
+        if k in own and own[k].dtype != v.dtype:
+            tensors[k] = v.to(own[k].dtype)
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def torch_forward_flops(model, example) -> int | None:
+    """torch's own FLOP counter on one image (a cross-check of :func:`forward_flops`)."""
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(example)
+        return int(counter.get_total_flops())
+    finally:
+        model.train(was_training)
