@@ -292,20 +292,8 @@ def add_schedule_args(parser, default: str = "none"):
     g.add_argument("--reduce-delta", type=nonneg_float, default=1e-4, metavar="D",
                    help="plateau: smallest change that counts as an improvement")
     g.add_argument("--restart-period", type=positive_int, default=None, metavar="N",
-                   help="restarts: epochs in each cosine cycle (default: a quarter of --epochs)")
+                   help="restarts: epochs in each cosine cycle (default: a third of --epochs)")
     return g
-
-
-def resolve_schedule_args(args) -> None:
-    """Fill the schedule defaults that depend on --epochs (in place)."""
-    epochs = args.epochs
-    if getattr(args, "step_size", "absent") is None:
-        args.step_size = max(1, epochs // 3)
-    if getattr(args, "milestones", "absent") is None:
-        mid = max(2, epochs // 2)
-        args.milestones = [mid, max(mid + 1, (3 * epochs) // 4)]
-    if getattr(args, "restart_period", "absent") is None:
-        args.restart_period = max(1, epochs // 4)
 
 
 _AUGMENT_FLAGS = {  # AugmentConfig field: (flag, type, help)

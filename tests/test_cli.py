@@ -137,15 +137,6 @@ def test_help_shows_examples_and_defaults(capsys):
     assert "(default: 42)" in out and "falls back to synth-digits" in out
 
 
-def test_resolve_schedule_defaults():
-    a = full_parser().parse_args(["--epochs", "8"])
-    cli.resolve_schedule_args(a)
-    assert a.milestones == [4, 6] and a.step_size == 2 and a.restart_period == 2
-    b = full_parser().parse_args(["--epochs", "8", "--milestones", "3"])
-    cli.resolve_schedule_args(b)
-    assert b.milestones == [3]
-
-
 def test_broadcast_list():
     assert cli.broadcast_list(["relu"], 3, "--hidden-activations") == ["relu"] * 3
     assert cli.broadcast_list([0.3, 0.2], 2, "--dropout") == [0.3, 0.2]
