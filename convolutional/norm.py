@@ -1,0 +1,128 @@
+"""Normalisation on channels-last activations: BatchNorm2D and LayerNorm2D.
+
+Both compute x_hat = (x - mean) / sqrt(var + eps), y = gamma * x_hat + beta with a per-channel
+gamma and beta; they differ in *which* numbers share a mean:
+
+* BatchNorm2D: one mean per channel over (N, H, W) -- statistics of the batch, so training
+  and evaluation differ (running averages are used in evaluation);
+* LayerNorm2D: one mean per position (n, y, x) over the C channels -- each pixel on its own,
+  the same in training and evaluation (ConvNeXt).
+
+With channels last, BatchNorm2D reduces over the rows of an (N*H*W, C) matrix and LayerNorm2D
+over its columns.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from common.backend import DTYPE, to_device, xp
+from common.errors import UserError
+from convolutional.geometry import check_nhwc
+from vectorized.module import Module, parameter
+
+
+class BatchNorm2D(Module):
+    """Per-channel batch normalisation.   (N, H, W, C) -> (N, H, W, C).
+
+    PyTorch semantics: training normalises with the *biased* batch variance and updates
+    running_var with the *unbiased* one (x M/(M-1), M = N*H*W); running = (1-momentum)*running
+    + momentum*batch. Evaluation uses the running statistics. Buffers: running_mean,
+    running_var, num_batches_tracked (PyTorch's state-dict keys).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.weight = parameter(np.ones(self.num_features))
+        self.bias = parameter(np.zeros(self.num_features))
+        self.register_buffer("running_mean", to_device(np.zeros(self.num_features), dtype=DTYPE))
+        self.register_buffer("running_var", to_device(np.ones(self.num_features), dtype=DTYPE))
+        self.register_buffer("num_batches_tracked", to_device(np.array(0), dtype=np.int64))
+
+    def forward(self, x):
+        check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
+        x2 = x.reshape(-1, self.num_features)  # (M, C) rows
+        m = x2.shape[0]
+        if self.training:
+            if m < 2:
+                raise UserError("BatchNorm2D needs more than one value per channel in training mode "
+                                "(batch size 1 with a 1x1 map)")
+            mean = x2.mean(axis=0)
+            centred = x2 - mean
+            var = (centred * centred).mean(axis=0)  # biased
+            self.running_mean *= 1 - self.momentum
+            self.running_mean += self.momentum * mean
+            self.running_var *= 1 - self.momentum
+            self.running_var += (self.momentum * m / (m - 1)) * var
+            self.num_batches_tracked += 1
+        else:
+            centred = x2 - self.running_mean
+            var = self.running_var
+        self.inv_std = 1 / xp.sqrt(var + self.eps)
+        self.x_hat = centred
+        self.x_hat *= self.inv_std
+        out = self.x_hat * self.weight.data
+        out += self.bias.data
+        return out.reshape(x.shape)
+
+    def backward(self, grad_out):
+        g = grad_out.reshape(-1, self.num_features)
+        dbeta = g.sum(axis=0)
+        dgamma = (g * self.x_hat).sum(axis=0)
+        self.weight.grad += dgamma
+        self.bias.grad += dbeta
+        scale = self.weight.data * self.inv_std
+        if not self.training:  # the running statistics are constants
+            return (g * scale).reshape(grad_out.shape)
+        # dx = gamma/sigma * (g - mean(g) - x_hat * mean(g * x_hat)): the direct path minus the
+        # paths through the batch mean and the batch variance.
+        m = g.shape[0]
+        dx = self.x_hat * (dgamma * (-1.0 / m))
+        dx += g
+        dx -= dbeta * (1.0 / m)
+        dx *= scale
+        return dx.reshape(grad_out.shape)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class LayerNorm2D(Module):
+    """Normalise each position over its channels.   (N, H, W, C) -> (N, H, W, C).
+
+    mean and var are taken over C only (not over H, W and C together), like ConvNeXt's
+    channels-last LayerNorm; weight and bias are per channel.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.num_channels, self.eps = int(num_channels), float(eps)
+        self.weight = parameter(np.ones(self.num_channels))
+        self.bias = parameter(np.zeros(self.num_channels))
+
+    def forward(self, x):
+        check_nhwc(x, self.num_channels, f"LayerNorm2D({self.num_channels})")
+        mean = x.mean(axis=-1, keepdims=True)
+        centred = x - mean
+        var = (centred * centred).mean(axis=-1, keepdims=True)
+        self.inv_std = 1 / xp.sqrt(var + self.eps)
+        self.x_hat = centred
+        self.x_hat *= self.inv_std
+        out = self.x_hat * self.weight.data
+        out += self.bias.data
+        return out
+
+    def backward(self, grad_out):
+        axes = (0, 1, 2)
+        self.weight.grad += (grad_out * self.x_hat).sum(axis=axes)
+        self.bias.grad += grad_out.sum(axis=axes)
+        g = grad_out * self.weight.data  # dL/dx_hat
+        # dx = (g - mean_C(g) - x_hat * mean_C(g * x_hat)) / sigma, per position
+        dx = self.x_hat * (g * self.x_hat).mean(axis=-1, keepdims=True)
+        dx += g.mean(axis=-1, keepdims=True)
+        xp.subtract(g, dx, out=dx)
+        dx *= self.inv_std
+        return dx
+
+    def extra_repr(self):
+        return f"{self.num_channels}, eps={self.eps}"

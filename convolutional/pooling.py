@@ -1,0 +1,186 @@
+"""Pooling on channels-last activations: MaxPool2D, AvgPool2D, GlobalAvgPool2D, AdaptiveAvgPool2D.
+
+Like the convolutions, the fixed-window pools visit the k² kernel offsets, each a strided view
+``window(x_pad, i, j)`` of shape (N, OH, OW, C) (see :mod:`convolutional.geometry`):
+
+* max-pool keeps a running maximum and the offset index of the winner (``argmax``), so the
+  backward pass sends each gradient to exactly one input, the *first* maximum, as PyTorch does;
+* average-pool adds the k² views and divides by k² (padding counts as zeros, PyTorch's
+  default ``count_include_pad=True``).
+
+The loop twins are :func:`convolutional.naive.maxpool2d_naive` and friends.
+"""
+from __future__ import annotations
+
+from common.backend import xp
+from common.errors import UserError
+from convolutional.geometry import check_nhwc, output_size, pad_nhwc, pair, window
+from vectorized.module import Module
+
+
+class _Pool2D(Module):
+    """Shared geometry of the k×k pools: kernel, stride (default = kernel), symmetric padding."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        ph, pw = pair(padding, "padding")
+        if min(self.kernel_size + self.stride) < 1:
+            raise UserError(f"{type(self).__name__}: kernel_size and stride must be at least 1")
+        if 2 * ph > self.kernel_size[0] or 2 * pw > self.kernel_size[1]:
+            raise UserError(f"{type(self).__name__}: padding {padding} must be at most half the kernel")
+        self.padding = (ph, pw)
+        self.pads = (ph, ph, pw, pw)
+
+    def _geometry(self, x):
+        check_nhwc(x, None, type(self).__name__)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom, left, right = self.pads
+        what = type(self).__name__
+        return (output_size(x.shape[1], kh, sh, top, bottom, 1, what),
+                output_size(x.shape[2], kw, sw, left, right, 1, what))
+
+    def _offsets(self):
+        kh, kw = self.kernel_size
+        return [(i, j) for i in range(kh) for j in range(kw)]
+
+    def _grad_input(self, dx_pad):
+        n, h, w, c = self.x_shape
+        top, _, left, _ = self.pads
+        if dx_pad.shape == self.x_shape:
+            return dx_pad
+        return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2D(_Pool2D):
+    """Window maximum.   (N, H, W, C) -> (N, OH, OW, C); padding is -inf (never the maximum)."""
+
+    def forward(self, x):
+        oh, ow = self._geometry(x)
+        self.x_shape, self.out_hw = x.shape, (oh, ow)
+        x_pad = pad_nhwc(x, self.pads, value=-float("inf"))
+        out = xp.array(window(x_pad, 0, 0, oh, ow, self.stride))
+        arg = xp.zeros(out.shape, dtype=xp.uint8 if len(self._offsets()) < 256 else xp.int32)
+        for k, (i, j) in enumerate(self._offsets()[1:], start=1):
+            view = window(x_pad, i, j, oh, ow, self.stride)
+            better = view > out  # strict: on a tie the earlier offset keeps the gradient
+            xp.copyto(arg, k, where=better)
+            xp.maximum(out, view, out=out)
+        self.arg, self.pad_shape = arg, x_pad.shape
+        return out
+
+    def backward(self, grad_out):
+        oh, ow = self.out_hw
+        dx_pad = xp.zeros(self.pad_shape, dtype=grad_out.dtype)
+        tmp = xp.empty_like(grad_out)
+        for k, (i, j) in enumerate(self._offsets()):
+            xp.multiply(grad_out, self.arg == k, out=tmp)  # the gradient of windows this offset won
+            view = window(dx_pad, i, j, oh, ow, self.stride)
+            view += tmp
+        return self._grad_input(dx_pad)
+
+
+class AvgPool2D(_Pool2D):
+    """Window mean.   (N, H, W, C) -> (N, OH, OW, C); padded zeros count (count_include_pad=True)."""
+
+    def forward(self, x):
+        oh, ow = self._geometry(x)
+        self.x_shape, self.out_hw = x.shape, (oh, ow)
+        x_pad = pad_nhwc(x, self.pads)
+        self.pad_shape = x_pad.shape
+        out = xp.zeros((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
+        for i, j in self._offsets():
+            out += window(x_pad, i, j, oh, ow, self.stride)
+        out *= 1.0 / (self.kernel_size[0] * self.kernel_size[1])
+        return out
+
+    def backward(self, grad_out):
+        oh, ow = self.out_hw
+        share = grad_out * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
+        dx_pad = xp.zeros(self.pad_shape, dtype=grad_out.dtype)
+        for i, j in self._offsets():
+            view = window(dx_pad, i, j, oh, ow, self.stride)
+            view += share
+        return self._grad_input(dx_pad)
+
+
+class GlobalAvgPool2D(Module):
+    """Mean over H and W.   (N, H, W, C) -> (N, C), or (N, 1, 1, C) with ``keepdims=True``."""
+
+    def __init__(self, keepdims: bool = False):
+        super().__init__()
+        self.keepdims = bool(keepdims)
+
+    def forward(self, x):
+        check_nhwc(x, None, "GlobalAvgPool2D")
+        self.x_shape = x.shape
+        return x.mean(axis=(1, 2), keepdims=self.keepdims)
+
+    def backward(self, grad_out):
+        n, h, w, c = self.x_shape
+        dx = xp.empty(self.x_shape, dtype=grad_out.dtype)
+        dx[...] = (grad_out * (1.0 / (h * w))).reshape(n, 1, 1, c)
+        return dx
+
+    def extra_repr(self):
+        return "keepdims=True" if self.keepdims else ""
+
+
+class AdaptiveAvgPool2D(Module):
+    """Average to a fixed grid.   (N, H, W, C) -> (N, oh, ow, C).
+
+    Output cell (i, j) averages input rows floor(i*H/oh) .. ceil((i+1)*H/oh) - 1 and the same
+    for columns (PyTorch's rule: cells may overlap or, for H < oh, repeat a row). ``None`` in
+    ``output_size`` keeps that input size. When oh divides H (and ow divides W) the cells are
+    equal tiles and one reshape-mean does it.
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        if isinstance(output_size, (tuple, list)):
+            self.output_size = tuple(None if s is None else int(s) for s in output_size)
+        else:
+            self.output_size = (int(output_size), int(output_size))
+        if len(self.output_size) != 2 or any(s is not None and s < 1 for s in self.output_size):
+            raise UserError(f"AdaptiveAvgPool2D: output_size must be positive, got {output_size!r}")
+
+    def _cells(self, h, w):
+        oh = self.output_size[0] or h
+        ow = self.output_size[1] or w
+        rows = [((i * h) // oh, -((-(i + 1) * h) // oh)) for i in range(oh)]
+        cols = [((j * w) // ow, -((-(j + 1) * w) // ow)) for j in range(ow)]
+        return oh, ow, rows, cols
+
+    def forward(self, x):
+        check_nhwc(x, None, "AdaptiveAvgPool2D")
+        n, h, w, c = self.x_shape = x.shape
+        oh, ow, rows, cols = self._cells(h, w)
+        if h % oh == 0 and w % ow == 0:
+            return x.reshape(n, oh, h // oh, ow, w // ow, c).mean(axis=(2, 4))
+        out = xp.empty((n, oh, ow, c), dtype=x.dtype)
+        for i, (y0, y1) in enumerate(rows):
+            for j, (x0, x1) in enumerate(cols):
+                out[:, i, j, :] = x[:, y0:y1, x0:x1, :].mean(axis=(1, 2))
+        return out
+
+    def backward(self, grad_out):
+        n, h, w, c = self.x_shape
+        oh, ow, rows, cols = self._cells(h, w)
+        if h % oh == 0 and w % ow == 0:
+            kh, kw = h // oh, w // ow
+            dx = xp.empty((n, oh, kh, ow, kw, c), dtype=grad_out.dtype)
+            dx[...] = (grad_out * (1.0 / (kh * kw))).reshape(n, oh, 1, ow, 1, c)
+            return dx.reshape(self.x_shape)
+        dx = xp.zeros(self.x_shape, dtype=grad_out.dtype)
+        for i, (y0, y1) in enumerate(rows):
+            for j, (x0, x1) in enumerate(cols):
+                region = dx[:, y0:y1, x0:x1, :]
+                region += (grad_out[:, i, j, :] * (1.0 / ((y1 - y0) * (x1 - x0)))).reshape(n, 1, 1, c)
+        return dx
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
