@@ -43,7 +43,7 @@ class Network:
             get_activation(name)                         # unknown names fail here, before any work
         self.config = dict(input_size=input_size, num_classes=num_classes, hidden_sizes=hidden_sizes,
                            activations=activations, dropouts=dropouts, seed=seed)
-        rng = random.Random(seed)
+        self.rng = rng = random.Random(seed)            # initial weights, then dropout masks
         self.layers: list[Layer | DropoutLayer] = []
         fan_in = input_size
         for size, activation, p in zip(hidden_sizes, activations, dropouts):
@@ -113,9 +113,9 @@ class Network:
         for layer in self.layers:
             if isinstance(layer, Layer):
                 named.append((str(index), layer))
-                index += 1 if layer.activation == "linear" else 2
+                index += 2                                # Linear + activation module
             else:
-                index += 1
+                index += 1                                # Dropout
         return named
 
     def state_dict(self) -> dict[str, list]:

@@ -20,8 +20,8 @@ class Optimizer:
             raise UserError(f"weight decay must be >= 0, got {weight_decay}")
         self.network = network
         self.neurons = network.neurons()
-        self.lr = lr
-        self.weight_decay = weight_decay
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
         self.t = 0                                   # steps taken
 
     def gradients(self, neuron) -> list[float]:
@@ -34,34 +34,60 @@ class Optimizer:
     def zero_grad(self) -> None:
         self.network.zero_grad()
 
-    # State is stored per neuron; for checkpoints it is regrouped per layer with the network's names.
-    def _per_layer(self, per_neuron: list) -> dict:
-        out, i = {}, 0
-        for name, layer in self.network.named_layers():
-            rows = per_neuron[i:i + len(layer.neurons)]
-            out[f"{name}.weight"] = [row[:-1] for row in rows]
-            out[f"{name}.bias"] = [row[-1] for row in rows]
-            i += len(layer.neurons)
+    # ------------------------------------------------------------------ state
+    # The state lives per neuron (weights then bias, like parameters()). For checkpoints it is
+    # regrouped per parameter tensor in the vectorized optimizers' format, {'i.slot': array}
+    # with i counting 0.weight, 0.bias, 3.weight, ..., so either tier can read it.
+    _hyper: tuple = ()
+    _slots: tuple = ()
+
+    def state_dict(self) -> dict:
+        state = {}
+        for slot in self._slots:
+            per_neuron = getattr(self, slot)
+            if per_neuron[0] is None:                  # SGD's velocity before the first step
+                continue
+            i, start = 0, 0
+            for layer in self.network.dense_layers():
+                rows = per_neuron[start:start + len(layer.neurons)]
+                state[f"{i}.{slot}"] = [row[:-1] for row in rows]
+                state[f"{i + 1}.{slot}"] = [row[-1] for row in rows]
+                i, start = i + 2, start + len(layer.neurons)
+        out = {"type": type(self).__name__, "lr": self.lr, "step": self.t, "state": state}
+        out.update({h: getattr(self, h) for h in self._hyper})
         return out
 
-    def _per_neuron(self, per_layer: dict) -> list:
-        rows = []
-        for name, _ in self.network.named_layers():
-            for w, b in zip(per_layer[f"{name}.weight"], per_layer[f"{name}.bias"]):
-                rows.append([float(v) for v in w] + [float(b)])
-        return rows
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("type") != type(self).__name__:
+            raise UserError(f"optimizer state is for {state.get('type')}, not {type(self).__name__}")
+        self.lr, self.t = float(state["lr"]), int(state["step"])
+        for h in self._hyper:
+            setattr(self, h, type(getattr(self, h))(state[h]))
+        for slot in self._slots:
+            if f"0.{slot}" not in state["state"]:
+                continue
+            rows = []
+            for i in range(0, 2 * len(self.network.dense_layers()), 2):
+                weights, biases = state["state"][f"{i}.{slot}"], state["state"][f"{i + 1}.{slot}"]
+                rows += [[float(v) for v in w] + [float(b)] for w, b in zip(weights, biases)]
+            if [len(r) for r in rows] != [len(n.w) + 1 for n in self.neurons]:
+                raise UserError(f"optimizer state '{slot}' does not fit this network")
+            setattr(self, slot, rows)
 
 
 class SGD(Optimizer):
     """v = mu * v + g (v = g on the first step);  p -= lr * (g + mu * v if nesterov else v)."""
+
+    _hyper = ("momentum", "nesterov", "weight_decay")
+    _slots = ("velocity",)
 
     def __init__(self, network, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0):
         super().__init__(network, lr, weight_decay)
         if nesterov and momentum <= 0.0:
             raise UserError("Nesterov momentum needs --momentum > 0")
-        self.momentum = momentum
-        self.nesterov = nesterov
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
         self.velocity = [None] * len(self.neurons)
 
     def step(self) -> None:
@@ -76,26 +102,18 @@ class SGD(Optimizer):
                 g = [gi + mu * vi for gi, vi in zip(g, v)] if self.nesterov else v
             neuron.set_parameters([p - lr * gi for p, gi in zip(neuron.parameters(), g)])
 
-    def state_dict(self) -> dict:
-        state = {"step": self.t}
-        if self.momentum and self.velocity[0] is not None:
-            state["momentum_buffer"] = self._per_layer(self.velocity)
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        self.t = int(state["step"])
-        if "momentum_buffer" in state:
-            self.velocity = self._per_neuron(state["momentum_buffer"])
-
 
 class Adam(Optimizer):
     """m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr * m_hat / (sqrt(v_hat) + eps)."""
 
+    _hyper = ("beta1", "beta2", "eps", "weight_decay")
+    _slots = ("m", "v")
+
     def __init__(self, network, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(network, lr, weight_decay)
-        self.beta1, self.beta2 = betas
-        self.eps = eps
+        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
+        self.eps = float(eps)
         self.m = [[0.0] * (len(n.w) + 1) for n in self.neurons]
         self.v = [[0.0] * (len(n.w) + 1) for n in self.neurons]
 
@@ -112,14 +130,6 @@ class Adam(Optimizer):
             self.m[i], self.v[i] = m, v
             neuron.set_parameters([p - step_size * (mi / (math.sqrt(vi) / root_c2 + eps))
                                    for p, mi, vi in zip(neuron.parameters(), m, v)])
-
-    def state_dict(self) -> dict:
-        return {"step": self.t, "exp_avg": self._per_layer(self.m), "exp_avg_sq": self._per_layer(self.v)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.t = int(state["step"])
-        self.m = self._per_neuron(state["exp_avg"])
-        self.v = self._per_neuron(state["exp_avg_sq"])
 
 
 def make_optimizer(name: str, network, lr: float, weight_decay: float = 0.0, momentum: float = 0.9):
