@@ -7,6 +7,7 @@ lets through the few NumPy callables needed to rebuild an array.
 """
 from __future__ import annotations
 
+import codecs
 import io
 import pickle
 import tarfile
@@ -36,6 +37,7 @@ class SafeUnpickler(pickle.Unpickler):
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes into a protocol-2 pickle
     }
 
     def find_class(self, module, name):
@@ -43,6 +45,8 @@ class SafeUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
         if name == "_reconstruct":
             return _numpy_reconstruct()
+        if module == "_codecs":
+            return codecs.encode
         return getattr(np, name)
 
 
