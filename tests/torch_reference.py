@@ -7,7 +7,8 @@ are the ones NNOTT's models produce and :mod:`convolutional.interop` maps one-to
   ``features.0.weight``, ``classifier.6.bias``);
 * ``convnext_tiny``: the official facebookresearch/ConvNeXt names (``downsample_layers``,
   ``stages``, ``norm``, ``head``);
-* ``lenet``, ``baseline``, ``efficientnet_lite0``: NNOTT's own names (no torchvision model).
+* ``efficientnet_lite0``: torchvision's EfficientNet layout (``features.1.0.block.0.0.weight``);
+* ``lenet``, ``baseline``: NNOTT's own names.
 
 ``build_torch_model(name, input_shape, num_classes, variant, **options)`` mirrors
 ``convolutional.architectures.build_model`` for an *explicit* variant ('canonical' or 'small').
@@ -193,82 +194,73 @@ EFFICIENTNET_B0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), 
 
 
 class SqueezeExcite(nn.Module):
-    """x * sigmoid(fc2(act(fc1(mean_hw(x))))), fc1/fc2 are 1x1 convs with bias."""
+    """torchvision's SqueezeExcitation: x * sigmoid(fc2(act(fc1(avgpool(x))))), 1x1 convs with bias."""
 
     def __init__(self, channels, squeeze_channels, activation="silu"):
         super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
-        self.act = _activation(activation)
+        self.activation = _activation(activation)
         self.fc2 = nn.Conv2d(squeeze_channels, channels, 1)
 
     def forward(self, x):
-        s = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
-        return x * torch.sigmoid(s)
+        return x * torch.sigmoid(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+
+
+def conv_bn_act(cin, cout, kernel, stride=1, groups=1, activation=None):
+    """torchvision's Conv2dNormActivation: keys 0 (conv, no bias) and 1 (BN eps 1e-3, momentum 0.01)."""
+    layers = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)]
+    if activation:
+        layers.append(_activation(activation))
+    return nn.Sequential(*layers)
 
 
 class MBConv(nn.Module):
-    """expand 1x1 - BN - act, depthwise kxk - BN - act, [SE], project 1x1 - BN, residual.
+    """torchvision's MBConv: block = [expand], depthwise, [SE], project; residual when shapes allow."""
 
-    Children mirror ``convolutional.blocks.MBConv``; the mapping lives in MBCONV_NAMES below.
-    """
-
-    def __init__(self, cin, cout, kernel_size, stride, expand_ratio, se_ratio=None, activation="relu6",
-                 bn_eps=1e-3, bn_momentum=0.01):
+    def __init__(self, cin, cout, kernel_size, stride, expand_ratio, se_ratio=None, activation="relu6"):
         super().__init__()
         mid = cin * expand_ratio
-        bn = lambda n: nn.BatchNorm2d(n, eps=bn_eps, momentum=bn_momentum)  # noqa: E731
-        if expand_ratio != 1:
-            self.expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
-            self.expand_bn = bn(mid)
-            self.expand_act = _activation(activation)
-        else:
-            self.expand_conv = None
-        self.dw_conv = nn.Conv2d(mid, mid, kernel_size, stride, kernel_size // 2, groups=mid, bias=False)
-        self.dw_bn = bn(mid)
-        self.dw_act = _activation(activation)
-        self.se = SqueezeExcite(mid, max(1, int(cin * se_ratio)), activation) if se_ratio else None
-        self.project_conv = nn.Conv2d(mid, cout, 1, bias=False)
-        self.project_bn = bn(cout)
-        self.use_residual = stride == 1 and cin == cout
+        layers = []
+        if mid != cin:
+            layers.append(conv_bn_act(cin, mid, 1, activation=activation))
+        layers.append(conv_bn_act(mid, mid, kernel_size, stride, groups=mid, activation=activation))
+        if se_ratio:
+            layers.append(SqueezeExcite(mid, max(1, int(cin * se_ratio)), activation))
+        layers.append(conv_bn_act(mid, cout, 1))
+        self.block = nn.Sequential(*layers)
+        self.use_res_connect = stride == 1 and cin == cout
 
     def forward(self, x):
-        out = x
-        if self.expand_conv is not None:
-            out = self.expand_act(self.expand_bn(self.expand_conv(out)))
-        out = self.dw_act(self.dw_bn(self.dw_conv(out)))
-        if self.se is not None:
-            out = self.se(out)
-        out = self.project_bn(self.project_conv(out))
-        return out + x if self.use_residual else out
+        out = self.block(x)
+        return out + x if self.use_res_connect else out
 
 
 class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 (no SE, ReLU6, BN eps 1e-3); se=True, activation='silu' gives B0's blocks.
+    """EfficientNet-Lite0 (no SE, ReLU6, BN eps 1e-3) in torchvision's EfficientNet layout.
 
-    'small' = stride-1 stem (total stride 16 instead of 32).
+    se=True, activation='silu' gives efficientnet_b0's blocks (and keys). 'small' = stride-1 stem.
     """
 
     def __init__(self, input_shape=(3, 224, 224), num_classes=1000, small=False, se=False,
                  activation="relu6", dropout=0.2):
         super().__init__()
         c = input_shape[0]
-        bn = lambda n: nn.BatchNorm2d(n, eps=1e-3, momentum=0.01)  # noqa: E731
-        self.stem = nn.Sequential(nn.Conv2d(c, 32, 3, 1 if small else 2, 1, bias=False), bn(32),
-                                  _activation(activation))
-        blocks, cin = [], 32
+        layers, cin = [conv_bn_act(c, 32, 3, 1 if small else 2, activation=activation)], 32
         for repeats, k, stride, expand, cout in EFFICIENTNET_B0_STAGES:
+            blocks = []
             for i in range(repeats):
-                blocks.append(MBConv(cin, cout, k, stride if i == 0 else 1, expand,
-                                     0.25 if se else None, activation))
+                blocks.append(MBConv(cin, cout, k, stride if i == 0 else 1, expand, 0.25 if se else None, activation))
                 cin = cout
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Conv2d(320, 1280, 1, bias=False), bn(1280), _activation(activation))
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(1280, num_classes)
+            layers.append(nn.Sequential(*blocks))
+        layers.append(conv_bn_act(cin, 1280, 1, activation=activation))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(1280, num_classes))
 
     def forward(self, x):
-        x = self.head(self.blocks(self.stem(x)))
-        return self.classifier(self.dropout(x.mean((2, 3))))
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 # ----------------------------------------------------------------------------- ConvNeXt-Tiny
