@@ -88,7 +88,7 @@ class Optimizer:
                     if tuple(np.shape(a)) != tuple(p.shape):
                         raise UserError(f"optimizer state {i}.{slot} has shape {np.shape(a)}, "
                                         f"parameter {i} has {tuple(p.shape)}")
-                    arrays[i] = to_device(np.asarray(a), dtype=p.data.dtype)
+                    arrays[i] = to_device(np.array(a, copy=True), dtype=p.data.dtype)  # never alias the caller's
             setattr(self, slot, arrays)
 
     def __repr__(self):
@@ -231,7 +231,7 @@ class Lookahead(Optimizer):
                 p.data[...] = slow
 
     def state_dict(self) -> dict:
-        return {"type": "Lookahead", "k": self.k, "alpha": self.alpha, "step": self.t,
+        return {"type": "Lookahead", "lr": self.lr, "k": self.k, "alpha": self.alpha, "step": self.t,
                 "slow": {str(i): np.array(to_numpy(s), copy=True) for i, s in enumerate(self.slow)},
                 "inner": self.inner.state_dict()}
 
@@ -239,7 +239,7 @@ class Lookahead(Optimizer):
         if state.get("type") != "Lookahead":
             raise UserError(f"optimizer state is for {state.get('type')}, not Lookahead")
         self.k, self.alpha, self.t = int(state["k"]), float(state["alpha"]), int(state["step"])
-        self.slow = [to_device(np.asarray(state["slow"][str(i)]), dtype=p.data.dtype)
+        self.slow = [to_device(np.array(state["slow"][str(i)], copy=True), dtype=p.data.dtype)
                      for i, p in enumerate(self.params)]
         self.inner.load_state_dict(state["inner"])
 
