@@ -88,7 +88,10 @@ class Ours:
         self.loss = CrossEntropyLoss()
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.info = {"params": int(self.model.num_parameters()), "flops_fwd": int(self.flops_fwd),
-                     "flop_layers": len(layers), "device": backend.device_name()}
+                     "flop_layers": len(layers), "device": backend.device_name(),
+                     "variant": getattr(self.model, "variant", None),
+                     "variant_label": getattr(self.model, "variant_label", None)}
+        (workdir / "variant.txt").write_text(self.info["variant"] or "small")
         self.last_loss = None
 
     def sync(self):
@@ -134,7 +137,9 @@ class Torch:
         if gpu and not torch.cuda.is_available():
             raise RuntimeError("--gpu: torch has no CUDA device")
         state = dict(np.load(workdir / "weights.npz"))
-        model = build_torch(workload, state)
+        variant_file = workdir / "variant.txt"
+        variant = variant_file.read_text().strip() if variant_file.exists() else "small"
+        model = build_torch(workload, state, variant)
         x, y = batch(workload, batch_size)
         flops = torch_forward_flops(model, torch.from_numpy(x[:1]))
         self.model = model.to(self.device)
