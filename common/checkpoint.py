@@ -159,7 +159,8 @@ def _host(value):
 
 def _child_name(key, index: int) -> str:
     """The HDF5 name of a dict member: the key itself when it is a safe name, else '#index'."""
-    if isinstance(key, str) and key and "/" not in key and key != "." and not key.startswith(("#", "__")):
+    if (isinstance(key, str) and key and key != "." and "/" not in key and "\x00" not in key
+            and not key.startswith(("#", "__"))):
         return key
     return f"#{index}"
 

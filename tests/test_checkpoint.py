@@ -218,3 +218,24 @@ def test_mismatch_message_names_the_file(tmp_path):
     loaded = load_checkpoint(save_checkpoint(tmp_path / "c.h5", make_ckpt()))
     with pytest.raises(CheckpointError, match=f"checkpoint {tmp_path / 'c.h5'} does not fit"):
         check_compatible(loaded, model_shapes={})
+
+
+# --------------------------------------------------------------------------- property test
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _text)
+_arrays = st.sampled_from([np.float32, np.float64, np.int64, np.uint8]).flatmap(
+    lambda dt: st.lists(st.integers(0, 100), max_size=5).map(lambda v: np.array(v, dtype=dt)))
+_state = st.recursive(
+    st.one_of(_scalars, _arrays),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
+                            st.dictionaries(st.one_of(_text, st.integers(0, 9)), inner, max_size=4)),
+    max_leaves=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=st.dictionaries(_text, _state, max_size=4))
+def test_any_nested_state_round_trips(tmp_path, state):
+    path = save_checkpoint(tmp_path / "p.h5", make_ckpt(optimizer_state=state))
+    assert_same(state, load_checkpoint(path).optimizer_state)
