@@ -1,0 +1,320 @@
+"""Conv-tier layers: float64 gradient checks, fast kernels == naive loop twins, shape errors,
+max-pool ties, stochastic depth statistics, and a training step under the strict-device backend."""
+import numpy as np
+import pytest
+
+import convolutional as C
+from common.backend import StrictArray, to_device, to_numpy
+from common.errors import UserError
+from convolutional import kernels, naive
+from vectorized.gradcheck import check_module_gradients
+
+
+def nchw(a):
+    return np.ascontiguousarray(np.transpose(a, (0, 3, 1, 2)))
+
+
+def nhwc(a):
+    return np.ascontiguousarray(np.transpose(a, (0, 2, 3, 1)))
+
+
+def assert_grads_ok(module, x, **kw):
+    report = check_module_gradients(module, x, **kw)
+    assert report.ok, "\n" + str(report)
+    return report
+
+
+def randomise_norms(module, rng):
+    """Non-trivial gamma, beta and running statistics in every BatchNorm2D / LayerNorm2D."""
+    for m in module.modules():
+        if isinstance(m, (C.BatchNorm2D, C.LayerNorm2D)):
+            c = m.weight.shape[0]
+            m.weight.data[...] = rng.uniform(0.5, 2, c)
+            m.bias.data[...] = rng.uniform(-0.5, 0.5, c)
+        if isinstance(m, C.BatchNorm2D):
+            m.running_mean[...] = rng.uniform(-0.5, 0.5, c)
+            m.running_var[...] = rng.uniform(0.5, 2, c)
+
+
+# (in, out, kernel, stride, padding, dilation, groups, H, W)
+CONV_CASES = [
+    (3, 4, 3, 1, 1, 1, 1, 7, 6),              # the common 3x3 "same"
+    (3, 4, 3, 2, 1, 1, 1, 7, 6),              # stride 2 on odd sizes
+    (4, 6, 3, 1, "same", 2, 2, 8, 9),         # dilation, groups, 'same'
+    (5, 5, 7, 1, 3, 1, 5, 9, 9),              # 7x7 depthwise (ConvNeXt)
+    (6, 6, 3, 2, 1, 1, 6, 9, 8),              # depthwise stride 2 (MBConv)
+    (3, 4, 1, 1, 0, 1, 1, 5, 5),              # 1x1: a single GEMM
+    (3, 4, 1, 2, 0, 1, 1, 5, 5),              # 1x1 stride 2 (ResNet downsample)
+    (2, 3, (2, 3), 1, "same", 1, 1, 6, 5),    # even kernel 'same': extra pad bottom/right
+    (2, 3, (3, 2), (2, 1), (0, 1), (1, 2), 1, 7, 6),  # every pair asymmetric
+    (4, 8, 3, 1, 1, 1, 4, 5, 5),              # grouped with a channel multiplier
+    (4, 4, 3, 1, 1, 1, 1, 2, 2),              # 2x2 map, mostly padding
+    (2, 3, 5, 1, 0, 1, 1, 5, 6),              # kernel as large as the input
+]
+
+
+@pytest.fixture(params=["gather", "wide"])
+def conv_path(request, monkeypatch):
+    """Run a test once per fast path: 'gather' (copy each window) and 'wide' (row shifts)."""
+    monkeypatch.setattr(kernels, "WIDE_MAX_WASTE", 0.0 if request.param == "gather" else 1e9)
+    return request.param
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv2d_fast_equals_naive(case, conv_path):
+    cin, cout, k, s, p, d, g, h, w = case
+    rng = np.random.default_rng(cin * 7 + h)
+    conv = C.Conv2D(cin, cout, k, s, p, d, g).astype(np.float64)
+    conv.bias.data[...] = rng.standard_normal(cout)
+    x = rng.standard_normal((2, h, w, cin))
+    y = conv(x)
+    ref = naive.conv2d_naive(nchw(x), conv.weight.data, conv.bias.data, conv.stride, conv.pads, conv.dilation, g)
+    np.testing.assert_allclose(y, nhwc(ref), atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = conv.backward(dy)
+    rdx, rdw, rdb = naive.conv2d_backward_naive(nchw(dy), nchw(x), conv.weight.data, conv.stride, conv.pads,
+                                                conv.dilation, g)
+    np.testing.assert_allclose(dx, nhwc(rdx), atol=1e-12)
+    np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
+    np.testing.assert_allclose(conv.bias.grad, rdb, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:9])
+def test_conv2d_gradients(case, conv_path):
+    cin, cout, k, s, p, d, g, h, w = case
+    bias = case[0] % 2 == 1
+    conv = C.Conv2D(cin, cout, k, s, p, d, g, bias=bias)
+    assert_grads_ok(conv, np.random.default_rng(h).standard_normal((2, h, w, cin)))
+
+
+def test_depthwise_module_and_weight_layout():
+    dw = C.DepthwiseConv2D(6, 3, stride=2, padding=1)
+    assert dw.weight.shape == (6, 1, 3, 3) and dw.depthwise
+    assert_grads_ok(dw, np.random.default_rng(1).standard_normal((2, 7, 6, 6)))
+    single = C.DepthwiseConv2D(1, 3, padding=1)  # one channel: an ordinary convolution
+    assert_grads_ok(single, np.random.default_rng(2).standard_normal((2, 4, 4, 1)))
+
+
+def test_conv_output_is_float32_and_contiguous():
+    conv = C.Conv2D(3, 8, 3, padding=1)
+    y = conv(np.random.default_rng(0).standard_normal((2, 6, 6, 3)).astype(np.float32))
+    assert y.dtype == np.float32 and y.flags.c_contiguous
+    dx = conv.backward(np.ones_like(y))
+    assert dx.dtype == np.float32 and conv.weight.grad.dtype == np.float32
+
+
+# (kernel, stride, padding, H, W)
+POOL_CASES = [(2, None, 0, 6, 6), (3, 2, 1, 7, 8), (3, 1, 1, 5, 5), (2, 2, 0, 5, 7), ((2, 3), (1, 2), (1, 1), 6, 7)]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_maxpool_fast_equals_naive_and_gradients(case):
+    k, s, p, h, w = case
+    pool = C.MaxPool2D(k, s, p)
+    x = np.random.default_rng(h * w).standard_normal((2, h, w, 3))
+    y = pool(x)
+    ref, arg = naive.maxpool2d_naive(nchw(x), pool.kernel_size, pool.stride, pool.pads)
+    np.testing.assert_array_equal(y, nhwc(ref))
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    ref_dx = naive.maxpool2d_backward_naive(nchw(dy), nchw(x).shape, arg, pool.kernel_size, pool.stride, pool.pads)
+    np.testing.assert_allclose(pool.backward(dy), nhwc(ref_dx), atol=1e-12)
+    assert_grads_ok(pool, x)
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_avgpool_fast_equals_naive_and_gradients(case):
+    k, s, p, h, w = case
+    pool = C.AvgPool2D(k, s, p)
+    x = np.random.default_rng(h + w).standard_normal((2, h, w, 3))
+    ref = naive.avgpool2d_naive(nchw(x), pool.kernel_size, pool.stride, pool.pads)
+    np.testing.assert_allclose(pool(x), nhwc(ref), atol=1e-12)
+    assert_grads_ok(pool, x)
+
+
+def test_maxpool_tie_sends_the_gradient_to_the_first_maximum_only():
+    x = np.zeros((1, 2, 2, 1))
+    pool = C.MaxPool2D(2)
+    pool(x)
+    dx = pool.backward(np.ones((1, 1, 1, 1)))
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+    # overlapping windows on a constant map: each window credits its own top-left element
+    x = np.full((1, 3, 3, 1), 2.0)
+    pool = C.MaxPool2D(2, stride=1)
+    pool(x)
+    dx = pool.backward(np.ones((1, 2, 2, 1)))
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("hw, out", [((5, 7), 6), ((12, 12), (6, 6)), ((7, 9), (3, None)), ((1, 1), 2),
+                                     ((13, 13), (6, 6))])
+def test_adaptive_avgpool_matches_naive_and_gradients(hw, out):
+    pool = C.AdaptiveAvgPool2D(out)
+    x = np.random.default_rng(hw[0]).standard_normal((2, *hw, 3))
+    oh, ow = pool.output_size
+    ref = naive.adaptive_avgpool2d_naive(nchw(x), (oh or hw[0], ow or hw[1]))
+    np.testing.assert_allclose(pool(x), nhwc(ref), atol=1e-12)
+    assert_grads_ok(pool, x)
+
+
+def test_global_avgpool_flatten_and_channels_last():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 5))
+    np.testing.assert_allclose(C.GlobalAvgPool2D()(x), x.mean(axis=(1, 2)))
+    assert_grads_ok(C.GlobalAvgPool2D(), x)
+    assert_grads_ok(C.GlobalAvgPool2D(keepdims=True), x)
+    images = rng.standard_normal((2, 5, 3, 4))  # NCHW
+    flat = C.Flatten()(C.ToChannelsLast()(images))
+    np.testing.assert_array_equal(flat, images.reshape(2, -1))  # PyTorch's C, H, W order
+    assert_grads_ok(C.Flatten(), x)
+    assert_grads_ok(C.ToChannelsLast(), images)
+    np.testing.assert_array_equal(C.Flatten()(flat), flat)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_norm_gradients(training):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 5, 6)) * 2 + 1
+    for layer in (C.BatchNorm2D(6), C.LayerNorm2D(6)):
+        layer.weight.data[...] = rng.uniform(0.5, 2, 6)
+        layer.bias.data[...] = rng.standard_normal(6)
+        if isinstance(layer, C.BatchNorm2D):
+            layer.running_mean[...] = rng.standard_normal(6)
+            layer.running_var[...] = rng.uniform(0.5, 2, 6)
+        layer.train(training)
+        assert_grads_ok(layer, x)
+
+
+def test_layernorm2d_normalises_each_position_over_channels_only():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 8)) * 5 + 3
+    y = C.LayerNorm2D(8)(x)
+    np.testing.assert_allclose(y.mean(axis=-1), 0, atol=1e-6)
+    np.testing.assert_allclose(y.var(axis=-1), 1, atol=1e-4)
+
+
+def test_squeeze_excite_layerscale_pointwise_gradients():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 4, 6))
+    for act in ("relu", "silu"):
+        se = C.SqueezeExcite(6, 3, activation=act)
+        assert {n for n, _ in se.named_parameters()} == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+        assert_grads_ok(se, x)
+    ls = C.LayerScale(6, init=0.5)
+    assert [n for n, _ in ls.named_parameters()] == ["gamma"]
+    assert_grads_ok(ls, x)
+    pw = C.PointwiseLinear(6, 10)
+    assert pw.weight.shape == (10, 6)
+    assert pw(x).shape == (2, 3, 4, 10)
+    assert_grads_ok(pw, x)
+
+
+def test_stochastic_depth_statistics_and_eval_identity():
+    sd = C.StochasticDepth(0.3)
+    x = np.ones((20000, 2, 2, 3), dtype=np.float32)
+    np.random.seed(0)
+    y = sd(x)
+    per_sample = y.reshape(20000, -1)
+    assert np.all(per_sample.min(axis=1) == per_sample.max(axis=1))  # whole samples dropped
+    kept = per_sample[:, 0] > 0
+    assert abs(kept.mean() - 0.7) < 4 * np.sqrt(0.7 * 0.3 / 20000)
+    np.testing.assert_allclose(per_sample[kept, 0], 1 / 0.7, rtol=1e-6)
+    assert abs(y.mean() - 1.0) < 0.03
+    np.testing.assert_array_equal(sd.backward(x), y)  # the same mask scales the gradient
+    batch = C.StochasticDepth(0.5, mode="batch")(x[:50])
+    assert len(np.unique(batch)) == 1
+    sd.eval()
+    assert sd(x) is x
+    assert_grads_ok(C.StochasticDepth(0.5), np.random.default_rng(0).standard_normal((6, 2, 2, 3)))
+
+
+def test_batchnorm_running_statistics_pytorch_semantics():
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 2)).astype(np.float32) * 3 + 2
+    bn = C.BatchNorm2D(2, momentum=0.1)
+    bn(x)
+    rows = x.reshape(-1, 2)
+    np.testing.assert_allclose(bn.running_mean, 0.1 * rows.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * rows.var(0, ddof=1), rtol=1e-5)
+    assert int(bn.num_batches_tracked) == 1
+    assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+
+
+@pytest.mark.parametrize("block", [
+    lambda: C.BasicBlock(3, 3, 1), lambda: C.BasicBlock(2, 4, 2),
+    lambda: C.MBConv(4, 4, 3, 1, 1), lambda: C.MBConv(3, 5, 5, 2, 2, se_ratio=0.25, activation="silu"),
+    lambda: C.MBConv(4, 4, 3, 1, 3, se_ratio=0.5, drop_path=0.5),
+    lambda: C.ConvNeXtBlock(4, layer_scale_init=0.5, drop_path=0.5), lambda: C.ConvNeXtBlock(3, layer_scale_init=0),
+], ids=["basic", "basic-down", "mbconv-e1", "mbconv-se-s2", "mbconv-droppath", "convnext", "convnext-nogamma"])
+@pytest.mark.parametrize("training", [True, False])
+def test_block_gradients(block, training):
+    module = block().train(training)
+    randomise_norms(module, np.random.default_rng(7))  # also keeps exact zeros away from ReLU kinks
+    cin = next(m for m in module.modules() if isinstance(m, C.Conv2D)).in_channels
+    x = np.random.default_rng(cin).standard_normal((3, 5, 5, cin))
+    assert_grads_ok(module, x)
+
+
+def test_block_structure_and_names():
+    assert C.BasicBlock(64, 64).downsample is None
+    down = C.BasicBlock(64, 128, 2)
+    assert {"downsample.0.weight", "downsample.1.running_var"} <= set(down.state_dict())
+    mb = C.MBConv(16, 24, 3, 2, 6, se_ratio=0.25)
+    keys = set(mb.state_dict())
+    assert {"block.0.0.weight", "block.1.0.weight", "block.2.fc1.weight", "block.3.1.bias"} <= keys
+    assert mb.block[2].squeeze_channels == 4 and not mb.use_res_connect
+    assert mb.block[0][1].eps == 1e-3 and mb.block[0][1].momentum == 0.01
+    assert "block.0.0.bias" not in keys
+    cn = C.ConvNeXtBlock(8)
+    assert set(dict(cn.named_parameters())) == {
+        "gamma", "dwconv.weight", "dwconv.bias", "norm.weight", "norm.bias",
+        "pwconv1.weight", "pwconv1.bias", "pwconv2.weight", "pwconv2.bias"}
+    assert cn.pwconv1.weight.shape == (32, 8) and float(cn.gamma.data[0]) == pytest.approx(1e-6)
+
+
+@pytest.mark.parametrize("make, shape, match", [
+    (lambda: C.Conv2D(3, 4, 5), (1, 3, 3, 3), "smaller than the kernel"),
+    (lambda: C.Conv2D(3, 4, 3, dilation=3), (1, 6, 6, 3), "smaller than the kernel"),
+    (lambda: C.Conv2D(3, 4, 3), (1, 8, 8, 2), "expected channels-last"),
+    (lambda: C.Conv2D(3, 4, 3), (1, 3, 8, 8), "expected channels-last"),
+    (lambda: C.MaxPool2D(3), (1, 2, 2, 1), "smaller than the kernel"),
+    (lambda: C.BatchNorm2D(4), (1, 1, 1, 4), "more than one value"),
+    (lambda: C.ToChannelsLast(), (2, 3, 4), "expects images"),
+])
+def test_shapes_that_do_not_fit_raise_user_error(make, shape, match):
+    with pytest.raises(UserError, match=match):
+        make()(np.zeros(shape, dtype=np.float32))
+
+
+def test_bad_configurations_raise_user_error():
+    with pytest.raises(UserError, match="stride 1"):
+        C.Conv2D(3, 4, 3, stride=2, padding="same")
+    with pytest.raises(UserError, match="divisible by groups"):
+        C.Conv2D(3, 4, 3, groups=2)
+    with pytest.raises(UserError, match="half the kernel"):
+        C.MaxPool2D(2, padding=2)
+    with pytest.raises(UserError):
+        C.StochasticDepth(1.5)
+
+
+def test_conv_stack_trains_under_the_strict_device_backend(strict_backend):
+    from vectorized.losses import CrossEntropyLoss
+    from vectorized.optim import SGD
+
+    model = C.Sequential(
+        C.ToChannelsLast(), C.Conv2D(3, 8, 3, padding=1), C.BatchNorm2D(8), C.ReLU(), C.MaxPool2D(2),
+        C.BasicBlock(8, 12, 2), C.MBConv(12, 12, 3, 1, 2, se_ratio=0.25, drop_path=0.2),
+        C.ConvNeXtBlock(12, drop_path=0.2), C.DepthwiseConv2D(12, 3, padding="same"), C.AvgPool2D(2, 1),
+        C.AdaptiveAvgPool2D(2), C.Conv2D(12, 6, 3, padding=1, groups=3), C.GlobalAvgPool2D(), C.Dropout(0.1),
+        C.Linear(6, 4))
+    x = to_device(np.random.default_rng(0).standard_normal((4, 3, 10, 10)).astype(np.float32))
+    y = to_device(np.array([0, 1, 2, 3]))
+    loss_fn, opt = CrossEntropyLoss(), SGD(model.parameters(), lr=0.1)
+    before = model.state_dict()
+    loss = loss_fn(model(x), y)
+    model.zero_grad()
+    dx = model.backward(loss_fn.backward())
+    opt.step()
+    assert isinstance(loss, StrictArray) and isinstance(dx, StrictArray) and dx.shape == (4, 3, 10, 10)
+    for name, p in model.named_parameters():
+        assert isinstance(p.grad, StrictArray) and p.grad.dtype == np.float32, name
+        assert np.isfinite(to_numpy(p.grad)).all(), name
+    after = model.state_dict()
+    assert not np.allclose(before["1.weight"], after["1.weight"])
