@@ -1,0 +1,86 @@
+"""Smoke tests of scripts/benchmark.py and scripts/test_cupy.py (run as a user would, from another directory)."""
+import json
+import math
+import subprocess
+import sys
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "benchmark.py"
+HAVE_TORCH = find_spec("torch") is not None
+
+
+def run(args, cwd, timeout=300):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_quick_benchmark_writes_wellformed_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run([BENCH, "--models", "mlp,lenet", "--quick", "--steps", "2", "--repeats", "1",
+                "--warmup", "1", "--json", out], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads(out.read_text())
+    assert report["batch_size"] == 64 and report["threads"] >= 1
+    assert report["machine"]["cpu"] and report["machine"]["numpy"]
+    assert report["gemm"]["gflops"] > 0
+    by_name = {m["model"]: m for m in report["models"]}
+    assert set(by_name) == {"mlp", "lenet"}
+    mlp = by_name["mlp"]
+    assert mlp["params"] == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
+    assert mlp["flops_fwd"] == 2 * (784 * 256 + 256 * 128 + 128 * 64 + 64 * 10)
+    for m in by_name.values():
+        ours = m["ours"]
+        assert "error" not in ours, ours
+        assert ours["train_ips"] > 0 and ours["infer_ips"] > 0 and ours["peak_rss_mb"] > 0
+        assert ours["loss_finite"]
+        assert m["flops_train"] == 3 * m["flops_fwd"]
+        if HAVE_TORCH:
+            torch_side = m["torch"]
+            assert "error" not in torch_side, torch_side
+            assert torch_side["parity_rel_diff"] < 1e-4           # the same weights give the same logits
+            assert torch_side["torch_flops_fwd"] == m["flops_fwd"]  # our FLOP count equals torch's counter
+            for mode in ("train", "infer"):
+                r = m[f"ratio_{mode}"]
+                assert r["min"] <= r["median"] <= r["max"] and len(r["per_repeat"]) == 1
+                assert math.isclose(r["median"], ours[f"{mode}_ips"] / torch_side[f"{mode}_ips"], rel_tol=1e-9)
+    assert "mlp" in proc.stdout and "lenet" in proc.stdout         # the printed table
+
+    sys.path.insert(0, str(ROOT))
+    from scripts.bench.report import render
+
+    page = render(out)
+    assert "| mlp |" in page and "MNIST" in page and "CIFAR-10" not in page
+
+
+def test_unknown_model_is_one_line_error(tmp_path):
+    proc = run([BENCH, "--models", "mlp,nosuchnet"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: unknown model 'nosuchnet'; choose from mlp, scalar, lenet, "
+                                                 "baseline, alexnet, resnet18, vgg16, efficientnet_lite0, "
+                                                 "convnext_tiny or all"]
+
+
+def test_torch_required_but_missing(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from scripts import benchmark
+
+    monkeypatch.setattr(benchmark, "find_spec", lambda name: None)
+    assert benchmark.main(["--models", "mlp", "--torch"]) == 2
+
+
+@pytest.mark.skipif(find_spec("cupy") is not None, reason="CuPy is installed")
+def test_gpu_flags_without_cupy_exit_2(tmp_path):
+    proc = run([BENCH, "--gpu", "--models", "mlp"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "CuPy" in proc.stderr
+
+    proc = run([ROOT / "scripts" / "test_cupy.py"], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("no GPU to test:")
