@@ -184,7 +184,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if ("%(default)" not in text and action.option_strings
+        if ("%(default)" not in text and "(default:" not in text and action.option_strings
                 and action.default is not None and action.default is not False
                 and action.default is not argparse.SUPPRESS):
             text += " (default: %(default)s)"
@@ -227,6 +227,35 @@ def dataset_is_explicit(args) -> bool:
 def dataset_name(args) -> str:
     """The dataset to load: --dataset, or the default."""
     return args.dataset if dataset_is_explicit(args) else DEFAULT_DATASET
+
+
+def add_mlp_args(parser, activations, *, dropout_flags=("--dropout",), default_hidden=(256, 128, 64),
+                 default_activation: str = "relu", default_dropout: float = 0.2):
+    """MLP shape flags of the scalar and vectorized tiers; read them back with :func:`mlp_layers`.
+
+    ``activations`` are the names the tier knows. ``dropout_flags`` names the dropout flag(s):
+    the scalar tier's old name is ``--hidden-dropout``.
+    """
+    g = parser.add_argument_group("model")
+    g.add_argument("--hidden-sizes", type=positive_int_list, default=list(default_hidden), metavar="W1,W2,...",
+                   help="widths of the hidden layers (default: %s)" % ",".join(map(str, default_hidden)))
+    g.add_argument("--activation", type=str.lower, choices=tuple(activations), default=default_activation,
+                   help="activation of every hidden layer")
+    g.add_argument("--hidden-activations", type=name_list(activations), default=None, metavar="A1,A2,...",
+                   help="one activation per hidden layer (overrides --activation)")
+    g.add_argument(*dropout_flags, dest="dropout", type=float_list_or_none, default=[default_dropout],
+                   metavar="P", help="drop probability: one value or one per hidden layer; "
+                                     f"'none' = 0 (default: {default_dropout})")
+    return g
+
+
+def mlp_layers(args) -> tuple[list[int], list[str], list[float]]:
+    """(hidden sizes, one activation per layer, one dropout per layer), lengths checked."""
+    sizes = list(args.hidden_sizes)
+    n = len(sizes)
+    acts = broadcast_list(args.hidden_activations or [args.activation], n, "--hidden-activations")
+    drops = broadcast_list(args.dropout, n, "dropout")
+    return sizes, acts, drops
 
 
 def add_training_args(parser, epochs: int, batch_size: int):

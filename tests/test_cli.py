@@ -249,3 +249,19 @@ def test_entry_point_runs_from_any_folder(tmp_path):
     assert out.returncode == 1
     assert out.stdout.strip() == str(tmp_path)
     assert out.stderr == "error: no such dataset 'x'\n"
+
+
+def test_mlp_args_and_layers(capsys):
+    p = argparse.ArgumentParser()
+    cli.add_mlp_args(p, ("relu", "gelu", "tanh"), dropout_flags=("--hidden-dropout", "--dropout"))
+    a = p.parse_args([])
+    assert cli.mlp_layers(a) == ([256, 128, 64], ["relu"] * 3, [0.2] * 3)
+    a = p.parse_args("--hidden-sizes 256,128,64 --hidden-activations relu,gelu,tanh "
+                     "--hidden-dropout 0.3,0.2,0.1".split())
+    assert cli.mlp_layers(a) == ([256, 128, 64], ["relu", "gelu", "tanh"], [0.3, 0.2, 0.1])
+    assert p.parse_args(["--dropout", "off"]).dropout == [0.0]
+    with pytest.raises(UserError, match="--hidden-activations has 2 values but there are 3 hidden layers"):
+        cli.mlp_layers(p.parse_args(["--hidden-activations", "relu,gelu"]))
+    with pytest.raises(SystemExit):
+        p.parse_args(["--activation", "swish"])
+    assert "invalid choice: 'swish'" in capsys.readouterr().err
