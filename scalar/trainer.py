@@ -49,7 +49,7 @@ class Trainer:
         self.prepare = prepare
         self.rng = random.Random(seed)            # shuffling order
         self.progress = progress
-        self.history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "epoch_time": []}
+        self.history = {"loss": [], "acc": [], "val_loss": [], "val_acc": [], "time": []}
         self.epoch = 0                            # epochs completed
         self.step = 0                             # optimizer steps taken
 
@@ -95,23 +95,23 @@ class Trainer:
             bar.update(len(idx))
         bar.close()
         net.train()
-        return {"loss": total / len(y), "accuracy": correct / len(y), "predictions": predictions}
+        return {"loss": total / len(y), "acc": correct / len(y), "predictions": predictions}
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 64, val=None, early_stopping: int = 0,
-            min_delta: float = 0.0, on_epoch_end=None, log=print) -> dict:
-        """Train for ``epochs`` more epochs; returns the history (lists per epoch).
+            min_delta: float = 0.0, early_metric: str = "val_loss", on_epoch_end=None, log=print) -> dict:
+        """Train for ``epochs`` more epochs; returns the history (one list per metric, one entry per epoch).
 
         ``val=(x_val, y_val)`` is evaluated after every epoch. ``early_stopping=k`` stops after
-        k epochs without the validation loss improving by ``min_delta`` and restores the best weights.
-        ``on_epoch_end(trainer)`` is called after each epoch (e.g. to save a checkpoint).
+        k epochs in which ``early_metric`` (val_loss or val_acc) did not improve by ``min_delta``,
+        and restores the best weights. ``on_epoch_end(trainer)`` runs after each epoch.
         """
-        best_loss, best_state, waited = float("inf"), None, 0
+        sign = 1.0 if early_metric == "val_loss" else -1.0       # lower loss is better, higher accuracy
+        best, best_state, waited = float("inf"), None, 0
         for _ in range(epochs):
             self.epoch += 1
             start, total, correct, seen = time.perf_counter(), 0.0, 0, 0
-            batches = self._batches(len(y), batch_size, shuffle=True)
             bar = tqdm(total=len(y), desc=f"epoch {self.epoch}", unit="sample", disable=not self.progress)
-            for idx in batches:
+            for idx in self._batches(len(y), batch_size, shuffle=True):
                 rows, targets = self.prepare(self._take(x, idx), self._take(y, idx), True)
                 batch_loss, batch_correct = self.train_batch(rows, targets)
                 total, correct, seen = total + batch_loss, correct + batch_correct, seen + len(idx)
@@ -120,28 +120,29 @@ class Trainer:
             bar.close()
             h = self.history
             h["loss"].append(total / seen)
-            h["accuracy"].append(correct / seen)
-            h["epoch_time"].append(time.perf_counter() - start)
+            h["acc"].append(correct / seen)
+            h["time"].append(time.perf_counter() - start)
             line = f"epoch {self.epoch}: loss {total / seen:.4f}  acc {correct / seen:.2%}"
             if val is not None and len(val[1]):
                 result = self.evaluate(*val, desc="validate")
                 h["val_loss"].append(result["loss"])
-                h["val_accuracy"].append(result["accuracy"])
-                line += f"  val_loss {result['loss']:.4f}  val_acc {result['accuracy']:.2%}"
-            line += f"  ({h['epoch_time'][-1]:.1f} s, {seen / h['epoch_time'][-1]:.0f} samples/s)"
+                h["val_acc"].append(result["acc"])
+                line += f"  val_loss {result['loss']:.4f}  val_acc {result['acc']:.2%}"
+            line += f"  ({h['time'][-1]:.1f} s, {seen / h['time'][-1]:.0f} samples/s)"
             if log:
                 log(line)
             if on_epoch_end is not None:
                 on_epoch_end(self)
-            if early_stopping and h["val_loss"]:
-                if h["val_loss"][-1] < best_loss - min_delta:
-                    best_loss, best_state, waited = h["val_loss"][-1], self.network.state_dict(), 0
+            if early_stopping and h[early_metric]:
+                score = sign * h[early_metric][-1]
+                if score < best - min_delta:
+                    best, best_state, waited = score, self.network.state_dict(), 0
                 else:
                     waited += 1
                     if waited >= early_stopping:
                         self.network.load_state_dict(best_state)
                         if log:
-                            log(f"early stopping: no val_loss improvement for {waited} epochs; "
-                                f"restored the weights of val_loss {best_loss:.4f}")
+                            log(f"early stopping: {early_metric} did not improve for {waited} epochs; "
+                                f"restored the weights with {early_metric} {sign * best:.4f}")
                         break
         return self.history

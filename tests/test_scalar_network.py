@@ -68,9 +68,9 @@ def test_trainer_learns_three_blobs(make_opt):
     trainer = Trainer(net, make_opt(net), progress=False)
     history = trainer.fit(x, y, epochs=6, batch_size=16, val=(xv, yv), log=None)
     assert history["loss"][-1] < history["loss"][0]
-    assert history["val_accuracy"][-1] > 0.9
+    assert history["val_acc"][-1] > 0.9
     assert trainer.step == 6 * 15 and trainer.epoch == 6
-    assert trainer.evaluate(xv, yv)["accuracy"] == history["val_accuracy"][-1]
+    assert trainer.evaluate(xv, yv)["acc"] == history["val_acc"][-1]
 
 
 def test_batch_gradient_is_the_mean_of_the_per_sample_gradients():
