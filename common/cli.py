@@ -561,8 +561,13 @@ def run_main(main_fn, argv=None) -> int:
         return 1
 
 
-def bootstrap_repo_path(entry_file) -> Path:
-    """Put the repository root (the parent of ``entry_file``'s folder) first on sys.path."""
+def bootstrap_repo_path(entry_file=None) -> Path:
+    """Put the repository root (the parent of ``entry_file``'s folder) first on sys.path.
+
+    ``entry_file`` defaults to the running script (``__main__.__file__``).
+    """
+    if entry_file is None:
+        entry_file = getattr(sys.modules["__main__"], "__file__", None) or sys.argv[0]
     root = Path(entry_file).resolve().parents[1]
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))

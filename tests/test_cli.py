@@ -239,7 +239,8 @@ def test_entry_point_runs_from_any_folder(tmp_path):
         sys.path.insert(0, {str(root)!r})
         from common.cli import bootstrap_repo_path, run_main
         from common.errors import UserError
-        print(bootstrap_repo_path(__file__))
+        assert bootstrap_repo_path() == bootstrap_repo_path(__file__)
+        print(bootstrap_repo_path())
         def main(argv):
             raise UserError("no such dataset 'x'")
         sys.exit(run_main(main))
