@@ -11,6 +11,7 @@ import time
 
 from tqdm.auto import tqdm
 
+from common.errors import UserError
 from scalar.losses import LOSSES
 
 
@@ -99,15 +100,17 @@ class Trainer:
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 64, val=None, early_stopping: int = 0,
             min_delta: float = 0.0, early_metric: str = "val_loss", on_epoch_end=None, log=print) -> dict:
-        """Train for ``epochs`` more epochs; returns the history (one list per metric, one entry per epoch).
+        """Train until ``epochs`` epochs are completed (resumed ones count); returns the history.
 
         ``val=(x_val, y_val)`` is evaluated after every epoch. ``early_stopping=k`` stops after
         k epochs in which ``early_metric`` (val_loss or val_acc) did not improve by ``min_delta``,
         and restores the best weights. ``on_epoch_end(trainer)`` runs after each epoch.
         """
+        if early_stopping and (val is None or not len(val[1])):
+            raise UserError("early stopping watches the validation set: use --val-split > 0")
         sign = 1.0 if early_metric == "val_loss" else -1.0       # lower loss is better, higher accuracy
         best, best_state, waited = float("inf"), None, 0
-        for _ in range(epochs):
+        while self.epoch < epochs:
             self.epoch += 1
             start, total, correct, seen = time.perf_counter(), 0.0, 0, 0
             bar = tqdm(total=len(y), desc=f"epoch {self.epoch}", unit="sample", disable=not self.progress)
