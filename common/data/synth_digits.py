@@ -15,6 +15,7 @@ digits on coloured, textured backgrounds.  The output is a deterministic functio
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from common.data.warp import blur3, bilinear_sample, random_affine, smooth_field
 #: Bump when the generator changes, so stale caches are not reused.
 GENERATOR_VERSION = 1
 DEFAULT_SIZES = (60_000, 10_000)
-CHUNK = 4096
+CHUNK = 2048
 _SPLIT_ID = {"train": 0, "test": 1}
 
 # How hard the task is. Tuned so a linear softmax classifier stays well below a small CNN.
@@ -80,15 +81,14 @@ def _rgb_chunk(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     c1 = rng.random((n, 3)).astype(np.float32)
     c2 = np.clip(c1 + rng.uniform(-0.3, 0.3, (n, 3)).astype(np.float32), 0, 1)
     # texture weight between the two background colours: flat, smooth blobs, or stripes
-    kind = rng.integers(0, 3, n)
+    kind = rng.integers(0, 3, (n, 1, 1, 1))
     blobs = 1.0 / (1.0 + np.exp(-2.0 * smooth_field(rng, n, size, knots=4, channels=1)))
-    angle = rng.uniform(0, np.pi, (n, 1, 1))
-    freq = rng.uniform(2.0, 6.0, (n, 1, 1))
-    y, x = np.linspace(-1, 1, size)[:, None], np.linspace(-1, 1, size)[None, :]
-    stripes = (0.5 + 0.5 * np.sin(np.pi * freq * (np.cos(angle) * x + np.sin(angle) * y)))[:, None]
-    mix = np.where(kind[:, None, None, None] == 0, 0.0,
-                   np.where(kind[:, None, None, None] == 1, blobs, stripes)).astype(np.float32)
-    background = c1[:, :, None, None] * (1 - mix) + c2[:, :, None, None] * mix
+    angle = rng.uniform(0, np.pi, (n, 1, 1, 1)).astype(np.float32)
+    freq = rng.uniform(2.0, 6.0, (n, 1, 1, 1)).astype(np.float32)
+    y, x = np.linspace(-1, 1, size, dtype=np.float32)[:, None], np.linspace(-1, 1, size, dtype=np.float32)
+    stripes = 0.5 + 0.5 * np.sin(np.pi * freq * (np.cos(angle) * x + np.sin(angle) * y))
+    mix = blobs * (kind == 1) + stripes * (kind == 2)                      # kind 0: flat colour
+    background = c1[:, :, None, None] + (c2 - c1)[:, :, None, None] * mix
 
     # foreground colour: random hue, luminance pushed at least 0.35 away from the background's
     lb = _luminance((c1 + c2) / 2)
@@ -118,12 +118,18 @@ def generate(n: int, seed: int = 0, split: str = "train", rgb: bool = False,
     labels = rng.permutation(np.arange(n) % 10).astype(np.int64)
     shape = (3, 32, 32) if rgb else (1, 28, 28)
     images = np.empty((n, *shape), dtype=np.uint8)
-    starts = range(0, n, CHUNK)
-    for i, start in enumerate(tqdm(starts, desc=f"synth-digits {split}", unit="chunk",
-                                   disable=not progress, leave=False)):
-        chunk_rng = np.random.default_rng([seed, _SPLIT_ID[split], i])
-        stop = min(start + CHUNK, n)
-        images[start:stop] = make(chunk_rng, labels[start:stop])
+    glyph_bank()  # render the templates once, before the workers share them
+
+    def fill(i: int) -> None:
+        start, stop = i * CHUNK, min((i + 1) * CHUNK, n)
+        images[start:stop] = make(np.random.default_rng([seed, _SPLIT_ID[split], i]), labels[start:stop])
+
+    # NumPy releases the GIL in its array loops, so threads use several cores
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        jobs = pool.map(fill, range(-(-n // CHUNK)))
+        for _ in tqdm(jobs, total=-(-n // CHUNK), desc=f"synth-digits {split}", unit="chunk",
+                      disable=not progress, leave=False):
+            pass
     return images, labels
 
 

@@ -97,14 +97,14 @@ def bilinear_sample(bank: np.ndarray, index: np.ndarray, points: np.ndarray) -> 
     pix = (points + 1.0) * (side / 2.0) - 0.5 + 1.0
     pix = np.clip(pix, 0.0, side + 0.999)
     y, x = pix[:, 0], pix[:, 1]
-    y0 = np.minimum(y.astype(np.int32), side)
-    x0 = np.minimum(x.astype(np.int32), side)
-    fy, fx = y - y0, x - x0
-    base = (index.astype(np.int64) * (width * width))[:, None, None] + y0 * width + x0
-    v00 = flat[base]
-    v01 = flat[base + 1]
-    v10 = flat[base + width]
-    v11 = flat[base + width + 1]
+    y0 = np.minimum(np.floor(y), side)
+    x0 = np.minimum(np.floor(x), side)
+    fy, fx = y - y0, x - x0                                   # float32 fractions
+    base = (index.astype(np.intp) * (width * width))[:, None, None] + (y0 * width + x0).astype(np.intp)
+    v00 = np.take(flat, base)
+    v01 = np.take(flat, base + 1)
+    v10 = np.take(flat, base + width)
+    v11 = np.take(flat, base + width + 1)
     top = v00 + fx * (v01 - v00)
     bottom = v10 + fx * (v11 - v10)
     return top + fy * (bottom - top)
