@@ -62,7 +62,15 @@ def build_parser(description: str = __doc__.split("\n")[0], examples=EXAMPLES, d
     cli.add_checkpoint_args(parser)
     cli.add_output_args(parser, misclassified=False)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    one_line_usage_errors(parser)
     return parser
+
+
+def one_line_usage_errors(parser):
+    """A bad flag prints one line (not the whole usage block) and exits with code 2."""
+    def error(message):
+        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
+    parser.error = error
 
 
 def layer_settings(parser, args) -> tuple[list[str], list[float]]:
