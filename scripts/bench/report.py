@@ -79,14 +79,14 @@ def machine(report: dict) -> str:
 
 def throughput(report: dict) -> str:
     """Images/s for training and inference, ours and PyTorch's, with the ratio ours/torch."""
-    header = ["model", "input", "parameters", "GFLOP / image (fwd)", "train ours", "train PyTorch",
+    header = ["model", "input", "parameters", "MFLOP / image (forward)", "train ours", "train PyTorch",
               "train ratio", "infer ours", "infer PyTorch", "infer ratio"]
     rows = []
     for r in report["models"]:
         o, t = r.get("ours", {}), r.get("torch", {})
         name = r["model"] + (" (samples/s)" if r.get("tier") == "scalar" else "")
         rows.append([name, "×".join(map(str, r["input_shape"])), _num(r.get("params")),
-                     "–" if not r.get("flops_fwd") else f"{r['flops_fwd'] / 1e9:.4g}",
+                     "–" if not r.get("flops_fwd") else f"{r['flops_fwd'] / 1e6:,.3g}",
                      _num(o.get("train_ips"), 1), _num(t.get("train_ips"), 1), _ratio(r.get("ratio_train")),
                      _num(o.get("infer_ips"), 1), _num(t.get("infer_ips"), 1), _ratio(r.get("ratio_infer"))])
     return _table(header, rows)
