@@ -27,7 +27,7 @@ from common.data.glyphs import glyph_bank
 from common.data.warp import blur3, bilinear_sample, random_affine, smooth_field, source_points
 
 #: Bump when the generator changes, so stale caches are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_SIZES = (60_000, 10_000)
 CHUNK = 2048
 _SPLIT_ID = {"train": 0, "test": 1}
@@ -35,7 +35,7 @@ _SPLIT_ID = {"train": 0, "test": 1}
 # How hard the task is. Tuned so a linear softmax classifier stays well below a small CNN.
 AFFINE = dict(rotation_deg=15.0, shear=0.3, scale=(0.78, 1.1), aspect=(0.8, 1.25), shift=0.12)
 ELASTIC_MAX = 0.10        # largest elastic displacement (normalised units; 0.1 = 1.4 px at 28x28)
-THRESHOLD = (0.28, 0.62)  # lower -> thicker strokes
+THRESHOLD = (0.30, 0.52)  # lower -> thicker strokes
 EDGE = (0.12, 0.30)       # width of the soft edge of a stroke
 NOISE_STD = (0.0, 0.12)
 
