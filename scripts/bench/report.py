@@ -46,6 +46,13 @@ def _duration(seconds) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _mflop(flops) -> str:
+    if not flops:
+        return "–"
+    v = flops / 1e6
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def _table(header, rows) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -86,7 +93,7 @@ def throughput(report: dict) -> str:
         o, t = r.get("ours", {}), r.get("torch", {})
         name = r["model"] + (" (samples/s)" if r.get("tier") == "scalar" else "")
         rows.append([name, "×".join(map(str, r["input_shape"])), _num(r.get("params")),
-                     "–" if not r.get("flops_fwd") else f"{r['flops_fwd'] / 1e6:,.3g}",
+                     _mflop(r.get("flops_fwd")),
                      _num(o.get("train_ips"), 1), _num(t.get("train_ips"), 1), _ratio(r.get("ratio_train")),
                      _num(o.get("infer_ips"), 1), _num(t.get("infer_ips"), 1), _ratio(r.get("ratio_infer"))])
     return _table(header, rows)

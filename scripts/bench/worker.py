@@ -307,6 +307,10 @@ def main(argv=None) -> int:
     p.add_argument("--gemm-repeats", type=int, default=5)
     p.add_argument("--gemm-torch", action="store_true")
     args = p.parse_args(argv)
+    if args.role == "torch":
+        import torch  # noqa: F401  (so that the RSS baseline below includes torch's libraries)
+    else:
+        import common.backend  # noqa: F401
     rss_import = current_rss_mb()
     try:
         if args.role == "gemm":
