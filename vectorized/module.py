@@ -187,10 +187,10 @@ class Module:
             for bname, b in list(module._buffers.items()):
                 full = f"{name}.{bname}" if name else bname
                 if full in state:
-                    module._buffers[bname] = to_device(np.asarray(state[full]), dtype=b.dtype)
+                    module._buffers[bname] = to_device(np.array(state[full], copy=True), dtype=b.dtype)
         for k, p in params.items():
             if k in state:
-                p.data = to_device(np.asarray(state[k]), dtype=p.data.dtype)
+                p.data = to_device(np.array(state[k], copy=True), dtype=p.data.dtype)
                 if p.grad.shape != p.data.shape:
                     p.grad = xp.zeros_like(p.data)
 

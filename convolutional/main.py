@@ -1,0 +1,103 @@
+"""Train one of the seven convolutional architectures.
+
+    python convolutional/main.py resnet18 --gpu
+    python convolutional/main.py lenet --dataset synth-digits --epochs 3
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
+
+from common import cli  # noqa: E402
+from common.errors import UserError  # noqa: E402
+
+ARCH_NAMES = ("lenet", "baseline", "alexnet", "vgg16", "resnet18", "efficientnet_lite0", "convnext_tiny")
+
+EXAMPLES = [
+    "python convolutional/main.py resnet18 --gpu",
+    "python convolutional/main.py resnet18 --epochs 2 --batch-size 64 --gpu --grad-clip 5 --lookahead "
+    "--lookahead-k 5 --lookahead-alpha 0.5 --limit 2000",
+    "python convolutional/main.py lenet --dataset synth-digits --epochs 3",
+    "python convolutional/main.py resnet18 --dataset cifar10 --augment-cutmix-prob 0.5 --lr-schedule cosine",
+    "python convolutional/main.py efficientnet_lite0 --se --summary",
+    "python convolutional/main.py baseline --load runs/<run>/best.h5 --skip-train --confusion-matrix",
+]
+
+
+def build_parser():
+    parser = cli.make_parser("Train a convolutional network (LeNet-5 ... ConvNeXt-Tiny) with the "
+                             "convolutional tier.", EXAMPLES)
+    g = parser.add_argument_group("model")
+    g.add_argument("arch", nargs="?", default="baseline", choices=ARCH_NAMES, metavar="ARCH",
+                   help=f"architecture: {', '.join(ARCH_NAMES)}")
+    g.add_argument("--variant", choices=("auto", "canonical", "small"), default="auto",
+                   help="canonical (published) network or the small-input variant; auto picks by image size")
+    g.add_argument("--se", action="store_true",
+                   help="efficientnet_lite0 only: add squeeze-excite to every block (B0-style, not canonical Lite0)")
+    g.add_argument("--summary", action="store_true", help="print the layer table and exit")
+    g.add_argument("--skip-train", action="store_true", help="only evaluate (use with --load)")
+    cli.add_data_args(parser, image_size=True)
+    cli.add_training_args(parser, epochs=3, batch_size=64)
+    cli.add_optimizer_args(parser, default_optimizer="adam", default_lr=5e-4, default_weight_decay=1e-4)
+    cli.add_schedule_args(parser)
+    cli.add_augment_args(parser, allow_mix=True)
+    cli.add_checkpoint_args(parser)
+    cli.add_device_args(parser)
+    cli.add_output_args(parser)
+    return parser
+
+
+def model_builder(args):
+    """A function (input_shape, num_classes) -> network for the flags in ``args``."""
+    from convolutional.architectures import build_model
+
+    options = {"se": True} if args.se else {}
+    if args.se and args.arch != "efficientnet_lite0":
+        raise UserError("--se applies to efficientnet_lite0 only")
+
+    def build(input_shape, num_classes):
+        return build_model(args.arch, input_shape, num_classes, variant=args.variant, **options)
+
+    return build
+
+
+def summary_shape(args):
+    """(C, H, W) for --summary without loading the data when the dataset is a registered one."""
+    from common.data import REGISTRY, load_dataset
+
+    spec = REGISTRY.get(cli.dataset_name(args))
+    if spec is not None:
+        c, h, w = spec.image_shape
+    else:
+        c, h, w = load_dataset(args.dataset, args.data_dir).image_shape
+    if args.image_size:
+        h = w = args.image_size
+    return c, h, w
+
+
+def _main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.skip_train and not (args.load or args.resume):
+        raise UserError("--skip-train evaluates a trained model: add --load PATH")
+    build = model_builder(args)
+    if args.summary:
+        from common.data import REGISTRY
+
+        shape = summary_shape(args)
+        classes = len(REGISTRY[cli.dataset_name(args)].class_names) if cli.dataset_name(args) in REGISTRY else 10
+        model = build(shape, classes)
+        print(f"{args.arch} ({model.variant}: {model.variant_label}), input {'x'.join(map(str, shape))}")
+        model.summary(shape)
+        return 0
+    from vectorized.experiment import run_experiment
+
+    run_experiment(args, tier="convolutional", model_name=args.arch, build_model=build, argv=argv)
+    return 0
+
+
+def main(argv=None):
+    return cli.run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""One experiment, from parsed flags to a trained, evaluated, saved model.
+
+``vectorized/main.py``, ``convolutional/main.py`` and the quickstarts all run through
+:func:`run_experiment`, so a flag means the same thing everywhere and the pipeline (data,
+normalization, optimizer, schedule, augmentation, checkpoints, plots, reports) exists once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common import backend, metrics, plots
+from common.augment import AugmentConfig, Augmenter
+from common.checkpoint import check_compatible, library_version, load_checkpoint, save_checkpoint
+from common.cli import RunDir, augment_overrides, dataset_is_explicit, dataset_name, run_header
+from common.data import Normalizer, balanced_subset, load_dataset, resize_images, train_val_split
+from common.errors import UserError
+from common.seed import seed_everything
+from vectorized.losses import CrossEntropyLoss
+from vectorized.optim import Lookahead, make_optimizer
+from vectorized.schedules import make_schedule
+from vectorized.trainer import EarlyStopping, Trainer
+
+
+@dataclass
+class Data:
+    """The splits of one run (host uint8 images) and where they came from."""
+
+    name: str
+    fell_back: bool
+    class_names: list
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def image_shape(self):
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+def load_data(args, *, input_shape=None, synth_sizes=None) -> Data:
+    """Load, resize, subset and split the dataset the flags name.
+
+    ``input_shape`` (C, H, W) forces a channel count and size (a resumed or loaded model's own).
+    """
+    ds = load_dataset(dataset_name(args), args.data_dir, explicit=dataset_is_explicit(args),
+                      seed=args.seed, synth_sizes=synth_sizes)
+    x_train, y_train, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    size = getattr(args, "image_size", None)
+    target_hw = tuple(input_shape[1:]) if input_shape is not None else ((size, size) if size else None)
+    target_c = input_shape[0] if input_shape is not None else None
+    if target_hw is not None and target_hw != tuple(x_train.shape[2:]) or (
+            target_c is not None and target_c != x_train.shape[1]):
+        hw = target_hw or tuple(x_train.shape[2:])
+        x_train = resize_images(x_train, hw, channels=target_c)
+        x_test = resize_images(x_test, hw, channels=target_c)
+    if args.limit:
+        x_train, y_train = balanced_subset(x_train, y_train, args.limit, seed=args.seed)
+        x_test, y_test = balanced_subset(x_test, y_test, max(args.limit // 5, len(ds.class_names)), seed=args.seed)
+    x_tr, y_tr, x_val, y_val = train_val_split(x_train, y_train, args.val_split, seed=args.seed)
+    return Data(ds.name, ds.fell_back, list(ds.class_names), x_tr, y_tr, x_val, y_val, x_test, y_test)
+
+
+def build_optimizer(args, model):
+    """The optimizer the flags describe, wrapped in Lookahead when asked."""
+    opt = make_optimizer(args.optimizer, model.parameters(), args.lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay)
+    if getattr(args, "lookahead", False):
+        opt = Lookahead(opt, k=args.lookahead_k, alpha=args.lookahead_alpha)
+    return opt
+
+
+def build_schedule(args, optimizer, steps_per_epoch):
+    return make_schedule(args.lr_schedule, optimizer, args.epochs, steps_per_epoch,
+                         step_size=args.step_size, milestones=args.milestones, gamma=args.gamma,
+                         min_lr=args.min_lr, warmup_epochs=args.warmup_epochs,
+                         restart_epochs=args.restart_period, factor=args.reduce_factor,
+                         patience=args.reduce_patience, threshold=args.reduce_delta)
+
+
+def build_augmenter(args, data_name, seed):
+    """An Augmenter for the dataset's defaults plus the user's --augment-* flags, or None."""
+    if getattr(args, "no_augment", False):
+        return None
+    config = AugmentConfig.for_dataset(data_name, **augment_overrides(args))
+    config.validate()
+    return Augmenter(config, seed=seed)
+
+
+def _jsonable(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if not callable(v)}
+
+
+def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, argv=None, synth_sizes=None,
+                   quiet=False):
+    """Train and evaluate one model as the flags say. Returns a dict of results.
+
+    ``build_model(input_shape, num_classes)`` makes the model; ``input_shape`` is (C, H, W).
+    """
+    if args.gpu:
+        backend.use_gpu()
+    seed_everything(args.seed)
+    resume_ckpt = load_checkpoint(args.resume) if getattr(args, "resume", None) else None
+    load_ckpt = load_checkpoint(args.load) if getattr(args, "load", None) else None
+    source = resume_ckpt or load_ckpt
+    saved_shape = tuple(source.config["input_shape"]) if source and "input_shape" in source.config else None
+    data = load_data(args, input_shape=saved_shape, synth_sizes=synth_sizes)
+
+    model = build_model(data.image_shape, data.num_classes)
+    arch = getattr(model, "arch_name", model_name)
+    if source is not None and "normalization" in source.config:
+        normalizer = Normalizer(**source.config["normalization"])
+    else:
+        normalizer = Normalizer.fit(data.x_train)
+    config = {"tier": tier, "architecture": arch, "variant": getattr(model, "variant", None),
+              "input_shape": list(data.image_shape), "num_classes": data.num_classes,
+              "dataset": data.name, "class_names": data.class_names,
+              "normalization": {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist()},
+              "version": library_version(), "args": _jsonable(args)}
+
+    if resume_ckpt is not None:
+        run_dir = RunDir.for_checkpoint(args.resume)
+    else:
+        run_dir = RunDir(args.run_dir, args.run_name or f"{tier}-{model_name}")
+    run_dir.save_config(config)
+
+    variant = getattr(model, "variant", None)
+    print(run_header(tier=tier, model=arch + (f" ({variant})" if variant else ""), dataset=data.name,
+                     fell_back=data.fell_back, device=backend.device_name(), seed=args.seed,
+                     params=model.num_parameters(),
+                     extra={"input": "x".join(map(str, data.image_shape)), "train": len(data.x_train),
+                            "val": len(data.x_val), "test": len(data.x_test), "run": run_dir}), flush=True)
+
+    optimizer = build_optimizer(args, model)
+    steps_per_epoch = max(1, -(-len(data.x_train) // args.batch_size))
+    schedule = build_schedule(args, optimizer, steps_per_epoch)
+    early = (EarlyStopping(args.early_metric, args.early_patience, args.early_delta)
+             if args.early_stopping else None)
+    if early is not None and len(data.x_val) == 0:
+        raise UserError("--early-stopping needs a validation set: use --val-split > 0")
+    trainer = Trainer(model, CrossEntropyLoss(label_smoothing=getattr(args, "label_smoothing", 0.0)), optimizer,
+                      normalizer=normalizer, num_classes=data.num_classes, schedule=schedule,
+                      grad_clip=getattr(args, "grad_clip", None),
+                      augmenter=build_augmenter(args, data.name, args.seed + 1), early_stopping=early,
+                      run_dir=run_dir, config=config, flatten_input=flatten_input, seed=args.seed,
+                      progress=not quiet)
+    if resume_ckpt is not None:
+        trainer.resume(args.resume)
+        print(f"[resume] continuing from epoch {trainer.epoch} (step {trainer.step}) of {args.resume}")
+    elif load_ckpt is not None:
+        check_compatible(load_ckpt, model_shapes=model.state_shapes(),
+                         config={k: config[k] for k in ("tier", "architecture", "num_classes", "input_shape")})
+        model.load_state_dict(load_ckpt.model_state)
+        print(f"[load] weights from {args.load}")
+
+    val = (data.x_val, data.y_val) if len(data.x_val) else None
+    if not getattr(args, "skip_train", False):
+        if trainer.epoch >= args.epochs:
+            print(f"[resume] the checkpoint already has {trainer.epoch} epochs; raise --epochs to train more")
+        trainer.fit((data.x_train, data.y_train), val, epochs=args.epochs, batch_size=args.batch_size)
+
+    test = trainer.evaluate(data.x_test, data.y_test, batch_size=max(args.batch_size, 256))
+    print(f"test loss {test['loss']:.4f} | test accuracy {100 * test['acc']:.2f}% ({len(data.x_test)} images)")
+    cm = metrics.confusion_matrix(data.y_test, test["pred"], data.num_classes)
+    if getattr(args, "confusion_matrix", False):
+        print(metrics.format_confusion_matrix(cm, data.class_names))
+        print(metrics.classification_report(cm, data.class_names))
+    wrong = np.flatnonzero(test["pred"] != data.y_test)
+    if getattr(args, "show_misclassified", False):
+        _print_misclassified(wrong, data, test["pred"])
+
+    figures = []
+    if getattr(args, "plot", False):
+        figures = _save_figures(run_dir, trainer, data, test["pred"], wrong, cm)
+        for path in figures:
+            print(f"[plot] {path}")
+    if args.save:
+        path = save_checkpoint(args.save, trainer.checkpoint())
+        print(f"[save] {path}")
+    (run_dir.path / "results.json").write_text(json.dumps(
+        {"test_loss": test["loss"], "test_acc": test["acc"], "epochs": trainer.epoch}, indent=2) + "\n")
+    return {"history": trainer.history, "test_acc": test["acc"], "test_loss": test["loss"], "run_dir": run_dir,
+            "trainer": trainer, "model": model, "data": data, "figures": figures}
+
+
+def _print_misclassified(wrong, data, pred, show=10):
+    n = len(data.y_test)
+    print(f"misclassified: {len(wrong)} of {n} test images ({100 * len(wrong) / max(n, 1):.2f}%)")
+    if len(wrong):
+        pairs = np.stack([data.y_test[wrong], pred[wrong]], axis=1)
+        kinds, counts = np.unique(pairs, axis=0, return_counts=True)
+        top = np.argsort(-counts, kind="stable")[:5]
+        names = data.class_names
+        print("most frequent confusions: " + ", ".join(
+            f"{names[t]}->{names[p]} x{c}" for (t, p), c in zip(kinds[top], counts[top])))
+        print("examples (test index: true -> predicted): " + ", ".join(
+            f"{i}: {names[data.y_test[i]]} -> {names[pred[i]]}" for i in wrong[:show]))
+
+
+def _save_figures(run_dir, trainer, data, pred, wrong, cm):
+    out = []
+    if trainer.history:
+        out.append(plots.plot_history(trainer.history, run_dir.plot_path("curves")))
+    out.append(plots.plot_confusion_matrix(cm, run_dir.plot_path("confusion_matrix"), data.class_names))
+    out.append(plots.plot_samples(data.x_train[:20], data.y_train[:20], run_dir.plot_path("samples"),
+                                  data.class_names))
+    if len(wrong):
+        out.append(plots.plot_misclassified(data.x_test[wrong], data.y_test[wrong], pred[wrong],
+                                            run_dir.plot_path("misclassified"), data.class_names))
+    first_conv = next((p for _, p in trainer.model.named_parameters() if p.data.ndim == 4), None)
+    if first_conv is not None:
+        out.append(plots.plot_filters(backend.to_numpy(first_conv.data), run_dir.plot_path("filters")))
+    return out
+
