@@ -1,0 +1,203 @@
+"""The seven architectures: exact parameter counts, output shapes, minimum sizes, variants,
+summaries and checkpoint-style state-dict round trips (every tensor comes back)."""
+import functools
+
+import numpy as np
+import pytest
+
+from common.errors import UserError
+from convolutional.architectures import ARCHITECTURES, architecture_names, build_model, min_input_size, \
+    resolve_variant
+
+NAMES = architecture_names()
+
+
+@functools.lru_cache(maxsize=None)
+def cached(name, shape, num_classes=10, variant="auto", **options):
+    """Models only read here (counts, shapes, summaries) are built once per session."""
+    return build_model(name, shape, num_classes, variant=variant, **options)
+
+
+def forward(model, shape, batch=2, seed=0):
+    model.eval()
+    x = np.random.default_rng(seed).standard_normal((batch, *shape)).astype(np.float32)
+    return model(x)
+
+
+def test_registry_lists_the_seven():
+    assert NAMES == ["lenet", "baseline", "alexnet", "vgg16", "resnet18", "efficientnet_lite0", "convnext_tiny"]
+
+
+# ----------------------------------------------------------------------------- parameter counts
+@pytest.mark.parametrize("name", NAMES)
+def test_canonical_parameter_count(name):
+    spec = ARCHITECTURES[name]
+    model = cached(name, spec.canonical_input, spec.canonical_classes, "canonical")
+    assert model.variant == "canonical"
+    assert model.num_parameters() == spec.canonical_params
+
+
+@pytest.mark.parametrize("name,shape,classes,variant,options,expected", [
+    ("resnet18", (3, 32, 32), 10, "auto", (), 11_173_962),                  # CIFAR ResNet18
+    ("resnet18", (1, 28, 28), 10, "auto", (), 11_172_810),
+    ("vgg16", (3, 32, 32), 10, "auto", (), 14_728_266),                     # CIFAR VGG16-BN
+    ("vgg16", (1, 28, 28), 10, "auto", (), 14_727_114),
+    ("vgg16", (3, 32, 32), 10, "small", (("batch_norm", False),), 14_719_818),
+    ("lenet", (1, 28, 28), 10, "auto", (), 61_706),                        # padding 2
+    ("lenet", (1, 32, 32), 10, "auto", (), 61_706),                        # LeCun's geometry
+    ("efficientnet_lite0", (3, 224, 224), 10, "canonical", (), 3_383_818),
+    ("efficientnet_lite0", (3, 224, 224), 1000, "canonical", (("se", True), ("activation", "silu")), 5_288_548),
+    ("efficientnet_lite0", (3, 32, 32), 10, "auto", (), 3_383_818),         # stride-1 stem, same weights
+    ("convnext_tiny", (3, 32, 32), 10, "auto", (), 27_827_818),             # stem stride 2, same weights
+    ("alexnet", (3, 32, 32), 10, "auto", (), 28_711_754),                   # 3x3 stem, 3x3 pool
+    ("baseline", (1, 28, 28), 10, "auto", (), 94_186),
+])
+def test_variant_parameter_count(name, shape, classes, variant, options, expected):
+    assert cached(name, shape, classes, variant, **dict(options)).num_parameters() == expected
+
+
+# ----------------------------------------------------------------------------- variants and sizes
+@pytest.mark.parametrize("name,shape,expected", [
+    ("resnet18", (1, 28, 28), "small"), ("resnet18", (3, 64, 64), "small"), ("resnet18", (3, 96, 96), "canonical"),
+    ("vgg16", (3, 32, 32), "small"), ("alexnet", (3, 224, 224), "canonical"), ("convnext_tiny", (3, 28, 28), "small"),
+    ("efficientnet_lite0", (3, 128, 128), "canonical"), ("lenet", (1, 28, 28), "small"),
+    ("lenet", (1, 32, 32), "canonical"), ("baseline", (3, 224, 224), "canonical"),
+])
+def test_auto_variant(name, shape, expected):
+    assert resolve_variant(name, shape, "auto") == expected
+
+
+def test_variant_is_recorded_and_labelled():
+    model = cached("resnet18", (3, 32, 32))
+    assert (model.arch_name, model.variant) == ("resnet18", "small")
+    assert "CIFAR" in model.variant_label
+    assert "small" in repr(model).splitlines()[0]
+    b0 = cached("efficientnet_lite0", (3, 224, 224), 1000, "canonical", se=True, activation="silu")
+    assert "Lite0 blocks + SE (B0-style" in b0.variant_label
+    assert "no SE, ReLU6" in cached("efficientnet_lite0", (3, 32, 32)).variant_label
+
+
+SHAPES = [(1, 28, 28), (3, 32, 32)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["1x28x28", "3x32x32"])
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_small_inputs(name, shape):
+    y = forward(cached(name, shape), shape)
+    assert y.shape == (2, 10)
+    assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("name,shape,classes", [
+    ("lenet", (3, 40, 36), 7), ("baseline", (3, 17, 23), 3), ("resnet18", (2, 20, 18), 5),
+    ("convnext_tiny", (1, 20, 24), 4), ("efficientnet_lite0", (4, 24, 33), 2), ("alexnet", (1, 15, 16), 6),
+    ("vgg16", (3, 18, 25), 100),
+])
+def test_any_channels_size_and_classes(name, shape, classes):
+    y = forward(cached(name, shape, classes), shape, batch=1)
+    assert y.shape == (1, classes)
+
+
+@pytest.mark.parametrize("name", ["lenet", "baseline", "alexnet", "resnet18", "efficientnet_lite0",
+                                  "convnext_tiny"])
+def test_output_shape_canonical_input(name):
+    spec = ARCHITECTURES[name]
+    model = cached(name, spec.canonical_input, spec.canonical_classes, "canonical")
+    assert forward(model, spec.canonical_input, batch=1).shape == (1, spec.canonical_classes)
+
+
+def test_vgg16_canonical_head_on_a_small_input():
+    """The 7x7 adaptive pool makes canonical VGG16 run (not learn well) from 32x32 up."""
+    model = cached("vgg16", (3, 224, 224), 1000, "canonical")
+    assert forward(model, (3, 32, 32), batch=1).shape == (1, 1000)
+
+
+def test_vgg16_small_drops_only_the_last_pool_at_28():
+    from convolutional.pooling import MaxPool2D
+    from vectorized.layers import Identity
+
+    pools = lambda m: [type(layer) for layer in m.features if type(layer) in (MaxPool2D, Identity)]  # noqa: E731
+    assert pools(cached("vgg16", (1, 28, 28))) == [MaxPool2D] * 4 + [Identity]
+    assert pools(cached("vgg16", (3, 32, 32))) == [MaxPool2D] * 5
+
+
+MIN_CASES = [(name, variant) for name in NAMES for variant in ARCHITECTURES[name].variants]
+
+
+@pytest.mark.parametrize("name,variant", MIN_CASES, ids=[f"{n}-{v}" for n, v in MIN_CASES])
+def test_minimum_input_size(name, variant):
+    """The documented minimum works; one pixel less is a one-line UserError naming the fix."""
+    size = min_input_size(name, variant)
+    channels = ARCHITECTURES[name].canonical_input[0]
+    with pytest.raises(UserError) as err:
+        build_model(name, (channels, size - 1, size + 5), 10, variant=variant)
+    message = str(err.value)
+    assert f"at least {size}x{size}" in message and f"--image-size {size}" in message and "\n" not in message
+    if name in ("vgg16", "alexnet") and variant == "canonical":   # adaptive pool: any input >= min
+        spec = ARCHITECTURES[name]
+        model = cached(name, spec.canonical_input, spec.canonical_classes, "canonical")
+    else:
+        model = build_model(name, (channels, size, size), 10, variant=variant)
+    assert forward(model, (channels, size, size), batch=1).shape[0] == 1
+
+
+def test_min_size_error_suggests_small_variant():
+    with pytest.raises(UserError, match=r"resnet18 \(canonical\) needs inputs of at least 32x32; got 28x28; "
+                                        r"use --image-size 32 or the 'small' variant"):
+        build_model("resnet18", (1, 28, 28), 10, variant="canonical")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: build_model("resnet50", (3, 32, 32)),
+    lambda: build_model("resnet18", (3, 32, 32), variant="tiny"),
+    lambda: build_model("resnet18", (3, 32), 10),
+    lambda: build_model("resnet18", (3, 32, 32), 0),
+    lambda: build_model("lenet", (1, 28, 28), 10, dropout=0.5),
+])
+def test_user_errors(call):
+    with pytest.raises(UserError):
+        call()
+
+
+# ----------------------------------------------------------------------------- summary
+@pytest.mark.parametrize("name", NAMES)
+def test_summary(name):
+    shape = ARCHITECTURES[name].small_input
+    model = cached(name, shape)
+    text = model.summary(shape, print_fn=None)
+    assert f"Total params: {model.num_parameters():,}" in text
+    rows = text.splitlines()[2:-4]
+    assert sum(int(row.rsplit(None, 1)[1].replace(",", "")) for row in rows) == model.num_parameters()
+    assert "(N, 10)" in rows[-1]
+
+
+# ----------------------------------------------------------------------------- checkpoint round trip
+ROUND_TRIP = [("lenet", (1, 28, 28)), ("baseline", (1, 28, 28)), ("alexnet", (1, 28, 28)),
+              ("vgg16", (3, 32, 32)), ("resnet18", (1, 28, 28)), ("efficientnet_lite0", (3, 32, 32)),
+              ("convnext_tiny", (3, 32, 32))]
+
+
+@pytest.mark.parametrize("name,shape", ROUND_TRIP, ids=[c[0] for c in ROUND_TRIP])
+def test_state_dict_round_trip(name, shape):
+    """state_dict() -> load_state_dict() into a freshly initialised model: every tensor comes
+    back (parameters and BN buffers), and the two models compute the same logits."""
+    from common.seed import seed_everything
+
+    seed_everything(1)
+    source = build_model(name, shape, 10)
+    source.train()
+    x = np.random.default_rng(0).standard_normal((4, *shape)).astype(np.float32)
+    source(x)                                   # moves BN running statistics off their defaults
+    state = source.state_dict()
+    assert list(state) == list(source.state_shapes())
+    n_param_values = sum(state[k].size for k, _ in source.named_parameters())
+    assert n_param_values == source.num_parameters()   # no parameter left out of the state
+
+    seed_everything(2)
+    target = build_model(name, shape, 10)
+    target.load_state_dict(state)
+    restored = target.state_dict()
+    assert list(restored) == list(state)
+    for key in state:
+        np.testing.assert_array_equal(restored[key], state[key], err_msg=key)
+    np.testing.assert_array_equal(forward(target, shape), forward(source, shape))
