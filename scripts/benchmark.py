@@ -108,7 +108,7 @@ def measure_model(name: str, args, workdir: Path, bar) -> dict:
     workload = MODELS[name]
     steps = args.steps or (workload.quick_steps if args.quick else workload.steps)
     result = {"model": name, "label": workload.label, "input_shape": list(workload.input_shape),
-              "tier": workload.tier, "batch_size": 1 if workload.tier == "scalar" else args.batch_size,
+              "tier": workload.tier, "batch_size": args.batch_size,
               "steps": steps}
     mdir = workdir / name
     mdir.mkdir()
@@ -209,7 +209,8 @@ def table_rows(report: dict) -> list[list[str]]:
             g = side.get("train_gflops")
             if g is None:
                 return "-"
-            return f"{g:.1f}" + (f" ({100 * g / peak:.0f}%)" if peak else "")
+            text = f"{g:.3g}" if g < 1 else f"{g:.1f}"
+            return text + (f" ({100 * g / peak:.0f}%)" if peak else "")
 
         rows.append([
             m["model"], "x".join(map(str, m["input_shape"])), fmt_num(m.get("params")),
@@ -229,8 +230,7 @@ def print_table(report: dict) -> None:
     if g.get("gflops"):
         extra = f", torch {g['torch_gflops']:.0f}" if g.get("torch_gflops") else ""
         print(f"GEMM peak ({g.get('backend')}, float32 {g['size']}^3, median): {g['gflops']:.0f} GFLOP/s{extra}; "
-              f"threads {report['threads']}, batch {report['batch_size']}; images/s are medians "
-              f"(scalar: samples/s); ratio = ours/torch, median [min-max] over {report['repeats']} repeats")
+              f"threads {report['threads']}, batch {report['batch_size']}; images/s are medians; ratio = ours/torch, median [min-max] over {report['repeats']} repeats")
     for i, row in enumerate(rows):
         print("  ".join(c.rjust(w) if i and j else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))))
         if i == 0:

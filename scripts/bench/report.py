@@ -91,7 +91,7 @@ def throughput(report: dict) -> str:
     rows = []
     for r in report["models"]:
         o, t = r.get("ours", {}), r.get("torch", {})
-        name = r["model"] + (" (samples/s)" if r.get("tier") == "scalar" else "")
+        name = r["model"]
         rows.append([name, "×".join(map(str, r["input_shape"])), _num(r.get("params")),
                      _mflop(r.get("flops_fwd")),
                      _num(o.get("train_ips"), 1), _num(t.get("train_ips"), 1), _ratio(r.get("ratio_train")),

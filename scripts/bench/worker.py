@@ -187,41 +187,32 @@ class Torch:
 
 
 class Scalar:
-    """The scalar tier: one sample per step (forward, cross-entropy, backward, Adam)."""
+    """The scalar tier through its own Trainer: per-sample forward/backward over the batch, then one Adam step."""
 
     def __init__(self, workload, batch_size, workdir: Path, gpu: bool):
-        from scalar.losses import cross_entropy
         from scalar.optimizers import Adam
+        from scalar.trainer import Trainer
 
         self.model = build_ours(workload)
-        x, y = batch(workload, 8)
-        self.samples = [(row.tolist(), int(label)) for row, label in zip(x, y)]
-        self.cross_entropy = cross_entropy
-        self.optimizer = Adam(self.model, lr=1e-3)
-        self.i = 0
+        x, y = batch(workload, batch_size)
+        self.rows, self.targets = x.tolist(), [int(v) for v in y]
+        self.trainer = Trainer(self.model, Adam(self.model, lr=1e-3), progress=False)
         self.info = {"params": int(self.model.num_parameters()),
                      "flops_fwd": 2 * sum(len(n.w) for n in self.model.neurons()),
                      "device": "CPU (Python floats)"}
         self.last_loss = None
 
-    def next_sample(self):
-        self.i = (self.i + 1) % len(self.samples)
-        return self.samples[self.i]
-
     def sync(self):
         pass
 
     def train_step(self):
-        x, y = self.next_sample()
-        self.model.train()
-        self.model.zero_grad()
-        self.last_loss, grad = self.cross_entropy(self.model.forward(x), y)
-        self.model.backward(grad)
-        self.optimizer.step()
+        total, _ = self.trainer.train_batch(self.rows, self.targets)
+        self.last_loss = total / len(self.rows)
 
     def infer_step(self):
         self.model.eval()
-        self.model.forward(self.next_sample()[0])
+        for row in self.rows:
+            self.model.forward(row)
 
     def loss_value(self):
         return self.last_loss
@@ -324,7 +315,7 @@ def main(argv=None) -> int:
             runner = Scalar(workload, args.batch_size, args.workdir, args.gpu)
         else:
             runner = Ours(workload, args.batch_size, args.workdir, args.gpu)
-        per_step = 1 if workload.tier == "scalar" else args.batch_size
+        per_step = args.batch_size
         reply(ready=True, rss_after_import_mb=rss_import, rss_after_build_mb=current_rss_mb(),
               blas_threads=blas_threads(), **runner.info)
     except Exception as exc:  # reported to the parent as one line; the traceback goes to the log

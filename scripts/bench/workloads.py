@@ -38,7 +38,7 @@ MLP_HIDDEN = (256, 128, 64)
 
 MODELS = {w.name: w for w in (
     Workload("mlp", "MLP 784-256-128-64-10, ReLU", (1, 28, 28), "vectorized", 60, 10),
-    Workload("scalar", "scalar MLP 784-256-128-64-10 (one sample per step)", (1, 28, 28), "scalar", 6, 2,
+    Workload("scalar", "scalar MLP 784-256-128-64-10 (Python floats, per-sample loops)", (1, 28, 28), "scalar", 3, 1,
              has_torch=False),
     Workload("lenet", "LeNet-5", (1, 28, 28), "convolutional", 40, 6),
     Workload("baseline", "BaselineCNN", (1, 28, 28), "convolutional", 30, 5),
