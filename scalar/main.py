@@ -36,13 +36,13 @@ EXAMPLES = [
 # ---------------------------------------------------------------------- flags
 def add_network_args(parser):
     g = parser.add_argument_group("network")
-    g.add_argument("--hidden-sizes", type=cli.positive_int_list, default=[256, 128, 64], metavar="H1,H2",
+    g.add_argument("--hidden-sizes", type=cli.positive_int_list, default="256,128,64", metavar="H1,H2",
                    help="widths of the hidden layers, e.g. 256,128,64")
     g.add_argument("--activation", choices=ACTIVATION_NAMES, default="relu",
                    help="activation of every hidden layer (unless --hidden-activations is given)")
     g.add_argument("--hidden-activations", type=cli.name_list(ACTIVATION_NAMES), default=None,
                    metavar="A1,A2", help="one activation per hidden layer, e.g. relu,gelu,tanh")
-    g.add_argument("--hidden-dropout", type=cli.float_list_or_none, default=[0.2], metavar="P",
+    g.add_argument("--hidden-dropout", type=cli.float_list_or_none, default="0.2", metavar="P",
                    help="dropout probability after each hidden layer: one value or one per layer; none = off")
     g.add_argument("--trace", action="store_true",
                    help="before training, print one sample's forward and backward pass layer by layer")
