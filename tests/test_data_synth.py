@@ -61,3 +61,17 @@ def test_softmax_regression_learns_above_chance(small):
     (x, y), (xt, yt) = small
     acc = softmax_regression_accuracy(x, y, xt, yt, epochs=5)
     assert acc > 0.5  # chance is 0.1
+
+
+def test_identity_warp_reads_the_template_back():
+    from common.data.warp import bilinear_sample, source_points
+
+    bank, _ = glyph_bank()
+    side = bank.shape[1]
+    eye = np.repeat(np.eye(2, dtype=np.float32)[None], 3, axis=0)
+    points = source_points(eye, np.zeros((3, 2), np.float32), side)
+    out = bilinear_sample(bank, np.array([0, 5, 7]), points)
+    np.testing.assert_allclose(out, bank[[0, 5, 7]], atol=1e-5)
+    # a shift by one pixel (2/side in normalised units) moves the image by one pixel
+    shifted = bilinear_sample(bank, np.array([5]), source_points(eye[:1], np.array([[0, 2 / side]], np.float32), side))
+    np.testing.assert_allclose(shifted[0, :, 1:], bank[5, :, :-1], atol=1e-5)
