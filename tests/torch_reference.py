@@ -240,13 +240,14 @@ class MBConv(nn.Module):
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 (no SE, ReLU6, BN eps 1e-3) in torchvision's EfficientNet layout.
 
-    se=True, activation='silu' gives efficientnet_b0's blocks (and keys). 'small' = stride-1 stem.
+    se=True (SiLU unless told otherwise) gives efficientnet_b0's blocks (and keys). 'small' = stride-1 stem.
     """
 
     def __init__(self, input_shape=(3, 224, 224), num_classes=1000, small=False, se=False,
-                 activation="relu6", dropout=0.2):
+                 activation=None, dropout=0.2):
         super().__init__()
         c = input_shape[0]
+        activation = activation or ("silu" if se else "relu6")
         layers, cin = [conv_bn_act(c, 32, 3, 1 if small else 2, activation=activation)], 32
         for repeats, k, stride, expand, cout in EFFICIENTNET_B0_STAGES:
             blocks = []

@@ -32,6 +32,7 @@ class ArchitectureSpec:
     canonical_classes: int          # classes of the reference configuration
     canonical_params: int           # its exact parameter count (asserted in the tests)
     small_input: tuple              # a typical small input, e.g. (3, 32, 32)
+    small_params: int               # parameters at small_input and 10 classes (asserted in the tests)
     page: str                       # tutorial page, relative to tutorial/architectures/
 
     @property
@@ -46,16 +47,20 @@ class ArchitectureSpec:
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     spec.name: spec for spec in (
-        ArchitectureSpec("lenet", "LeNet-5", lenet, (1, 32, 32), 10, 61_706, (1, 28, 28), "lenet.md"),
-        ArchitectureSpec("baseline", "BaselineCNN", baseline, (1, 28, 28), 10, 94_186, (1, 28, 28), "baseline.md"),
-        ArchitectureSpec("alexnet", "AlexNet", alexnet, (3, 224, 224), 1000, 61_100_840, (3, 32, 32), "alexnet.md"),
-        ArchitectureSpec("vgg16", "VGG16", vgg, (3, 224, 224), 1000, 138_357_544, (3, 32, 32), "vgg16.md"),
-        ArchitectureSpec("resnet18", "ResNet18", resnet, (3, 224, 224), 1000, 11_689_512, (3, 32, 32),
-                         "resnet18.md"),
-        ArchitectureSpec("efficientnet_lite0", "EfficientNet-Lite0", efficientnet, (3, 224, 224), 1000,
-                         4_652_008, (3, 32, 32), "efficientnet_lite0.md"),
+        ArchitectureSpec("lenet", "LeNet-5", lenet, (1, 32, 32), 10, 61_706,
+                         (1, 28, 28), 61_706, "lenet.md"),
+        ArchitectureSpec("baseline", "BaselineCNN", baseline, (1, 28, 28), 10, 94_186,
+                         (1, 28, 28), 94_186, "baseline.md"),
+        ArchitectureSpec("alexnet", "AlexNet", alexnet, (3, 224, 224), 1000, 61_100_840,
+                         (3, 32, 32), 28_711_754, "alexnet.md"),
+        ArchitectureSpec("vgg16", "VGG16", vgg, (3, 224, 224), 1000, 138_357_544,
+                         (3, 32, 32), 14_728_266, "vgg16.md"),
+        ArchitectureSpec("resnet18", "ResNet18", resnet, (3, 224, 224), 1000, 11_689_512,
+                         (3, 32, 32), 11_173_962, "resnet18.md"),
+        ArchitectureSpec("efficientnet_lite0", "EfficientNet-Lite0", efficientnet, (3, 224, 224), 1000, 4_652_008,
+                         (3, 32, 32), 3_383_818, "efficientnet_lite0.md"),
         ArchitectureSpec("convnext_tiny", "ConvNeXt-Tiny", convnext, (3, 224, 224), 1000, 28_589_128,
-                         (3, 32, 32), "convnext_tiny.md"),
+                         (3, 32, 32), 27_827_818, "convnext_tiny.md"),
     )
 }
 

@@ -19,7 +19,7 @@ instead of swish**, BatchNorm eps 1e-3 (momentum 0.01 in PyTorch's convention = 
 4,652,008 parameters at 1000 classes (3,383,818 at 10). Minimum input 32x32 (total stride 32).
 
 Options: ``se=True`` adds B0's squeeze-and-excite (hidden size 0.25 x the block's *input*
-channels) and ``activation='silu'`` B0's swish: together they give **"Lite0 blocks + SE
+channels) and, unless ``activation`` says otherwise, B0's swish (SiLU): **"Lite0 blocks + SE
 (B0-style)"**, EfficientNet-B0's 5,288,548 parameters; the model's label says so, and
 the state-dict keys are torchvision ``efficientnet_b0``'s.
 ``drop_path_rate`` (default 0; the ImageNet recipe uses 0.2) sets stochastic depth, growing
@@ -56,13 +56,15 @@ class EfficientNetLite0(Network):
 
     Laid out like torchvision's EfficientNet: ``features.0`` stem, ``features.1-7`` the stages
     (lists of MBConv), ``features.8`` head conv; ``avgpool``; ``classifier`` = Dropout, Linear.
-    With ``se=True, activation='silu'`` the state dict has torchvision ``efficientnet_b0``'s keys.
+    With ``se=True`` (SiLU) the state dict has torchvision ``efficientnet_b0``'s keys.
     """
 
     def __init__(self, input_shape=(3, 224, 224), num_classes: int = 1000, small: bool = False,
-                 se: bool = False, activation: str = "relu6", dropout: float = 0.2, drop_path_rate: float = 0.0):
+                 se: bool = False, activation: str | None = None, dropout: float = 0.2,
+                 drop_path_rate: float = 0.0):
         super().__init__(input_shape, num_classes)
         c = self.input_shape[0]
+        activation = activation or ("silu" if se else "relu6")
         self.se, self.activation = bool(se), activation
         total = sum(stage[0] for stage in STAGES)
         layers = [conv_bn_act(c, 32, 3, stride=1 if small else 2, activation=activation, **BN)]   # stem
