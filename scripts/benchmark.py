@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.bench.machine import blas_threads, describe, machine_info  # noqa: E402
-from scripts.bench.workloads import MODELS  # noqa: E402
+from scripts.bench.machine import blas_threads, describe, machine_info
+from scripts.bench.workloads import MODELS
 
 WORKER = ROOT / "scripts" / "bench" / "worker.py"
 DEFAULT_ORDER = ["mlp", "scalar", "lenet", "baseline", "alexnet", "resnet18", "vgg16",

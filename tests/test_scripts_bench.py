@@ -15,7 +15,7 @@ HAVE_TORCH = find_spec("torch") is not None
 
 def run(args, cwd, timeout=300):
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
 
 
 def test_quick_benchmark_writes_wellformed_json(tmp_path):
@@ -61,9 +61,9 @@ def test_unknown_model_is_one_line_error(tmp_path):
     proc = run([BENCH, "--models", "mlp,nosuchnet"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == ["error: unknown model 'nosuchnet'; choose from mlp, scalar, lenet, "
-                                                 "baseline, alexnet, resnet18, vgg16, efficientnet_lite0, "
-                                                 "convnext_tiny or all"]
+    expected = ("error: unknown model 'nosuchnet'; choose from mlp, scalar, lenet, baseline, alexnet, "
+                "resnet18, vgg16, efficientnet_lite0, convnext_tiny or all")
+    assert proc.stderr.strip().splitlines() == [expected]
 
 
 def test_torch_required_but_missing(monkeypatch):

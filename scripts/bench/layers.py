@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.bench.workloads import MODELS, batch, build_ours  # noqa: E402
+from scripts.bench.workloads import MODELS, batch, build_ours
 
 
 def instrument(model, totals, flops):

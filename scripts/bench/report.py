@@ -64,8 +64,8 @@ def machine(report: dict) -> str:
     m = report["machine"]
     blas = (m.get("blas") or [{}])[0]
     g = report.get("gemm") or {}
-    lines = [f"- **CPU:** {m['cpu']}, {m['usable_cores']} usable cores, {m.get('memory_gib') or '?'} GiB memory "
-             f"({m.get('os', '')})",
+    lines = [(f"- **CPU:** {m['cpu']}, {m['usable_cores']} usable cores, {m.get('memory_gib') or '?'} GiB memory "
+              f"({m.get('os', '')})"),
              f"- **Software:** Python {m['python']}, NumPy {m['numpy']}"
              + (f", PyTorch {m['torch']}" if m.get("torch") else ""),
              f"- **BLAS:** {blas.get('internal_api') or '?'} {blas.get('version') or ''}"

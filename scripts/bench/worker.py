@@ -17,6 +17,7 @@ and, for torch, ``torch.set_num_threads``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
@@ -30,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from scripts.bench.workloads import (MODELS, batch, build_ours, build_torch, export_weights,  # noqa: E402
+from scripts.bench.workloads import (MODELS, batch, build_ours, build_torch, export_weights,
                                      forward_flops, torch_forward_flops)
 
 
@@ -247,10 +248,9 @@ def gemm_peak(size: int, repeats: int, gpu: bool, with_torch: bool, threads: int
     if gpu:
         import cupy as xp
 
-        sync = cupy_sync = xp.cuda.Device().synchronize
+        sync = xp.cuda.Device().synchronize
     else:
         xp, sync = np, (lambda: None)
-        cupy_sync = None
     rng = np.random.default_rng(0)
     a = xp.asarray(rng.standard_normal((size, size), dtype=np.float32))
     b = xp.asarray(rng.standard_normal((size, size), dtype=np.float32))
@@ -264,7 +264,7 @@ def gemm_peak(size: int, repeats: int, gpu: bool, with_torch: bool, threads: int
         times.append(time.perf_counter() - t0)
     out["gflops"] = flops / statistics.median(times) / 1e9
     out["gflops_best"] = flops / min(times) / 1e9
-    out["backend"] = "cupy" if cupy_sync else "numpy"
+    out["backend"] = "cupy" if gpu else "numpy"
     if with_torch:
         try:
             import torch
@@ -298,10 +298,8 @@ def main(argv=None) -> int:
     p.add_argument("--gemm-repeats", type=int, default=5)
     p.add_argument("--gemm-torch", action="store_true")
     args = p.parse_args(argv)
-    if args.role == "torch":
-        import torch  # noqa: F401  (so that the RSS baseline below includes torch's libraries)
-    else:
-        import common.backend  # noqa: F401
+    # import the framework first, so that the RSS baseline below includes its libraries
+    importlib.import_module("torch" if args.role == "torch" else "common.backend")
     rss_import = current_rss_mb()
     try:
         if args.role == "gemm":

@@ -141,7 +141,7 @@ def torch_mlp_from_state(state: dict):
     Linear layers at the indices that hold ``weight``/``bias``, ReLU after each hidden one,
     and BatchNorm1d where a 1-D ``running_mean`` appears.
     """
-    import torch.nn as nn
+    from torch import nn
 
     layers = {}
     for key, value in state.items():
