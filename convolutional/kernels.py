@@ -6,8 +6,12 @@ the (C, OC) slice ``W[i, j]`` it gives that offset's share of every output at on
 
     out = sum over (i, j) of  window(x_pad, i, j) @ W[i, j]          (N, OH, OW, OC)
 
-The backward pass uses the same offsets: dW[i, j] = window.T @ dY, and dY @ W[i, j].T is
-*added* back into the same strided window of a padded dX buffer (col2im as k² strided adds).
+The backward pass uses the same offsets: dY @ W[i, j].T is *added* back into the same strided
+window of a padded dX buffer (col2im as k² strided adds), and dW[i, j] = window.T @ dY. That
+last product has a tiny (C, OC) result and a huge inner dimension N*OH*OW, a shape BLAS handles
+poorly (measured ~3× below the other GEMMs), so dW is computed one kernel *row* at a time: the
+kw windows of row i are copied side by side into an (N*OH*OW, kw*C) buffer and one GEMM gives
+dW[i, :] at once.
 
 Two ways to feed each GEMM a contiguous matrix:
 
@@ -86,12 +90,16 @@ def _gather_backward(dy, cache):
     m = n * oh * ow
     dy2 = dy.reshape(m, oc)
     dwk = xp.empty(wk.shape, dtype=dy.dtype)
+    dw_rows = dwk.reshape(kh, kw * c, oc)
+    cols = xp.empty((m, kw * c), dtype=dy.dtype)  # one kernel row's kw windows side by side
+    for i in range(kh):
+        for j in range(kw):
+            cols.reshape(n, oh, ow, kw, c)[:, :, :, j, :] = window(x_pad, i, j, oh, ow, cache.stride,
+                                                                   cache.dilation)
+        xp.matmul(cols.T, dy2, out=dw_rows[i])
     dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
-    buf = xp.empty((m, c), dtype=dy.dtype)
     dcols = xp.empty((m, c), dtype=dy.dtype)
     for i, j in _offsets(kh, kw):
-        buf.reshape(n, oh, ow, c)[...] = window(x_pad, i, j, oh, ow, cache.stride, cache.dilation)
-        xp.matmul(buf.T, dy2, out=dwk[i, j])
         xp.matmul(dy2, wk[i, j].T, out=dcols)
         view = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
         view += dcols.reshape(n, oh, ow, c)
@@ -152,11 +160,20 @@ def _wide_backward(dy, cache):
         dyw = xp.zeros((m, oc), dtype=dy.dtype)
         dyw.reshape(n, hp, wp, oc)[:, :oh, :ow, :] = dy
     dwk = xp.empty(wk.shape, dtype=dy.dtype)
+    dw_rows = dwk.reshape(kh, kw * c, oc)
+    cols = xp.empty((m, kw * c), dtype=dy.dtype) if kw > 1 else None
+    for i in range(kh):
+        if cols is None:  # kw == 1: the shifted rows already are the matrix
+            xp.matmul(xf[shifts[i]:shifts[i] + m].T, dyw, out=dw_rows[i])
+            continue
+        for j in range(kw):
+            s = shifts[i * kw + j]
+            cols[:, j * c:(j + 1) * c] = xf[s:s + m]
+        xp.matmul(cols.T, dyw, out=dw_rows[i])
     dxf = xp.zeros(xf.shape, dtype=dy.dtype)
     dcols = xp.empty((m, c), dtype=dy.dtype) if kh * kw > 1 else dxf
     for k, (i, j) in enumerate(_offsets(kh, kw)):
         s = shifts[k]
-        xp.matmul(xf[s:s + m].T, dyw, out=dwk[i, j])
         xp.matmul(dyw, wk[i, j].T, out=dcols)
         if dcols is not dxf:
             rows = dxf[s:s + m]
