@@ -176,7 +176,9 @@ def load_dataset(name: str = "mnist", data_dir=None, *, explicit: bool = True, s
         raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASET_NAMES)}, "
                         "or give the path of a folder with IDX files, .npy files or class folders")
     if spec.kind == "synth":
-        sizes = tuple(synth_sizes) if synth_sizes else DEFAULT_SIZES
+        sizes = tuple(int(n) for n in synth_sizes) if synth_sizes else DEFAULT_SIZES
+        if len(sizes) != 2 or min(sizes) < 1:
+            raise DataError(f"synth sizes must be two positive counts (train, test), got {synth_sizes}")
         arrays, path = load_synth_digits(root, seed, sizes, rgb=key.endswith("-rgb"), progress=progress)
         return Dataset(key, *arrays, list(spec.class_names), source=str(path))
     try:
