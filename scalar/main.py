@@ -115,12 +115,12 @@ def load_data(args, dataset: str | None = None) -> Data:
     from common.data import Normalizer, balanced_subset, load_dataset, train_val_split
     name = dataset or cli.dataset_name(args)
     explicit = dataset is not None or cli.dataset_is_explicit(args)
-    ds = load_dataset(name, args.data_dir, explicit=explicit, seed=0)
+    ds = load_dataset(name, args.data_dir, explicit=explicit, seed=args.seed)
     x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     if args.limit:
         x, y = balanced_subset(x, y, args.limit, seed=args.seed)
-        # the test set shrinks with the training set, so a default run stays short
-        x_test, y_test = balanced_subset(x_test, y_test, max(args.limit // 2, ds.num_classes), seed=0)
+        # the test set shrinks with the training set (as in vectorized/main.py), so a default run stays short
+        x_test, y_test = balanced_subset(x_test, y_test, max(args.limit // 5, ds.num_classes), seed=args.seed)
     if args.val_split > 0:
         x_train, y_train, x_val, y_val = train_val_split(x, y, args.val_split, seed=args.seed)
     else:

@@ -1,7 +1,8 @@
 """Smoke runs of scalar/main.py and every quickstart scenario, as subprocesses on tiny data.
 
 A full synth-digits set takes ~15 s to generate, so the fixture writes a small one (600 train,
-200 test) under the file name the loader looks for, in a private NNOTT_DATA folder.
+200 test) under the cache file name the loader looks for (seed 42, default sizes), in a
+private NNOTT_DATA folder.
 """
 import os
 import subprocess
@@ -23,7 +24,7 @@ def env(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     x_train, y_train = generate(600, 0, "train")
     x_test, y_test = generate(200, 0, "test")
-    path = cache_path(data, 0, DEFAULT_SIZES, False)
+    path = cache_path(data, 42, DEFAULT_SIZES, False)          # the CLI's default --seed
     path.parent.mkdir(parents=True)
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return {**os.environ, "NNOTT_DATA": str(data), "MPLBACKEND": "Agg", "NNOTT_DOWNLOAD_TIMEOUT": "1",
