@@ -197,7 +197,7 @@ def make_parser(description: str, epilog_examples=(), prog: str | None = None) -
     if epilog_examples:
         epilog = "examples:\n" + "\n".join(f"  {cmd}" for cmd in epilog_examples)
     return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                   formatter_class=HelpFormatter)
+                                   formatter_class=HelpFormatter, allow_abbrev=False)
 
 
 def add_data_args(parser, default_limit: int | None = None, *, image_size: bool = False,

@@ -114,8 +114,11 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     resume_ckpt = load_checkpoint(args.resume) if getattr(args, "resume", None) else None
     load_ckpt = load_checkpoint(args.load) if getattr(args, "load", None) else None
     source = resume_ckpt or load_ckpt
-    saved_shape = tuple(source.config["input_shape"]) if source and "input_shape" in source.config else None
-    data = load_data(args, input_shape=saved_shape, synth_sizes=synth_sizes)
+    if source is not None and "input_shape" in source.config:
+        shape = tuple(source.config["input_shape"])  # a saved model keeps its own input shape
+    else:
+        shape = getattr(args, "image_shape", None)    # the conv quickstart's --image-shape C,H,W
+    data = load_data(args, input_shape=shape, synth_sizes=synth_sizes)
 
     model = build_model(data.image_shape, data.num_classes)
     arch = getattr(model, "arch_name", model_name)
