@@ -57,6 +57,12 @@ def conv2d_backward(dy, cache):
     return dx, dwk.transpose(3, 2, 0, 1), dbias
 
 
+def _transposed(wk):
+    """(kh, kw, C, OC) -> contiguous (kh, kw, OC, C). A contiguous right operand keeps BLAS on
+    its fast path (a transposed view was measured up to 100× slower on small layers)."""
+    return xp.ascontiguousarray(wk.transpose(0, 1, 3, 2))
+
+
 def _offsets(kh, kw):
     return [(i, j) for i in range(kh) for j in range(kw)]
 
@@ -99,8 +105,9 @@ def _gather_backward(dy, cache):
         xp.matmul(cols.T, dy2, out=dw_rows[i])
     dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
     dcols = xp.empty((m, c), dtype=dy.dtype)
+    wk_t = _transposed(wk)
     for i, j in _offsets(kh, kw):
-        xp.matmul(dy2, wk[i, j].T, out=dcols)
+        xp.matmul(dy2, wk_t[i, j], out=dcols)
         view = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
         view += dcols.reshape(n, oh, ow, c)
     top, _, left, _ = cache.pads
@@ -172,9 +179,10 @@ def _wide_backward(dy, cache):
         xp.matmul(cols.T, dyw, out=dw_rows[i])
     dxf = xp.zeros(xf.shape, dtype=dy.dtype)
     dcols = xp.empty((m, c), dtype=dy.dtype) if kh * kw > 1 else dxf
+    wk_t = _transposed(wk)
     for k, (i, j) in enumerate(_offsets(kh, kw)):
         s = shifts[k]
-        xp.matmul(dyw, wk[i, j].T, out=dcols)
+        xp.matmul(dyw, wk_t[i, j], out=dcols)
         if dcols is not dxf:
             rows = dxf[s:s + m]
             rows += dcols
