@@ -208,3 +208,22 @@ def test_state_dict_round_trip(name, shape):
     for key in state:
         np.testing.assert_array_equal(restored[key], state[key], err_msg=key)
     np.testing.assert_array_equal(forward(target, shape), forward(source, shape))
+
+
+# ----------------------------------------------------------------------------- strict device
+@pytest.mark.parametrize("name,shape,options", [
+    ("lenet", (1, 28, 28), {}),
+    ("baseline", (3, 12, 12), {}),
+    ("efficientnet_lite0", (3, 16, 16), {"se": True, "drop_path_rate": 0.2}),
+])
+def test_training_step_under_strict_device_backend(strict_backend, name, shape, options):
+    """No host array sneaks into a forward or backward pass (CuPy's rules, on the CPU)."""
+    from common.backend import to_device, to_numpy
+
+    model = build_model(name, shape, 10, **options)
+    model.train()
+    x = to_device(np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32))
+    y = model(x)
+    dx = model.backward(y * 0 + 1)
+    assert to_numpy(dx).shape == (2, *shape)
+    assert all(np.isfinite(to_numpy(p.grad)).all() for p in model.parameters())
