@@ -37,13 +37,13 @@ def test_parameter_trajectories_agree_over_several_steps(optimizer, lr, acts):
     assert len(diffs) == 6 and max(diffs) < 1e-9, diffs
 
 
-def test_gelu_agrees_to_the_vectorized_erf_approximation():
-    # The scalar GELU uses math.erf (exact to double precision); the vectorized GELU uses a
-    # rational approximation of erfc that is good to ~1.2e-7, so here the tiers agree to ~1e-7.
+def test_gelu_agrees_to_1e_9_too():
+    # The scalar GELU uses math.erf; the vectorized GELU's float64 path sums erf's power series
+    # (accurate to ~1e-15), so exact GELU is held to the same 1e-9 as the other activations.
     x, y = _data()
     diffs = compare_batch(_net("gelu"), x, y)
-    assert max(diffs.values()) < 1e-6, diffs
-    assert max(compare_trajectory(_net("gelu"), x, y, "adam", lr=0.01, steps=4)) < 1e-6
+    assert max(diffs.values()) < 1e-9, diffs
+    assert max(compare_trajectory(_net("gelu"), x, y, "adam", lr=0.01, steps=4)) < 1e-9
 
 
 def test_float32_vectorized_differs_only_by_rounding():
