@@ -191,13 +191,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``prog: error: <what is wrong> (see --help)``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def make_parser(description: str, epilog_examples=(), prog: str | None = None) -> argparse.ArgumentParser:
     """An ArgumentParser whose --help ends with example commands."""
     epilog = None
     if epilog_examples:
         epilog = "examples:\n" + "\n".join(f"  {cmd}" for cmd in epilog_examples)
-    return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                   formatter_class=HelpFormatter, allow_abbrev=False)
+    return ArgumentParser(prog=prog, description=description, epilog=epilog,
+                          formatter_class=HelpFormatter, allow_abbrev=False)
 
 
 def add_data_args(parser, default_limit: int | None = None, *, image_size: bool = False,

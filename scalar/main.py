@@ -62,15 +62,7 @@ def build_parser(description: str = __doc__.split("\n")[0], examples=EXAMPLES, d
     cli.add_checkpoint_args(parser)
     cli.add_output_args(parser, misclassified=False)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    one_line_usage_errors(parser)
     return parser
-
-
-def one_line_usage_errors(parser):
-    """A bad flag prints one line (not the whole usage block) and exits with code 2."""
-    def error(message):
-        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
-    parser.error = error
 
 
 def layer_settings(parser, args) -> tuple[list[str], list[float]]:
@@ -232,7 +224,7 @@ def show_trace(args, data: Data, trainer, log=print) -> None:
 
 
 # ---------------------------------------------------------------------- entry point
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     from common.cli import RunDir, run_header
     from common.seed import seed_everything
     from scalar import io
@@ -276,5 +268,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def main(argv=None) -> int:
+    """Console-script entry point: errors become one line and an exit code."""
+    return cli.run_main(_main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(main())

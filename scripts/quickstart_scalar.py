@@ -156,7 +156,7 @@ def gradcheck(args, parser):
     print("autograd agrees to rounding (same math, other order); finite differences to ~1e-9 (their own error)")
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     print(f"[nnott] quickstart_scalar --scenario {args.scenario}")
@@ -165,5 +165,9 @@ def main(argv=None) -> int:
     return 0
 
 
+def main(argv=None) -> int:
+    return cli.run_main(_main, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(cli.run_main(main))
+    sys.exit(main())

@@ -30,13 +30,13 @@ def full_parser():
 
 
 def usage_error(argv, capsys) -> str:
-    """Parse argv, expect exit code 2, return argparse's error line."""
+    """Parse argv, expect exit code 2 and exactly one error line; return it."""
     with pytest.raises(SystemExit) as info:
         full_parser().parse_args(argv)
     assert info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[0].startswith("usage: ") and ": error: " in lines[-1]
-    return lines[-1]
+    assert len(lines) == 1 and ": error: " in lines[0] and lines[0].endswith("(see --help)")
+    return lines[0]
 
 
 def test_defaults():
