@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 import numpy as np
 
-from scripts.bench.workloads import (MODELS, batch, build_ours, build_torch, export_weights,
+from scripts.bench.workloads import (MODELS, batch, build_ours, build_torch, describe_layers, export_weights,
                                      forward_flops, torch_forward_flops)
 
 
@@ -92,7 +92,10 @@ class Ours:
                      "flop_layers": len(layers), "device": backend.device_name(),
                      "variant": getattr(self.model, "variant", None),
                      "variant_label": getattr(self.model, "variant_label", None)}
-        (workdir / "variant.txt").write_text(self.info["variant"] or "small")
+        meta = {"variant": self.info["variant"] or "small"}
+        if workload.tier == "vectorized":
+            meta["layers"] = describe_layers(self.model)
+        (workdir / "model.json").write_text(json.dumps(meta))
         self.last_loss = None
 
     def sync(self):
@@ -138,9 +141,8 @@ class Torch:
         if gpu and not torch.cuda.is_available():
             raise RuntimeError("--gpu: torch has no CUDA device")
         state = dict(np.load(workdir / "weights.npz"))
-        variant_file = workdir / "variant.txt"
-        variant = variant_file.read_text().strip() if variant_file.exists() else "small"
-        model = build_torch(workload, state, variant)
+        meta = json.loads((workdir / "model.json").read_text())
+        model = build_torch(workload, state, meta["variant"], meta.get("layers"))
         x, y = batch(workload, batch_size)
         flops = torch_forward_flops(model, torch.from_numpy(x[:1]))
         self.model = model.to(self.device)

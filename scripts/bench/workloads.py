@@ -4,7 +4,7 @@ Every architecture is measured at one input shape, stated in :data:`MODELS`, wit
 classes. The PyTorch twin is the same network: for the MLP it is assembled layer by layer
 from our ``Sequential``; for the conv tier it is the plain-torch reference in
 ``tests/torch_reference.py`` that the parity tests use. Weights always go from ours to torch
-(:func:`export_weights` / :func:`load_weights_into_torch`), so both start identical.
+(:func:`export_weights`, then :func:`build_torch` loads them), so both start identical.
 """
 from __future__ import annotations
 
@@ -35,9 +35,11 @@ class Workload:
 
 
 MLP_HIDDEN = (256, 128, 64)
+MLP_DROPOUT = 0.2  # vectorized/main.py's default
 
 MODELS = {w.name: w for w in (
-    Workload("mlp", "MLP 784-256-128-64-10, ReLU", (1, 28, 28), "vectorized", 60, 10),
+    Workload("mlp", "MLP 784-256-128-64-10, ReLU, dropout 0.2 (the launcher's default)", (1, 28, 28),
+             "vectorized", 60, 10),
     Workload("scalar", "scalar MLP 784-256-128-64-10 (Python floats, per-sample loops)", (1, 28, 28), "scalar", 3, 1,
              has_torch=False),
     Workload("lenet", "LeNet-5", (1, 28, 28), "convolutional", 40, 6),
@@ -71,7 +73,7 @@ def build_ours(workload: Workload):
         from vectorized.mlp import build_mlp
 
         return build_mlp(math.prod(workload.input_shape), NUM_CLASSES, hidden_sizes=MLP_HIDDEN,
-                         activations=("relu",), dropout=(0.0,))
+                         activations=("relu",), dropout=(MLP_DROPOUT,))
     if workload.tier == "scalar":
         from scalar.network import Network
 
@@ -134,42 +136,47 @@ def _torch_reference_module():
     return module
 
 
-def torch_mlp_from_state(state: dict):
-    """A torch.nn.Sequential with the same Linear layers (and ReLUs between them) as our MLP.
+def describe_layers(model) -> list:
+    """Our MLP's layers as JSON-ready ``[type, *arguments]`` lists, for :func:`torch_mlp`."""
+    layers = []
+    for layer in model:
+        kind = type(layer).__name__
+        if kind == "Linear":
+            layers.append([kind, layer.in_features, layer.out_features, layer.bias is not None])
+        elif kind == "BatchNorm1d":
+            layers.append([kind, layer.num_features, layer.eps, layer.momentum])
+        elif kind == "Dropout":
+            layers.append([kind, layer.p])
+        else:
+            layers.append([kind])
+    return layers
 
-    Built from the state dict's names, so it follows whatever our build_mlp produced:
-    Linear layers at the indices that hold ``weight``/``bias``, ReLU after each hidden one,
-    and BatchNorm1d where a 1-D ``running_mean`` appears.
-    """
+
+def torch_mlp(layers: list):
+    """torch.nn.Sequential with the same layers, in the same order, as :func:`describe_layers` listed."""
     from torch import nn
 
-    layers = {}
-    for key, value in state.items():
-        index, kind = key.split(".", 1)
-        layers.setdefault(int(index), {})[kind] = value
+    make = {"Linear": lambda i, o, b: nn.Linear(i, o, bias=b), "BatchNorm1d": nn.BatchNorm1d,
+            "Dropout": nn.Dropout, "ReLU": nn.ReLU, "LeakyReLU": nn.LeakyReLU, "ELU": nn.ELU, "Tanh": nn.Tanh,
+            "Sigmoid": nn.Sigmoid, "GELU": nn.GELU, "SiLU": nn.SiLU, "Identity": nn.Identity}
     modules = []
-    last = max(layers)
-    for i in range(last + 1):
-        entry = layers.get(i)
-        if entry is None:            # activation (or dropout with p=0) slots hold no tensors
-            modules.append(nn.ReLU())
-        elif "running_mean" in entry:
-            modules.append(nn.BatchNorm1d(entry["running_mean"].shape[0]))
-        else:
-            out_f, in_f = entry["weight"].shape
-            modules.append(nn.Linear(in_f, out_f, bias="bias" in entry))
+    for kind, *arguments in layers:
+        if kind not in make:
+            raise ValueError(f"no PyTorch twin for the MLP layer {kind}")
+        modules.append(make[kind](*arguments))
     return nn.Sequential(*modules)
 
 
-def build_torch(workload: Workload, state: dict, variant: str = "small"):
+def build_torch(workload: Workload, state: dict, variant: str = "small", layers: list | None = None):
     """The PyTorch twin of ``workload`` with our weights loaded (strict: every tensor must fit).
 
-    ``variant`` is the one our ``build_model`` picked ('small' for every input size measured here).
+    ``variant`` is the one our ``build_model`` picked ('small' for every input size measured here);
+    ``layers`` is :func:`describe_layers` of our MLP.
     """
     import torch
 
     if workload.tier == "vectorized":
-        model = torch_mlp_from_state(state)
+        model = torch_mlp(layers)
     else:
         ref = _torch_reference_module()
         model = ref.build_torch_model(workload.name, input_shape=workload.input_shape,
