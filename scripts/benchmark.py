@@ -107,9 +107,11 @@ def measure_model(name: str, args, workdir: Path, bar) -> dict:
     """All repeats of one model: ours and torch alternating, segment by segment."""
     workload = MODELS[name]
     steps = args.steps or (workload.quick_steps if args.quick else workload.steps)
+    # one warm-up step is plenty for the large models (a step takes seconds); two for the small ones
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick or workload.steps <= 8 else 2)
     result = {"model": name, "label": workload.label, "input_shape": list(workload.input_shape),
               "tier": workload.tier, "batch_size": args.batch_size,
-              "steps": steps}
+              "steps": steps, "warmup": warmup}
     mdir = workdir / name
     mdir.mkdir()
     sides = {"ours": Worker("ours", name, args, mdir, "ours")}
@@ -131,7 +133,7 @@ def measure_model(name: str, args, workdir: Path, bar) -> dict:
                 bar.set_postfix_str(f"{name} {side} {mode} {r + 1}/{repeats}")
                 if side not in errors:
                     time.sleep(args.gap)  # let the other process's BLAS/OpenMP threads stop spinning
-                    seg = sides[side].ask(cmd=mode, steps=steps, warmup=args.warmup, budget=args.budget)
+                    seg = sides[side].ask(cmd=mode, steps=steps, warmup=warmup, budget=args.budget)
                     if "error" in seg:
                         errors[side] = seg["error"]
                     else:
@@ -255,11 +257,12 @@ def parse_args(argv=None):
     p.add_argument("--models", default="all", help="comma-separated model names, or 'all' (default)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: per model)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps before each measurement (default 2)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed steps before each measurement (default 2; 1 for the large models and --quick)")
     p.add_argument("--repeats", type=int, default=None,
                    help="alternating ours/torch rounds (default 3, 1 with --quick)")
     p.add_argument("--budget", type=float, default=None,
-                   help="seconds after which a measurement stops once 3 steps are timed (default 20)")
+                   help="seconds after which a measurement stops once 3 steps are timed (default 15)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for NumPy's BLAS and torch (default: NumPy's BLAS thread count)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write every figure to this file")
@@ -300,8 +303,7 @@ def resolve(args) -> list[str]:
             raise BenchError(f"--gpu needs CuPy and a CUDA device: {reason}")
     args.threads = args.threads or blas_threads()
     args.repeats = args.repeats or (1 if args.quick else 3)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
-    args.budget = args.budget or (5.0 if args.quick else 20.0)
+    args.budget = args.budget or (5.0 if args.quick else 15.0)
     args.gemm_size = (4096 if args.gpu else 1024) if args.quick else (8192 if args.gpu else 2048)
     return names
 
@@ -322,7 +324,7 @@ def main(argv=None) -> int:
     report = {"command": "python scripts/benchmark.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": info, "quick": args.quick,
               "device": "gpu" if args.gpu else "cpu", "batch_size": args.batch_size, "threads": args.threads,
-              "repeats": args.repeats, "warmup": args.warmup, "torch_compared": args.torch_side, "models": []}
+              "repeats": args.repeats, "budget_s": args.budget, "torch_compared": args.torch_side, "models": []}
     total = 0
     for n in names:
         sides = 2 if args.torch_side and MODELS[n].has_torch else 1

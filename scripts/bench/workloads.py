@@ -78,7 +78,7 @@ def build_ours(workload: Workload):
         from scalar.network import Network
 
         return Network(math.prod(workload.input_shape), NUM_CLASSES, hidden_sizes=MLP_HIDDEN,
-                       activations="relu", dropouts=0.0, seed=0)
+                       activations="relu", dropouts=MLP_DROPOUT, seed=0)
     from convolutional.architectures import build_model
 
     return build_model(workload.name, input_shape=workload.input_shape, num_classes=NUM_CLASSES)
