@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.errors import UserError
 from convolutional.conv import Conv2D, DepthwiseConv2D, PointwiseLinear
 from convolutional.norm import BatchNorm2D, LayerNorm2D
 from convolutional.scaling import SqueezeExcite, StochasticDepth
-from common.errors import UserError
 from vectorized.activations import GELU, ReLU, get_activation
 from vectorized.module import Module, Sequential, parameter
 
@@ -83,8 +83,8 @@ class MBConv(Module):
         if stride not in (1, 2):
             raise UserError(f"MBConv stride must be 1 or 2, got {stride}")
         self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
-        expanded = int(round(in_channels * expand_ratio))
-        bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        expanded = round(in_channels * expand_ratio)
+        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         layers = []
         if expanded != in_channels:
             layers.append(conv_bn_act(in_channels, expanded, 1, activation=activation, **bn))

@@ -37,7 +37,7 @@ WIDE_MAX_WASTE = 1.5
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
     """x: (N, H, W, C), weight: (OC, C, kh, kw) (PyTorch layout), groups=1 -> out: (N, OH, OW, OC), cache."""
     wk = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, OC): W[i, j] is a (C, OC) matrix
-    n, h, w, c = x.shape
+    _n, h, w, _c = x.shape
     top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
     oh, ow = out_hw
@@ -119,7 +119,7 @@ def _gather_backward(dy, cache):
 # ------------------------------------------------------------------------------ wide path
 def _wide_rows(cache, kh, kw):
     """Padded grid size, row count M = N*Hp*Wp and the row shift of every offset."""
-    n, h, w, c = cache.x_shape
+    n, h, w, _c = cache.x_shape
     top, bottom, left, right = cache.pads
     hp, wp = h + top + bottom, w + left + right
     dh, dw = cache.dilation
@@ -224,7 +224,7 @@ def depthwise_backward(dy, cache):
     wk, x_pad = cache.wk, cache.x_pad
     kh, kw, c = wk.shape
     oh, ow = cache.out_hw
-    n, h, w, _ = cache.x_shape
+    _n, h, w, _ = cache.x_shape
     dwk = xp.empty(wk.shape, dtype=dy.dtype)
     dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
     tmp = xp.empty_like(dy)

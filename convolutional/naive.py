@@ -33,7 +33,7 @@ def _patch(x_pad, oy, ox, kh, kw, stride, dilation):
 
 def conv2d_naive(x, weight, bias=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
     """out[n, o, y, x] = b[o] + sum over (c, i, j) of w[o, c, i, j] * x_pad[n, c, y*s + i*d, x*s + j*d]."""
-    n, c, h, w = x.shape
+    n, _c, h, w = x.shape
     oc, cg, kh, kw = weight.shape
     ocg = oc // groups
     oh = _out_size(h, kh, stride[0], pads[0], pads[1], dilation[0])
@@ -57,7 +57,7 @@ def conv2d_backward_naive(dy, x, weight, stride=(1, 1), pads=(0, 0, 0, 0), dilat
 
     Each output position sends dy back to the patch it read: dx_patch += dy @ W, dW += dy.T @ patch.
     """
-    n, c, h, w = x.shape
+    n, _c, h, w = x.shape
     oc, cg, kh, kw = weight.shape
     ocg = oc // groups
     _, _, oh, ow = dy.shape
@@ -99,7 +99,7 @@ def maxpool2d_naive(x, kernel, stride, pads):
 def maxpool2d_backward_naive(dy, x_shape, arg, kernel, stride, pads):
     """Each window's gradient goes to its (first) maximum only."""
     n, c, h, w = x_shape
-    (kh, kw), (sh, sw) = kernel, stride
+    (_kh, kw), (sh, sw) = kernel, stride
     top, bottom, left, right = pads
     dx_pad = xp.zeros((n, c, h + top + bottom, w + left + right), dtype=dy.dtype)
     _, _, oh, ow = dy.shape

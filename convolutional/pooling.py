@@ -46,7 +46,7 @@ class _Pool2D(Module):
         return [(i, j) for i in range(kh) for j in range(kw)]
 
     def _grad_input(self, dx_pad):
-        n, h, w, c = self.x_shape
+        _n, h, w, _c = self.x_shape
         top, _, left, _ = self.pads
         if dx_pad.shape == self.x_shape:
             return dx_pad

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+from torch import nn
+from torch.nn import functional as F
 
-import convolutional as C  # noqa: E402
+import convolutional as C
 
-TOL = {np.float64: dict(rtol=1e-9, atol=1e-10), np.float32: dict(rtol=2e-4, atol=2e-5)}
+TOL = {np.float64: {"rtol": 1e-9, "atol": 1e-10}, np.float32: {"rtol": 2e-4, "atol": 2e-5}}
 
 
 def to_nhwc(a):
@@ -272,5 +272,5 @@ def test_convnext_block(scale, dtype):
     ours = randomise(C.ConvNeXtBlock(8, layer_scale_init=scale))
     # our exact GELU evaluates erf by a fit good to ~1e-7 absolute; summed over the 4C hidden
     # units and the batch, float64 gradients agree to a few 1e-6
-    tol = dict(rtol=1e-5, atol=5e-6) if dtype == np.float64 else None
+    tol = {"rtol": 1e-5, "atol": 5e-6} if dtype == np.float64 else None
     compare(ours, TorchConvNeXtBlock(8, scale), image((2, 8, 9, 8)), dtype, tol)
