@@ -6,7 +6,8 @@ data directory and verified against their published MD5 checksums; ``synth-digit
 
 Environment variables: ``NNOTT_DATA`` (data directory), ``NNOTT_MIRROR`` (a base URL whose
 ``<name>/`` sub-folders replace every mirror), ``NNOTT_MNIST_MIRROR``,
-``NNOTT_FASHION_MNIST_MIRROR``, ``NNOTT_CIFAR10_MIRROR`` (one dataset's base URL).
+``NNOTT_FASHION_MNIST_MIRROR``, ``NNOTT_CIFAR10_MIRROR`` (one dataset's base URL),
+``NNOTT_SYNTH_SIZES`` ("TRAIN,TEST": the size of the generated datasets, default 60000,10000).
 """
 from __future__ import annotations
 
@@ -86,6 +87,20 @@ DATASET_NAMES = tuple(REGISTRY)
 _ALIASES = {"fashion": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar": "cifar10", "synth": "synth-digits",
             "synth_digits": "synth-digits", "synth_digits_rgb": "synth-digits-rgb"}
+
+
+def synth_sizes_from_env() -> tuple[int, int]:
+    """``$NNOTT_SYNTH_SIZES`` ("TRAIN,TEST") or the default 60000,10000."""
+    text = os.environ.get("NNOTT_SYNTH_SIZES", "").strip()
+    if not text:
+        return DEFAULT_SIZES
+    try:
+        train, test = (int(v) for v in text.split(","))
+    except ValueError:
+        raise DataError(f"NNOTT_SYNTH_SIZES must be 'TRAIN,TEST' (e.g. 6000,1000), got {text!r}") from None
+    if train < 10 or test < 10:
+        raise DataError(f"NNOTT_SYNTH_SIZES needs at least 10 images per split, got {text!r}")
+    return train, test
 
 
 def list_datasets() -> list[str]:
@@ -176,7 +191,7 @@ def load_dataset(name: str = "mnist", data_dir=None, *, explicit: bool = True, s
         raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASET_NAMES)}, "
                         "or give the path of a folder with IDX files, .npy files or class folders")
     if spec.kind == "synth":
-        sizes = tuple(int(n) for n in synth_sizes) if synth_sizes else DEFAULT_SIZES
+        sizes = tuple(int(n) for n in synth_sizes) if synth_sizes else synth_sizes_from_env()
         if len(sizes) != 2 or min(sizes) < 1:
             raise DataError(f"synth sizes must be two positive counts (train, test), got {synth_sizes}")
         arrays, path = load_synth_digits(root, seed, sizes, rgb=key.endswith("-rgb"), progress=progress)
