@@ -211,7 +211,8 @@ class Module:
         """Keras-style table: layer, output shape, parameter count; then the totals.
 
         ``input_shape`` excludes the batch axis, e.g. ``(1, 28, 28)`` or ``(784,)``.
-        A batch of 2 zeros runs through the model in eval mode to find the shapes.
+        A batch of 2 zeros runs through the model in eval mode to find the shapes. Image shapes are
+        shown as (N, C, H, W), PyTorch's order, although the conv tier stores them channels-last.
         """
         global _SHAPE_LOG
         was_training = self.training
@@ -230,6 +231,8 @@ class Module:
             if module._modules and not module._parameters:  # containers: their leaves are listed
                 continue
             own = sum(p.size for p in module._parameters.values())
+            if len(shape) == 4 and len(input_shape) == 3:  # conv tier: stored (N, H, W, C), shown as PyTorch's
+                shape = (shape[0], shape[3], shape[1], shape[2])
             rows.append((names.get(id(module), "?") or type(module).__name__, type(module).__name__,
                          "(N, " + ", ".join(str(s) for s in shape[1:]) + ")", own))
         total = self.num_parameters()
