@@ -139,3 +139,11 @@ def test_cnn_quickstart_scenarios(env, tmp_path, scenario, extra):
         assert "final weights identical: True" in out
     if scenario == "dataset-swap":
         assert "input=3x32x32" in out
+
+
+def test_compare_torch_trains_both_from_the_same_weights(env):
+    pytest.importorskip("torch")
+    out = ok(run(env, str(ROOT / "scripts/compare_torch.py"), "mlp", "--dataset", "synth-digits", "--epochs", "1",
+                 "--limit", "200", "--no-augment"))
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith(("NNOTT", "PyTorch"))}
+    assert set(lines) == {"NNOTT", "PyTorch"} and "difference:" in out
