@@ -208,8 +208,11 @@ def _put(group: h5py.Group, name: str, value, where: str) -> None:
             group.create_dataset(name, data=str(value)).attrs[_KIND] = "bigint"
     elif isinstance(value, float):
         group.attrs[name] = np.float64(value)
-    elif isinstance(value, str):
+    elif isinstance(value, str) and "\x00" not in value:
         group.attrs[name] = value
+    elif isinstance(value, str):  # HDF5 strings cannot hold NUL: store the UTF-8 bytes
+        data = np.frombuffer(value.encode("utf-8"), dtype=np.uint8)
+        group.create_dataset(name, data=data).attrs[_KIND] = "str"
     elif isinstance(value, bytes):
         group.create_dataset(name, data=np.frombuffer(value, dtype=np.uint8)).attrs[_KIND] = "bytes"
     else:
@@ -275,6 +278,8 @@ def _read_object(obj):
             return obj[()]
         if kind == "bytes":
             return obj[()].tobytes()  # stored as uint8
+        if kind == "str":
+            return obj[()].tobytes().decode("utf-8")
         if kind == "bigint":
             return int(obj.asstr()[()])
         if kind in ("list", "tuple"):
