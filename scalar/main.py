@@ -13,11 +13,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo root, for `import common`
 
-from dataclasses import dataclass  # noqa: E402
-
 import numpy as np  # noqa: E402
 
 from common import cli  # noqa: E402
+from common.data import RunData  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
 ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh", "gelu", "linear")
@@ -77,53 +76,13 @@ def layer_settings(parser, args) -> tuple[list[str], list[float]]:
 
 
 # ---------------------------------------------------------------------- data
-@dataclass
-class Data:
-    name: str
-    description: str
-    fell_back: bool
-    class_names: list
-    image_shape: tuple
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    test_total: int
-    normalizer: object
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def input_size(self) -> int:
-        return int(np.prod(self.image_shape))
-
-
-def load_data(args, dataset: str | None = None) -> Data:
+def load_data(args, dataset: str | None = None):
     """Load, subset (--limit), split (--val-split) and fit the normalizer on the training split."""
-    from common.data import Normalizer, balanced_subset, load_dataset, train_val_split
-    name = dataset or cli.dataset_name(args)
-    explicit = dataset is not None or cli.dataset_is_explicit(args)
-    ds = load_dataset(name, args.data_dir, explicit=explicit, seed=args.seed)
-    x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
-    if args.limit:
-        x, y = balanced_subset(x, y, args.limit, seed=args.seed)
-        # the test set shrinks with the training set (as in vectorized/main.py), so a default run stays short
-        x_test, y_test = balanced_subset(x_test, y_test, max(args.limit // 5, ds.num_classes), seed=args.seed)
-    if args.val_split > 0:
-        x_train, y_train, x_val, y_val = train_val_split(x, y, args.val_split, seed=args.seed)
-    else:
-        x_train, y_train, x_val, y_val = x, y, x[:0], y[:0]
-    if len(y_train) == 0:
-        raise UserError("the training set is empty; lower --val-split or raise --limit")
-    return Data(ds.name, ds.describe(), ds.fell_back, list(ds.class_names), ds.image_shape, x_train, y_train,
-                x_val, y_val, x_test, y_test, len(ds.y_test), Normalizer.fit(x_train))
+    from common.data import load_run_data
+    return load_run_data(args, dataset=dataset)
 
 
-def make_prepare(data: Data, augmenter=None):
+def make_prepare(data, augmenter=None):
     """uint8 images -> [augment] -> normalize -> flat lists of Python floats, the scalar tier's input."""
     def prepare(x_batch, y_batch, training: bool):
         x = x_batch.astype(np.float32) / 255.0
@@ -135,7 +94,7 @@ def make_prepare(data: Data, augmenter=None):
 
 
 # ---------------------------------------------------------------------- one run
-def build_trainer(args, data: Data, activations, dropouts, optimizer: str | None = None):
+def build_trainer(args, data: RunData, activations, dropouts, optimizer: str | None = None):
     from common.augment import AugmentConfig, Augmenter
     from scalar.network import Network
     from scalar.optimizers import make_optimizer
@@ -150,18 +109,18 @@ def build_trainer(args, data: Data, activations, dropouts, optimizer: str | None
     return trainer
 
 
-def run_config(args, data: Data, trainer) -> dict:
+def run_config(args, data: RunData, trainer) -> dict:
     return {"dataset": data.name, "image_shape": list(data.image_shape), "class_names": data.class_names,
             "normalizer": {k: v.tolist() for k, v in data.normalizer.state_dict().items()},
             "optimizer": type(trainer.optimizer).__name__, "lr": args.lr, "weight_decay": args.weight_decay,
             "batch_size": args.batch_size, "limit": args.limit, "val_split": args.val_split}
 
 
-def architecture(data: Data, hidden_sizes) -> str:
+def architecture(data: RunData, hidden_sizes) -> str:
     return "mlp " + "-".join(str(v) for v in [data.input_size, *hidden_sizes, data.num_classes])
 
 
-def train(args, data: Data, trainer, run, log=print) -> dict:
+def train(args, data: RunData, trainer, run, log=print) -> dict:
     """Fit with a checkpoint (last.h5) and a metrics row after every epoch; Ctrl-C keeps the last one."""
     from scalar import io
     config = run_config(args, data, trainer)
@@ -190,7 +149,7 @@ def train(args, data: Data, trainer, run, log=print) -> dict:
     return config
 
 
-def evaluate(args, data: Data, trainer, run, log=print) -> dict:
+def evaluate(args, data: RunData, trainer, run, log=print) -> dict:
     """Test loss and accuracy; the confusion matrix and figures when asked."""
     from common import metrics
     result = trainer.evaluate(data.x_test, data.y_test, desc="test")
@@ -215,7 +174,7 @@ def evaluate(args, data: Data, trainer, run, log=print) -> dict:
     return result
 
 
-def show_trace(args, data: Data, trainer, log=print) -> None:
+def show_trace(args, data: RunData, trainer, log=print) -> None:
     from scalar.trace import trace
     rows, targets = trainer.prepare(data.x_train[:1], data.y_train[:1], False)
     log(f"--trace: training image 0 (label {data.class_names[targets[0]]}), normalized")

@@ -109,17 +109,17 @@ def _main(argv=None):
         import torch  # noqa: F401
     except ImportError:
         raise UserError("PyTorch is not installed: pip install -e '.[torch]'") from None
-    from common.data import Normalizer
     from common.seed import seed_everything
-    from vectorized.experiment import build_augmenter, build_optimizer, load_data
+    from common.data import load_run_data
+    from vectorized.experiment import build_augmenter, build_optimizer
     from vectorized.losses import CrossEntropyLoss
     from vectorized.trainer import Trainer
 
     seed_everything(args.seed)
-    data = load_data(args)
+    data = load_run_data(args)
     ours = build_ours(args, data.image_shape, data.num_classes)
     initial = ours.state_dict()
-    normalizer = Normalizer.fit(data.x_train)
+    normalizer = data.normalizer
     flatten = args.model == "mlp"
     print(f"[compare] {args.model} on {data.name}: {len(data.x_train)} train / {len(data.x_test)} test images, "
           f"{args.epochs} epochs, {args.optimizer} lr {args.lr}, {ours.num_parameters():,} parameters")

@@ -7,7 +7,6 @@ normalization, optimizer, schedule, augmentation, checkpoints, plots, reports) e
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,60 +14,14 @@ import numpy as np
 from common import backend, metrics, plots
 from common.augment import AugmentConfig, Augmenter
 from common.checkpoint import check_compatible, library_version, load_checkpoint, save_checkpoint
-from common.cli import RunDir, augment_overrides, dataset_is_explicit, dataset_name, run_header
-from common.data import Normalizer, balanced_subset, load_dataset, resize_images, train_val_split
+from common.cli import RunDir, augment_overrides, run_header
+from common.data import Normalizer, load_run_data
 from common.errors import UserError
 from common.seed import seed_everything
 from vectorized.losses import CrossEntropyLoss
 from vectorized.optim import Lookahead, make_optimizer
 from vectorized.schedules import make_schedule
 from vectorized.trainer import EarlyStopping, Trainer
-
-
-@dataclass
-class Data:
-    """The splits of one run (host uint8 images) and where they came from."""
-
-    name: str
-    fell_back: bool
-    class_names: list
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    @property
-    def image_shape(self):
-        return tuple(int(s) for s in self.x_train.shape[1:])
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-
-def load_data(args, *, input_shape=None, synth_sizes=None) -> Data:
-    """Load, resize, subset and split the dataset the flags name.
-
-    ``input_shape`` (C, H, W) forces a channel count and size (a resumed or loaded model's own).
-    """
-    ds = load_dataset(dataset_name(args), args.data_dir, explicit=dataset_is_explicit(args),
-                      seed=args.seed, synth_sizes=synth_sizes)
-    x_train, y_train, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
-    size = getattr(args, "image_size", None)
-    target_hw = tuple(input_shape[1:]) if input_shape is not None else ((size, size) if size else None)
-    target_c = input_shape[0] if input_shape is not None else None
-    if target_hw is not None and target_hw != tuple(x_train.shape[2:]) or (
-            target_c is not None and target_c != x_train.shape[1]):
-        hw = target_hw or tuple(x_train.shape[2:])
-        x_train = resize_images(x_train, hw, channels=target_c)
-        x_test = resize_images(x_test, hw, channels=target_c)
-    if args.limit:
-        x_train, y_train = balanced_subset(x_train, y_train, args.limit, seed=args.seed)
-        x_test, y_test = balanced_subset(x_test, y_test, max(args.limit // 5, len(ds.class_names)), seed=args.seed)
-    x_tr, y_tr, x_val, y_val = train_val_split(x_train, y_train, args.val_split, seed=args.seed)
-    return Data(ds.name, ds.fell_back, list(ds.class_names), x_tr, y_tr, x_val, y_val, x_test, y_test)
 
 
 def build_optimizer(args, model):
@@ -118,14 +71,14 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         shape = tuple(source.config["input_shape"])  # a saved model keeps its own input shape
     else:
         shape = getattr(args, "image_shape", None)    # the conv quickstart's --image-shape C,H,W
-    data = load_data(args, input_shape=shape, synth_sizes=synth_sizes)
+    data = load_run_data(args, input_shape=shape, synth_sizes=synth_sizes)
 
     model = build_model(data.image_shape, data.num_classes)
     arch = getattr(model, "arch_name", model_name)
     if source is not None and "normalization" in source.config:
         normalizer = Normalizer(**source.config["normalization"])
     else:
-        normalizer = Normalizer.fit(data.x_train)
+        normalizer = data.normalizer
     config = {"tier": tier, "architecture": arch, "variant": getattr(model, "variant", None),
               "input_shape": list(data.image_shape), "num_classes": data.num_classes,
               "dataset": data.name, "class_names": data.class_names,

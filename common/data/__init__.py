@@ -16,10 +16,11 @@ from common.data.normalize import Normalizer
 from common.data.registry import (DATASET_NAMES, REGISTRY, list_datasets, load_dataset,
                                   resolve_data_dir)
 from common.data.resize import convert_channels, resize_images
+from common.data.run import RunData, load_run_data
 from common.data.splits import balanced_subset, train_val_split
 
 __all__ = [
-    "DATASET_NAMES", "REGISTRY", "Dataset", "Normalizer", "balanced_subset", "convert_channels",
+    "DATASET_NAMES", "REGISTRY", "Dataset", "Normalizer", "RunData", "load_run_data", "balanced_subset", "convert_channels",
     "iterate_batches", "list_datasets", "load_dataset", "num_batches", "resize_images",
     "resolve_data_dir", "train_val_split",
 ]
