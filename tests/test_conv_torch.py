@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import convolutional as C
+import torch_reference  # noqa: E402  (tests/ is on sys.path under pytest)
 
 TOL = {np.float64: {"rtol": 1e-9, "atol": 1e-10}, np.float32: {"rtol": 2e-4, "atol": 2e-5}}
 
@@ -164,73 +165,9 @@ def test_layerscale():
 
 
 # ----------------------------------------------------------------------------- blocks
-class TorchBasicBlock(nn.Module):
-    """torchvision.models.resnet.BasicBlock."""
-
-    def __init__(self, cin, cout, stride=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-        return self.relu(out + identity)
-
-
-def _act(name):
-    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU}[name]()
-
-
-def _conv_bn_act(cin, cout, k, stride=1, groups=1, act=None, eps=1e-3, momentum=0.01):
-    layers = [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
-              nn.BatchNorm2d(cout, eps=eps, momentum=momentum)]
-    return nn.Sequential(*layers, *([_act(act)] if act else []))
-
-
-class TorchMBConv(nn.Module):
-    """torchvision.models.efficientnet.MBConv, without stochastic depth."""
-
-    def __init__(self, cin, cout, k, stride, expand, se_ratio=None, act="relu6"):
-        super().__init__()
-        mid = cin * expand
-        layers = [_conv_bn_act(cin, mid, 1, act=act)] if mid != cin else []
-        layers.append(_conv_bn_act(mid, mid, k, stride, groups=mid, act=act))
-        if se_ratio:
-            layers.append(TorchSqueezeExcitation(mid, max(1, int(cin * se_ratio)), type(_act(act))))
-        layers.append(_conv_bn_act(mid, cout, 1))
-        self.block = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and cin == cout
-
-    def forward(self, x):
-        out = self.block(x)
-        return out + x if self.use_res_connect else out
-
-
-class TorchConvNeXtBlock(nn.Module):
-    """facebookresearch/ConvNeXt models/convnext.py Block (drop_path 0)."""
-
-    def __init__(self, dim, layer_scale_init_value=1e-6):
-        super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pwconv1 = nn.Linear(dim, 4 * dim)
-        self.act = nn.GELU()
-        self.pwconv2 = nn.Linear(4 * dim, dim)
-        self.gamma = nn.Parameter(layer_scale_init_value * torch.ones(dim)) if layer_scale_init_value > 0 else None
-
-    def forward(self, x):
-        y = self.dwconv(x).permute(0, 2, 3, 1)
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
-        if self.gamma is not None:
-            y = self.gamma * y
-        return x + y.permute(0, 3, 1, 2)
+# The torch twins of the blocks are the ones the architecture tests use (tests/torch_reference.py).
+TorchBasicBlock, TorchMBConv, TorchConvNeXtBlock = torch_reference.BasicBlock, torch_reference.MBConv, \
+    torch_reference.ConvNeXtBlock
 
 
 def randomise(module, seed=0):
