@@ -421,6 +421,21 @@ def add_output_args(parser, *, confusion_matrix: bool = True, misclassified: boo
     return g
 
 
+def add_experiment_args(parser, *, epochs: int, batch_size: int, default_lr: float = 1e-3,
+                        default_weight_decay: float = 0.0, image_size: bool = False):
+    """Every group a tier-2/3 launcher shares: data, training, optimizer, schedule, augmentation,
+    checkpoints, device and output (the quickstarts inherit them through their launcher)."""
+    add_data_args(parser, image_size=image_size)
+    add_training_args(parser, epochs=epochs, batch_size=batch_size)
+    add_optimizer_args(parser, default_optimizer="adam", default_lr=default_lr,
+                       default_weight_decay=default_weight_decay)
+    add_schedule_args(parser)
+    add_augment_args(parser, allow_mix=True)
+    add_checkpoint_args(parser)
+    add_device_args(parser)
+    add_output_args(parser)
+
+
 # --------------------------------------------------------------------------- run folder and header
 class RunDir:
     """A folder per run, ``<base>/<name>-<YYYYmmdd-HHMMSS>/``: config, metrics, plots, checkpoints."""

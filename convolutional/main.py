@@ -36,14 +36,8 @@ def build_parser():
                    help="efficientnet_lite0 only: add squeeze-excite to every block (B0-style, not canonical Lite0)")
     g.add_argument("--summary", action="store_true", help="print the layer table and exit")
     g.add_argument("--skip-train", action="store_true", help="only evaluate (use with --load)")
-    cli.add_data_args(parser, image_size=True)
-    cli.add_training_args(parser, epochs=3, batch_size=64)
-    cli.add_optimizer_args(parser, default_optimizer="adam", default_lr=5e-4, default_weight_decay=1e-4)
-    cli.add_schedule_args(parser)
-    cli.add_augment_args(parser, allow_mix=True)
-    cli.add_checkpoint_args(parser)
-    cli.add_device_args(parser)
-    cli.add_output_args(parser)
+    cli.add_experiment_args(parser, epochs=3, batch_size=64, default_lr=5e-4, default_weight_decay=1e-4,
+                            image_size=True)
     return parser
 
 

@@ -30,14 +30,7 @@ def build_parser():
     g.add_argument("--init", choices=("auto", "kaiming", "kaiming_uniform", "xavier", "xavier_uniform", "lecun",
                                       "normal", "uniform", "zeros"), default="auto",
                    help="weight initialisation (auto: He for ReLU-like, Xavier for tanh/sigmoid)")
-    cli.add_data_args(parser)
-    cli.add_training_args(parser, epochs=3, batch_size=64)
-    cli.add_optimizer_args(parser, default_optimizer="adam", default_lr=1e-3)
-    cli.add_schedule_args(parser)
-    cli.add_augment_args(parser, allow_mix=True)
-    cli.add_checkpoint_args(parser)
-    cli.add_device_args(parser)
-    cli.add_output_args(parser)
+    cli.add_experiment_args(parser, epochs=3, batch_size=64, default_lr=1e-3)
     return parser
 
 
