@@ -1,0 +1,249 @@
+"""Per-layer forward/backward timing of one training step (forward + cross-entropy + backward + Adam).
+
+    python scripts/profile_layers.py resnet18 --input-shape 3,32,32
+    python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type
+    python scripts/profile_layers.py lenet --steps 20 --top 10
+    python scripts/profile_layers.py mlp                      # the vectorized launcher's MLP
+
+Every *leaf* module (one with no children: Conv2D, BatchNorm2D, ReLU, Linear...) gets its
+``forward`` and ``backward`` wrapped in a timer; the loss, the optimizer step and ``zero_grad``
+are timed on their own. What is left of the step ("glue") is the work blocks do themselves:
+residual additions, squeeze-excite products, layer scales. The table gives the median over the
+timed steps of each row, in milliseconds, and its share of the median step.
+
+``--by layer`` (default) lists every leaf by its dotted name (``layer1.0.conv1``); ``--by type``
+adds up the leaves of one class (all Conv2D, all BatchNorm2D...), which is the quickest way to
+see where a model's time goes. The wrappers cost a few microseconds per call: negligible for
+the conv models, visible for a tiny MLP (compare the step time with ``scripts/benchmark.py``).
+
+On a shared machine, compare profiles taken in one session, never absolute times alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+MLP_HIDDEN = (256, 128, 64)  # the vectorized launcher's default MLP (scripts/bench/workloads.py)
+
+
+def build(name: str, input_shape, num_classes: int, variant: str):
+    """The model to profile: 'mlp' (784-256-128-64-10, dropout 0.2) or a conv-tier architecture."""
+    from common.seed import seed_everything
+
+    seed_everything(0)
+    if name == "mlp":
+        from vectorized.mlp import build_mlp
+
+        return build_mlp(int(np.prod(input_shape)), num_classes, MLP_HIDDEN, ("relu",), (0.2,)), True
+    from convolutional.architectures import build_model
+
+    return build_model(name, input_shape, num_classes, variant=variant), False
+
+
+def leaves(model):
+    """(dotted name, module) of every module without children."""
+    return [(name or type(model).__name__, m) for name, m in model.named_modules()
+            if not list(m.children())]
+
+
+class Timers:
+    """Per-step lists of seconds, keyed by (row name, 'forward' | 'backward' | 'step')."""
+
+    def __init__(self):
+        self.step = defaultdict(float)   # accumulated during the current step
+        self.history = defaultdict(list)
+
+    def wrap(self, module, name: str):
+        """Replace ``module.forward``/``module.backward`` by timed versions (instance attributes)."""
+        for phase in ("forward", "backward"):
+            inner = getattr(module, phase)
+
+            def timed(arg, _inner=inner, _key=(name, phase)):
+                t0 = time.perf_counter()
+                out = _inner(arg)
+                self.step[_key] += time.perf_counter() - t0
+                return out
+
+            setattr(module, phase, timed)
+
+    def time(self, key, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.step[key] += time.perf_counter() - t0
+        return out
+
+    def end_step(self, record: bool):
+        if record:
+            for key, seconds in self.step.items():
+                self.history[key].append(seconds)
+        self.step = defaultdict(float)
+
+
+def profile(model, x, y, steps: int, warmup: int):
+    """Run warmup + steps training steps; return (timers, list of step seconds)."""
+    from vectorized.losses import CrossEntropyLoss
+    from vectorized.optim import Adam
+
+    timers = Timers()
+    names = {}
+    for name, m in leaves(model):
+        names[id(m)] = name
+        timers.wrap(m, name)
+    loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)
+    model.train()
+    step_times = []
+    for k in range(warmup + steps):
+        t0 = time.perf_counter()
+        timers.time(("(zero_grad)", "step"), model.zero_grad)
+        logits = model(x)
+        timers.time(("(loss)", "forward"), loss_fn.forward, logits, y)
+        g = timers.time(("(loss)", "backward"), loss_fn.backward)
+        model.backward(g)
+        timers.time(("(Adam step)", "step"), opt.step)
+        dt = time.perf_counter() - t0
+        timers.end_step(record=k >= warmup)
+        if k >= warmup:
+            step_times.append(dt)
+    return timers, step_times, names
+
+
+def table(timers: Timers, step_times, model, by: str, top: int | None):
+    """Rows (name, forward ms, backward ms, other ms, total ms) sorted by total, plus the glue row."""
+    med = {key: statistics.median(v) for key, v in timers.history.items()}
+    rows = defaultdict(lambda: [0.0, 0.0, 0.0, 0])  # forward, backward, step, count
+    types = {name: type(m).__name__ for name, m in leaves(model)}
+    for (name, phase), seconds in med.items():
+        label = types.get(name, name) if by == "type" else name
+        if by == "layer" and name in types:
+            label = f"{name} ({types[name]})"
+        col = {"forward": 0, "backward": 1, "step": 2}[phase]
+        rows[label][col] += seconds * 1e3
+        if phase == "forward" or phase == "step":
+            rows[label][3] += 1
+    step_ms = statistics.median(step_times) * 1e3
+    accounted = sum(f + b + s for f, b, s, _ in rows.values())
+    out = sorted(([label, f, b, s, f + b + s, n] for label, (f, b, s, n) in rows.items()),
+                 key=lambda r: -r[4])
+    shown = out if not top else out[:top]
+    rest = out[len(shown):]
+    if rest:
+        shown.append([f"({len(rest)} more rows)", *[sum(r[i] for r in rest) for i in (1, 2, 3, 4)],
+                      sum(r[5] for r in rest)])
+    shown.append(["(glue: block-level adds/products)", 0.0, 0.0, 0.0, max(step_ms - accounted, 0.0), 0])
+    return shown, step_ms
+
+
+def render(rows, step_ms, by: str) -> str:
+    head = f"| {'layer' if by == 'layer' else 'layer type'} | {'count' if by == 'type' else ''} " \
+           f"| forward ms | backward ms | other ms | total ms | % of step |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, f, b, s, tot, n in rows:
+        count = str(n) if by == "type" and n else ""
+        lines.append(f"| {label} | {count} | {f:.2f} | {b:.2f} | {s:.2f} | {tot:.2f} | {100 * tot / step_ms:.1f} |")
+    lines.append(f"| **step (median)** | | | | | **{step_ms:.1f}** | 100 |")
+    return "\n".join(lines)
+
+
+def parse_shape(text: str):
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"--input-shape must be C,H,W (e.g. 3,32,32), got {text!r}")
+    return shape
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="profile_layers.py",
+        description="Time every layer's forward and backward pass in a training step "
+                    "(forward + cross-entropy + backward + Adam), median over several steps.",
+        epilog="examples:\n"
+               "  python scripts/profile_layers.py resnet18 --input-shape 3,32,32\n"
+               "  python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type\n"
+               "  python scripts/profile_layers.py lenet --steps 30 --top 8\n"
+               "  python scripts/profile_layers.py mlp --json mlp_profile.json\n"
+               "models: 'mlp' (784-256-128-64-10) or any architecture of convolutional.architectures.\n"
+               "The 'glue' row is step time no leaf layer accounts for (residual adds, SE products).\n"
+               "Times are medians per row; rows need not add up exactly to the median step.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="'mlp' or an architecture name (lenet, baseline, resnet18, vgg16, ...)")
+    parser.add_argument("--input-shape", type=parse_shape, default=None,
+                        help="C,H,W of one image (default 1,28,28 for mlp/lenet/baseline, else 3,32,32)")
+    parser.add_argument("--variant", default="auto", help="architecture variant: auto (default), small, canonical")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--by", choices=("layer", "type"), default="layer",
+                        help="one row per leaf layer (default) or per layer class")
+    parser.add_argument("--top", type=int, default=None, help="show only the N most expensive rows")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads (threadpoolctl, if installed); default: leave as is")
+    parser.add_argument("--json", metavar="OUT.json", default=None, help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
+        parser.error("--batch-size and --steps must be at least 1, --warmup at least 0")
+
+    from common.errors import UserError
+
+    small = ("mlp", "lenet", "baseline")
+    shape = args.input_shape or ((1, 28, 28) if args.model in small else (3, 32, 32))
+    try:
+        model, flat = build(args.model, shape, 10, args.variant)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    limiter = None
+    if args.threads:
+        try:
+            from threadpoolctl import threadpool_limits
+            limiter = threadpool_limits(args.threads, user_api="blas")
+        except ImportError:
+            print("warning: threadpoolctl is not installed; --threads ignored", file=sys.stderr)
+    from common.backend import to_device
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch_size, *shape), dtype=np.float32)
+    if flat:
+        x = x.reshape(args.batch_size, -1)
+    y = rng.integers(0, 10, size=args.batch_size).astype(np.int64)
+    timers, step_times, _ = profile(model, to_device(x), to_device(y), args.steps, args.warmup)
+    rows, step_ms = table(timers, step_times, model, args.by, args.top)
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} "
+          f"warm-up; {args.batch_size / step_ms * 1e3:.1f} images/s (wrapped); "
+          f"BLAS threads: {_blas_threads()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+    print(render(rows, step_ms, args.by))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": args.model, "input_shape": shape, "batch_size": args.batch_size, "step_ms": step_ms,
+            "rows": [dict(zip(("name", "forward_ms", "backward_ms", "other_ms", "total_ms", "count"), r))
+                     for r in rows]}, indent=1))
+    if limiter is not None:
+        limiter.restore_original_limits()
+    return 0
+
+
+def _blas_threads():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "?"
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return counts[0] if counts else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
