@@ -220,25 +220,40 @@ def _wide_backward(dy, cache):
 
 
 # ------------------------------------------------------------------------------ depthwise
+def _image_blocks(n, per_image_bytes):
+    """Ranges (n0, n1) of whole images whose output fits DEPTHWISE_BLOCK_BYTES (at least one image)."""
+    nb = max(1, DEPTHWISE_BLOCK_BYTES // max(per_image_bytes, 1))
+    return [(n0, min(n, n0 + nb)) for n0 in range(0, n, nb)]
+
+
+#: The depthwise kernels work on a few images at a time so their k² passes stay in cache.
+DEPTHWISE_BLOCK_BYTES = 2**19
+
+
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
     """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache.
 
     Each channel has its own k×k filter, so there is no matrix product: k² fused
-    multiply-adds ``out += window(x_pad, i, j) * w[i, j]`` with w[i, j] a (C,) vector.
+    multiply-adds ``out += window(x_pad, i, j) * w[i, j]`` with w[i, j] a (C,) vector. They run
+    on blocks of a few images, so each of the k² passes reads and writes cached memory.
     """
     wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
     kh, kw, c = wk.shape
     oh, ow = out_hw
+    n = x.shape[0]
     x_pad = pad_nhwc(x, pads)
-    out = xp.empty((x.shape[0], oh, ow, c), dtype=x.dtype)
-    tmp = xp.empty_like(out)
-    for k, (i, j) in enumerate(_offsets(kh, kw)):
-        view = window(x_pad, i, j, oh, ow, stride, dilation)
-        if k == 0:
-            xp.multiply(view, wk[i, j], out=out)
-        else:
-            xp.multiply(view, wk[i, j], out=tmp)
-            out += tmp
+    out = xp.empty((n, oh, ow, c), dtype=x.dtype)
+    blocks = _image_blocks(n, oh * ow * c * x.itemsize)
+    tmp = xp.empty((blocks[0][1] - blocks[0][0], oh, ow, c), dtype=x.dtype)
+    for n0, n1 in blocks:
+        xb, ob, tb = x_pad[n0:n1], out[n0:n1], tmp[:n1 - n0]
+        for k, (i, j) in enumerate(_offsets(kh, kw)):
+            view = window(xb, i, j, oh, ow, stride, dilation)
+            if k == 0:
+                xp.multiply(view, wk[i, j], out=ob)
+            else:
+                xp.multiply(view, wk[i, j], out=tb)
+                ob += tb
     if bias is not None:
         out += bias
     cache = SimpleNamespace(wk=wk, x_pad=x_pad, x_shape=x.shape, pads=pads, stride=stride,
@@ -247,21 +262,27 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
 
 
 def depthwise_backward(dy, cache):
-    """dy: (N, OH, OW, C) -> dx: (N, H, W, C), dweight: (C, 1, kh, kw), dbias: (C,)."""
+    """dy: (N, OH, OW, C) -> dx: (N, H, W, C), dweight: (C, 1, kh, kw), dbias: (C,).
+
+    dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy, and dy * w[i, j] is added back
+    into the same window of dx; both on blocks of a few images, like the forward pass.
+    """
     wk, x_pad = cache.wk, cache.x_pad
     kh, kw, c = wk.shape
     oh, ow = cache.out_hw
-    _n, h, w, _ = cache.x_shape
-    dwk = xp.empty(wk.shape, dtype=dy.dtype)
+    n, h, w, _ = cache.x_shape
+    dwk = xp.zeros(wk.shape, dtype=dy.dtype)
     dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
-    tmp = xp.empty_like(dy)
-    for i, j in _offsets(kh, kw):
-        view = window(x_pad, i, j, oh, ow, cache.stride, cache.dilation)
-        xp.multiply(view, dy, out=tmp)
-        dwk[i, j] = tmp.reshape(-1, c).sum(axis=0)
-        xp.multiply(dy, wk[i, j], out=tmp)
-        dview = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
-        dview += tmp
+    blocks = _image_blocks(n, oh * ow * c * dy.itemsize)
+    tmp = xp.empty((blocks[0][1] - blocks[0][0], oh, ow, c), dtype=dy.dtype)
+    for n0, n1 in blocks:
+        xb, dxb, dyb, tb = x_pad[n0:n1], dx_pad[n0:n1], dy[n0:n1], tmp[:n1 - n0]
+        for i, j in _offsets(kh, kw):
+            xp.multiply(window(xb, i, j, oh, ow, cache.stride, cache.dilation), dyb, out=tb)
+            dwk[i, j] += tb.reshape(-1, c).sum(axis=0)
+            xp.multiply(dyb, wk[i, j], out=tb)
+            dview = window(dxb, i, j, oh, ow, cache.stride, cache.dilation)
+            dview += tb
     top, _, left, _ = cache.pads
     dx = dx_pad if x_pad.shape == cache.x_shape else \
         xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
