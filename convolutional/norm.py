@@ -49,7 +49,7 @@ class BatchNorm2D(Module):
                                 "(batch size 1 with a 1x1 map)")
             mean = x2.mean(axis=0)
             centred = x2 - mean
-            var = (centred * centred).mean(axis=0)  # biased
+            var = xp.einsum("mc,mc->c", centred, centred) * (1.0 / m)  # biased; one pass, no temporary
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -58,29 +58,33 @@ class BatchNorm2D(Module):
         else:
             centred = x2 - self.running_mean
             var = self.running_var
+        # Only x - mean is kept: x_hat = centred * inv_std is never stored, which saves a pass
+        # here and a buffer the size of x. y = centred * (gamma * inv_std) + beta.
         self.inv_std = 1 / xp.sqrt(var + self.eps)
-        self.x_hat = centred
-        self.x_hat *= self.inv_std
-        out = self.x_hat * self.weight.data
+        self.centred = centred
+        out = centred * (self.weight.data * self.inv_std)
         out += self.bias.data
         return out.reshape(x.shape)
 
     def backward(self, grad_out):
         g = grad_out.reshape(-1, self.num_features)
+        inv_std, centred = self.inv_std, self.centred
         dbeta = g.sum(axis=0)
-        dgamma = (g * self.x_hat).sum(axis=0)
-        self.weight.grad += dgamma
+        g_centred = xp.einsum("mc,mc->c", g, centred)  # sum of g * (x - mean), per channel
+        self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat
         self.bias.grad += dbeta
-        scale = self.weight.data * self.inv_std
+        scale = self.weight.data * inv_std
         if not self.training:  # the running statistics are constants
             return (g * scale).reshape(grad_out.shape)
         # dx = gamma/sigma * (g - mean(g) - x_hat * mean(g * x_hat)): the direct path minus the
-        # paths through the batch mean and the batch variance.
+        # paths through the batch mean and the batch variance; with x_hat = centred * inv_std
+        # that is  g * scale + centred * a + b  for per-channel a and b.
         m = g.shape[0]
-        dx = self.x_hat * (dgamma * (-1.0 / m))
-        dx += g
-        dx -= dbeta * (1.0 / m)
-        dx *= scale
+        a = scale * (inv_std * inv_std) * g_centred * (-1.0 / m)
+        b = scale * dbeta * (-1.0 / m)
+        dx = centred * a
+        dx += b
+        dx += g * scale
         return dx.reshape(grad_out.shape)
 
     def extra_repr(self):
