@@ -81,6 +81,13 @@ def machine(report: dict) -> str:
                  + (f"; load average {load[0]:.2f} at the start" if load else "")
                  + (" — a `--quick` smoke run, not a measurement" if report.get("quick") else ""))
     lines.append(f"- **Command:** `{report['command']}`")
+    end = m.get("load_average_at_end")
+    busiest = max(v for v in ((load or [0])[0], (end or [0])[0]))
+    if busiest > m["usable_cores"]:
+        lines += ["", f"!!! warning \"A busy machine\"\n    Other jobs shared this machine during the run (load average up to "
+                      f"{busiest:.1f} on {m['usable_cores']} cores). Multithreaded BLAS and PyTorch slow down "
+                      "badly when cores are oversubscribed, so the absolute figures are low and the ratios "
+                      "spread wide (see the min–max). Rerun the command on a quiet machine for figures to quote."]
     return "\n".join(lines)
 
 
