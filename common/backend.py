@@ -355,3 +355,50 @@ class _StrictNamespace(types.SimpleNamespace):
 
 
 strict = _StrictNamespace(np, "strict")
+
+
+# --------------------------------------------------------------------------- matrix products
+#: A matrix product below this many multiply-adds, or with a side shorter than GEMM_MIN_SIDE,
+#: runs on one BLAS thread (see :func:`gemm`).
+GEMM_THREADED_MIN_MACS = 2**27
+GEMM_MIN_SIDE = 64
+_blas = None  # threadpoolctl's controllers of NumPy's BLAS, found on first use ([] without it)
+
+
+def _blas_controllers():
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = list(ThreadpoolController().select(user_api="blas").lib_controllers)
+        except Exception:  # threadpoolctl is optional
+            _blas = []
+    return _blas
+
+
+def gemm(a, b, out=None):
+    """``a @ b`` (into ``out`` when given); a: (M, K), b: (K, N).
+
+    Splitting a small or thin product over several BLAS threads costs more than it saves: the
+    threads meet at a barrier after every block, and on a busy machine one of them is often
+    descheduled while the other spins (measured here: a (16 x 65536) @ (65536 x 96) product took
+    1000 ms on two OpenBLAS threads, 29 ms on one). Products under ``GEMM_THREADED_MIN_MACS``
+    multiply-adds, or with M, N or K under ``GEMM_MIN_SIDE``, therefore run on one thread; big
+    ones keep the thread count the user set. Needs ``threadpoolctl`` (else a plain matmul) and
+    only applies to NumPy arrays (CuPy has its own scheduler).
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    small = m * n * k < GEMM_THREADED_MIN_MACS or min(m, n, k) < GEMM_MIN_SIDE
+    libs = _blas_controllers() if small and type(a) is np.ndarray else ()
+    saved = [(lib, lib.get_num_threads()) for lib in libs]
+    saved = [(lib, t) for lib, t in saved if t > 1]
+    if not saved:
+        return xp.matmul(a, b, out=out)
+    for lib, _t in saved:
+        lib.set_num_threads(1)
+    try:
+        return xp.matmul(a, b, out=out)
+    finally:
+        for lib, t in saved:
+            lib.set_num_threads(t)

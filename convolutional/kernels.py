@@ -21,7 +21,7 @@ Two ways to feed each GEMM a contiguous matrix:
   ``xf[shift : shift + N*Hp*Wp]`` -- no copy at all. The price: outputs are computed on the
   whole padded Hp×Wp grid and the valid OH×OW corner is cut out at the end.
 
-Every GEMM goes through :func:`vectorized.layers.gemm`, which runs small and thin products on
+Every GEMM goes through :func:`common.backend.gemm`, which runs small and thin products on
 one BLAS thread (on a busy 2-core machine a 2-thread OpenBLAS call on a thin matrix was
 measured 10-35x slower than a 1-thread one).
 
@@ -33,7 +33,7 @@ from types import SimpleNamespace
 
 from common.backend import xp
 from convolutional.geometry import pad_nhwc, window
-from vectorized.layers import gemm
+from common.backend import gemm
 
 #: Use the wide path when the padded grid is at most this much larger than the output.
 WIDE_MAX_WASTE = 1.5
