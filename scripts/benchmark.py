@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts.bench.machine import blas_threads, describe, machine_info
+from scripts.bench.report import format_gflops
 from scripts.bench.workloads import MODELS
 
 WORKER = ROOT / "scripts" / "bench" / "worker.py"
@@ -208,11 +209,7 @@ def table_rows(report: dict) -> list[list[str]]:
         o, t = m.get("ours", {}), m.get("torch", {})
 
         def gf(side):
-            g = side.get("train_gflops")
-            if g is None:
-                return "-"
-            text = f"{g:.3g}" if g < 1 else f"{g:.1f}"
-            return text + (f" ({100 * g / peak:.0f}%)" if peak else "")
+            return format_gflops(side.get("train_gflops"), peak)
 
         rows.append([
             m["model"], "x".join(map(str, m["input_shape"])), fmt_num(m.get("params")),

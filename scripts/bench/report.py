@@ -106,6 +106,14 @@ def throughput(report: dict) -> str:
     return _table(header, rows)
 
 
+def format_gflops(g, peak) -> str:
+    """'41.3 (22%)': achieved GFLOP/s and its share of the measured GEMM peak ('-' when unknown)."""
+    if g is None:
+        return "-"
+    text = f"{g:.3g}" if g < 1 else f"{g:.1f}"
+    return text + (f" ({100 * g / peak:.0f}%)" if peak else "")
+
+
 def efficiency(report: dict) -> str:
     """Achieved training GFLOP/s (3x forward FLOPs) against the GEMM peak, and peak memory."""
     peak = (report.get("gemm") or {}).get("gflops")
@@ -116,11 +124,7 @@ def efficiency(report: dict) -> str:
         o, t = r.get("ours", {}), r.get("torch", {})
 
         def gf(side):
-            g = side.get("train_gflops")
-            if g is None:
-                return "–"
-            text = f"{g:.3g}" if g < 10 else f"{g:.0f}"
-            return text + (f" ({100 * g / peak:.0f} %)" if peak else "")
+            return format_gflops(side.get("train_gflops"), peak)
 
         rss = r.get("rss_ratio")
         rows.append([r["model"], o.get("variant_label") or r.get("label", ""), gf(o), gf(t),
