@@ -163,3 +163,31 @@ def test_num_batches_tracked_is_optional():
     load_torch_state_dict(fresh, state)
     for key, value in state.items():
         np.testing.assert_array_equal(fresh.state_dict()[key], value)
+
+
+def test_resnet18_training_trajectory_tracks_pytorch_in_float64():
+    """Ten Adam steps in training mode (BN batch statistics and running estimates): the same
+    parameters as PyTorch to ~1e-10, so a gap between float32 runs is rounding-order chaos, not math."""
+    from vectorized.losses import CrossEntropyLoss
+    from vectorized.optim import Adam
+
+    shape = (1, 12, 12)
+    ours = build_model("resnet18", shape, 10).astype(np.float64)
+    ref = build_torch_model("resnet18", shape, 10, variant=ours.variant).double()
+    load_torch_state_dict(ours, ref.state_dict())
+    opt, ref_opt = Adam(ours.parameters(), 1e-3), torch.optim.Adam(ref.parameters(), 1e-3)
+    loss, ref_loss = CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x, y = rng.standard_normal((8, *shape)), rng.integers(0, 10, 8)
+        ours.zero_grad()
+        loss(ours(x), y)
+        ours.backward(loss.backward())
+        opt.step()
+        ref_opt.zero_grad()
+        ref_loss(ref(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        ref_opt.step()
+    theirs = ref.state_dict()
+    for name, value in ours.state_dict().items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(value, theirs[name].numpy(), atol=1e-9, err_msg=name)
