@@ -85,7 +85,7 @@ def _main(argv=None):
         return 0
     from vectorized.experiment import run_experiment
 
-    run_experiment(args, tier="convolutional", model_name=args.arch, build_model=build, argv=argv)
+    run_experiment(args, tier="convolutional", model_name=args.arch, build_model=build)
     return 0
 
 

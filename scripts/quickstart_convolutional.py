@@ -41,12 +41,12 @@ def build_parser():
     return parser
 
 
-def _run(argv):
+def _run():
     from convolutional.main import model_builder
     from vectorized.experiment import run_experiment
 
     def run(a):
-        return run_experiment(a, tier="convolutional", model_name=a.arch, build_model=model_builder(a), argv=argv)
+        return run_experiment(a, tier="convolutional", model_name=a.arch, build_model=model_builder(a))
 
     return run
 
@@ -118,7 +118,7 @@ def _main(argv=None):
     args = build_parser().parse_args(argv)
     out = scenario_dir(args, args.scenario)
     print(f"[quickstart] scenario {args.scenario}: results in {out}")
-    run = _run(argv)
+    run = _run()
     {"baseline-cpu": baseline_cpu, "gpu-fast": gpu_fast, "resume-demo": resume_demo,
      "dataset-swap": dataset_swap, "arch-compare": arch_compare}[args.scenario](args, run, out)
     return 0

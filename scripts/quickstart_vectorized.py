@@ -62,7 +62,7 @@ def _main(argv=None):
 
     def run(a):
         return run_experiment(a, tier="vectorized", model_name="mlp", build_model=model_builder(a),
-                              flatten_input=True, argv=argv)
+                              flatten_input=True)
 
     out = scenario_dir(args, args.scenario)
     print(f"[quickstart] scenario {args.scenario}: results in {out}")

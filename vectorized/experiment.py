@@ -55,8 +55,7 @@ def _jsonable(args) -> dict:
             if not callable(v)}
 
 
-def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, argv=None, synth_sizes=None,
-                   quiet=False):
+def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, quiet=False):
     """Train and evaluate one model as the flags say. Returns a dict of results.
 
     ``build_model(input_shape, num_classes)`` makes the model; ``input_shape`` is (C, H, W).
@@ -71,7 +70,7 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         shape = tuple(source.config["input_shape"])  # a saved model keeps its own input shape
     else:
         shape = getattr(args, "image_shape", None)    # the conv quickstart's --image-shape C,H,W
-    data = load_run_data(args, input_shape=shape, synth_sizes=synth_sizes)
+    data = load_run_data(args, input_shape=shape)
 
     model = build_model(data.image_shape, data.num_classes)
     arch = getattr(model, "arch_name", model_name)

@@ -58,7 +58,7 @@ def _main(argv=None):
 
     cli.mlp_layers(args)  # length checks before any data is loaded
     run_experiment(args, tier="vectorized", model_name="mlp", build_model=model_builder(args),
-                   flatten_input=True, argv=argv)
+                   flatten_input=True)
 
 
 def main(argv=None):
