@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from pathlib import Path
 from importlib import metadata
 
 #: Environment variables that change which BLAS kernel runs or how many threads it uses.
@@ -103,7 +104,7 @@ def machine_info() -> dict:
         "blas": blas_info(),
         "env": {k: os.environ.get(k) for k in THREAD_ENV},
         "load_average_at_start": load,
-        "executable": sys.executable,
+        "executable": Path(sys.executable).name,  # no machine paths in a committed report
     }
 
 
