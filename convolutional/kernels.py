@@ -31,12 +31,15 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from common.backend import xp
+from common.backend import gemm, xp
 from convolutional.geometry import pad_nhwc, window
-from common.backend import gemm
 
 #: Use the wide path when the padded grid is at most this much larger than the output.
 WIDE_MAX_WASTE = 1.5
+#: Convolutions whose kh*kw*C is at most this (first layers: 5x5 on 1 channel, 3x3 on RGB) build the
+#: column matrix and do ONE matrix product: k^2 products with an inner size of 1 to 3 would each
+#: cost a full pass over the output for almost no arithmetic.
+COLUMNS_MAX_K = 64
 
 
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
@@ -46,10 +49,16 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
     top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
     oh, ow = out_hw
-    wide = stride == (1, 1) and hp * wp <= WIDE_MAX_WASTE * oh * ow
+    kh, kw, c, _oc = wk.shape
+    if kh * kw * c <= COLUMNS_MAX_K and kh * kw > 1:
+        path = "columns"
+    elif stride == (1, 1) and hp * wp <= WIDE_MAX_WASTE * oh * ow:
+        path = "wide"
+    else:
+        path = "gather"
     cache = SimpleNamespace(wk=wk, x_shape=x.shape, pads=pads, stride=stride, dilation=dilation,
-                            out_hw=out_hw, wide=wide)
-    out = _wide_forward(x, wk, cache) if wide else _gather_forward(x, wk, cache)
+                            out_hw=out_hw, path=path)
+    out = {"columns": _columns_forward, "wide": _wide_forward, "gather": _gather_forward}[path](x, wk, cache)
     if bias is not None:
         out += bias
     return out, cache
@@ -57,7 +66,8 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
 
 def conv2d_backward(dy, cache):
     """dy: (N, OH, OW, OC) -> dx: (N, H, W, C), dweight: (OC, C, kh, kw), dbias: (OC,)."""
-    dx, dwk = _wide_backward(dy, cache) if cache.wide else _gather_backward(dy, cache)
+    backward = {"columns": _columns_backward, "wide": _wide_backward, "gather": _gather_backward}[cache.path]
+    dx, dwk = backward(dy, cache)
     dbias = dy.reshape(-1, dy.shape[3]).sum(axis=0)
     return dx, dwk.transpose(3, 2, 0, 1), dbias
 
@@ -70,6 +80,40 @@ def _transposed(wk):
 
 def _offsets(kh, kw):
     return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+# ------------------------------------------------------------------------------ columns path
+def _columns_forward(x, wk, cache):
+    """im2col for thin inputs: cols (N*OH*OW, kh*kw*C), the windows side by side, then one GEMM."""
+    kh, kw, c, oc = wk.shape
+    n = x.shape[0]
+    oh, ow = cache.out_hw
+    x_pad = pad_nhwc(x, cache.pads)
+    cols = xp.empty((n, oh, ow, kh * kw, c), dtype=x.dtype)
+    for k, (i, j) in enumerate(_offsets(kh, kw)):
+        cols[:, :, :, k, :] = window(x_pad, i, j, oh, ow, cache.stride, cache.dilation)
+    cols = cols.reshape(n * oh * ow, kh * kw * c)
+    cache.cols, cache.pad_shape = cols, x_pad.shape
+    return gemm(cols, wk.reshape(kh * kw * c, oc)).reshape(n, oh, ow, oc)
+
+
+def _columns_backward(dy, cache):
+    """dW = cols.T @ dY (one GEMM); dX: dcols = dY @ W.T, then col2im as k^2 strided adds."""
+    wk, cols = cache.wk, cache.cols
+    kh, kw, c, oc = wk.shape
+    n, h, w, _ = cache.x_shape
+    oh, ow = cache.out_hw
+    dy2 = dy.reshape(-1, oc)
+    dwk = gemm(cols.T, dy2).reshape(kh, kw, c, oc)
+    dcols = gemm(dy2, xp.ascontiguousarray(wk.reshape(kh * kw * c, oc).T)).reshape(n, oh, ow, kh * kw, c)
+    dx_pad = xp.zeros(cache.pad_shape, dtype=dy.dtype)
+    for k, (i, j) in enumerate(_offsets(kh, kw)):
+        view = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
+        view += dcols[:, :, :, k, :]
+    top, _, left, _ = cache.pads
+    if cache.pad_shape == cache.x_shape:
+        return dx_pad, dwk
+    return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :]), dwk
 
 
 # ------------------------------------------------------------------------------ gather path

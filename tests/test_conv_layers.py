@@ -53,9 +53,11 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["gather", "wide"])
+@pytest.fixture(params=["gather", "wide", "columns"])
 def conv_path(request, monkeypatch):
-    """Run a test once per fast path: 'gather' (copy each window) and 'wide' (row shifts)."""
+    """Run a test once per fast path: 'gather' (copy each window), 'wide' (row shifts) and
+    'columns' (im2col and one GEMM, used for thin first layers)."""
+    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if request.param == "columns" else 0)
     monkeypatch.setattr(kernels, "WIDE_MAX_WASTE", 0.0 if request.param == "gather" else 1e9)
     return request.param
 
