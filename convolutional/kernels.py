@@ -78,6 +78,15 @@ def _transposed(wk):
     return xp.ascontiguousarray(wk.transpose(0, 1, 3, 2))
 
 
+def _unpad(dx_pad, cache):
+    """The gradient w.r.t. the padded input -> w.r.t. the input itself (drop the padding border)."""
+    n, h, w, _c = cache.x_shape
+    if dx_pad.shape == tuple(cache.x_shape):
+        return dx_pad
+    top, _, left, _ = cache.pads
+    return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
+
+
 def _offsets(kh, kw):
     return [(i, j) for i in range(kh) for j in range(kw)]
 
@@ -110,10 +119,7 @@ def _columns_backward(dy, cache):
     for k, (i, j) in enumerate(_offsets(kh, kw)):
         view = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
         view += dcols[:, :, :, k, :]
-    top, _, left, _ = cache.pads
-    if cache.pad_shape == cache.x_shape:
-        return dx_pad, dwk
-    return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :]), dwk
+    return _unpad(dx_pad, cache), dwk
 
 
 # ------------------------------------------------------------------------------ gather path
@@ -159,10 +165,7 @@ def _gather_backward(dy, cache):
         gemm(dy2, wk_t[i, j], out=dcols)
         view = window(dx_pad, i, j, oh, ow, cache.stride, cache.dilation)
         view += dcols.reshape(n, oh, ow, c)
-    top, _, left, _ = cache.pads
-    if x_pad.shape == cache.x_shape:
-        return dx_pad, dwk
-    return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :]), dwk
+    return _unpad(dx_pad, cache), dwk
 
 
 # ------------------------------------------------------------------------------ wide path
@@ -305,7 +308,4 @@ def depthwise_backward(dy, cache):
             xp.multiply(dyb, wk[i, j], out=tb)
             dview = window(dxb, i, j, oh, ow, cache.stride, cache.dilation)
             dview += tb
-    top, _, left, _ = cache.pads
-    dx = dx_pad if x_pad.shape == cache.x_shape else \
-        xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
-    return dx, dwk.transpose(2, 0, 1)[:, None], dy.reshape(-1, c).sum(axis=0)
+    return _unpad(dx_pad, cache), dwk.transpose(2, 0, 1)[:, None], dy.reshape(-1, c).sum(axis=0)
