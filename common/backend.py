@@ -402,3 +402,57 @@ def gemm(a, b, out=None):
     finally:
         for lib, t in saved:
             lib.set_num_threads(t)
+
+
+# --------------------------------------------------------------------------- blocks on every core
+_pool = None  # the thread pool of run_blocks, created on first use
+
+
+def cpu_workers() -> int:
+    """How many blocks :func:`run_blocks` works on at once: the BLAS thread count the user set
+    (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``, the benchmark's ``--threads``), so "2 threads"
+    means the same thing for NumPy's BLAS and for NNOTT's own blocks. 1 off NumPy or without
+    threadpoolctl."""
+    if _state["name"] != "cpu":
+        return 1
+    libs = _blas_controllers()
+    return max([lib.get_num_threads() for lib in libs], default=1)
+
+
+def run_blocks(ranges, work, scratch=dict):
+    """Call ``work(r0, r1, buffers)`` for every ``(r0, r1)`` in ``ranges``, on all CPU cores.
+
+    NumPy's BLAS uses several threads only *inside* one matrix product; the copies, additions and
+    small products around it run on one core. Here the blocks themselves are shared out to
+    :func:`cpu_workers` Python threads (NumPy releases the GIL in its loops and in BLAS) while BLAS
+    runs on one thread each, so everything a block does runs in parallel and its data stays in
+    that core's cache. ``scratch()`` makes each worker's private buffers (a dict by default); the
+    blocks must write disjoint parts of the output. On a GPU, the strict backend, or with one
+    worker, the blocks simply run in order.
+    """
+    global _pool
+    workers = min(cpu_workers(), len(ranges))
+    if workers <= 1:
+        buffers = scratch()
+        for r0, r1 in ranges:
+            work(r0, r1, buffers)
+        return
+    if _pool is None or _pool._max_workers < workers:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nnott-blocks")
+
+    def run(share):
+        buffers = scratch()
+        for r0, r1 in share:
+            work(r0, r1, buffers)
+
+    libs = _blas_controllers()
+    saved = [(lib, lib.get_num_threads()) for lib in libs]
+    for lib, _t in saved:
+        lib.set_num_threads(1)
+    try:
+        for future in [_pool.submit(run, ranges[t::workers]) for t in range(workers)]:
+            future.result()
+    finally:
+        for lib, t in saved:
+            lib.set_num_threads(t)

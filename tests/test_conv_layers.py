@@ -50,15 +50,19 @@ CONV_CASES = [
     (4, 8, 3, 1, 1, 1, 4, 5, 5),              # grouped with a channel multiplier
     (4, 4, 3, 1, 1, 1, 1, 2, 2),              # 2x2 map, mostly padding
     (2, 3, 5, 1, 0, 1, 1, 5, 6),              # kernel as large as the input
+    (2, 3, 3, 1, (3, 0), 1, 1, 4, 5),         # padding beyond the kernel's reach (dY is cropped)
 ]
 
 
-@pytest.fixture(params=["gather", "wide", "columns"])
+@pytest.fixture(params=["gather", "wide", "columns", "gather-blocks", "wide-blocks", "columns-blocks"])
 def conv_path(request, monkeypatch):
     """Run a test once per fast path: 'gather' (copy each window), 'wide' (row shifts) and
-    'columns' (im2col and one GEMM, used for thin first layers)."""
-    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if request.param == "columns" else 0)
-    monkeypatch.setattr(kernels, "WIDE_MAX_WASTE", 0.0 if request.param == "gather" else 1e9)
+    'columns' (the whole column matrix, used for thin first layers); each as one block and as
+    many tiny blocks (one row or one image each) shared out to the worker threads."""
+    path = request.param.split("-")[0]
+    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if path == "columns" else 0)
+    monkeypatch.setattr(kernels, "WIDE_MAX_WASTE", 0.0 if path == "gather" else 1e9)
+    monkeypatch.setattr(kernels, "BLOCK_BYTES", 1 if request.param.endswith("blocks") else 2**40)
     return request.param
 
 
