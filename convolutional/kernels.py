@@ -311,14 +311,17 @@ def _input_grad_by_flipped_conv(dy, cache):
 
 
 # ------------------------------------------------------------------------------ depthwise
-def _image_blocks(n, per_image_bytes):
-    """Ranges (n0, n1) of whole images whose output fits DEPTHWISE_BLOCK_BYTES (at least one image)."""
-    nb = max(1, DEPTHWISE_BLOCK_BYTES // max(per_image_bytes, 1))
-    return [(n0, min(n, n0 + nb)) for n0 in range(0, n, nb)]
-
-
 #: The depthwise kernels work on a few images at a time so their k² passes stay in cache.
 DEPTHWISE_BLOCK_BYTES = 2**19
+
+
+def _image_blocks(n, per_image_bytes):
+    """Ranges (n0, n1) of whole images whose output fits DEPTHWISE_BLOCK_BYTES (at least one image,
+    and at least one block per worker)."""
+    nb = max(1, DEPTHWISE_BLOCK_BYTES // max(per_image_bytes, 1))
+    if is_gpu():
+        nb = n
+    return _blocks(n, min(nb, -(-n // cpu_workers())))
 
 
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
@@ -326,7 +329,8 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
 
     Each channel has its own k×k filter, so there is no matrix product: k² fused
     multiply-adds ``out += window(x_pad, i, j) * w[i, j]`` with w[i, j] a (C,) vector. They run
-    on blocks of a few images, so each of the k² passes reads and writes cached memory.
+    on blocks of a few images, shared out to every core, so each of the k² passes reads and
+    writes cached memory.
     """
     wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
     kh, kw, c = wk.shape
@@ -335,9 +339,10 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
     x_pad = pad_nhwc(x, pads)
     out = xp.empty((n, oh, ow, c), dtype=x.dtype)
     blocks = _image_blocks(n, oh * ow * c * x.itemsize)
-    tmp = xp.empty((blocks[0][1] - blocks[0][0], oh, ow, c), dtype=x.dtype)
-    for n0, n1 in blocks:
-        xb, ob, tb = x_pad[n0:n1], out[n0:n1], tmp[:n1 - n0]
+
+    def work(n0, n1, buf):
+        xb, ob = x_pad[n0:n1], out[n0:n1]
+        tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=x.dtype))[:n1 - n0]
         for k, (i, j) in enumerate(_offsets(kh, kw)):
             view = window(xb, i, j, oh, ow, stride, dilation)
             if k == 0:
@@ -345,8 +350,10 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
             else:
                 xp.multiply(view, wk[i, j], out=tb)
                 ob += tb
-    if bias is not None:
-        out += bias
+        if bias is not None:
+            ob += bias
+
+    run_blocks(blocks, work)
     cache = SimpleNamespace(wk=wk, x_pad=x_pad, x_shape=x.shape, pads=pads, stride=stride,
                             dilation=dilation, out_hw=out_hw)
     return out, cache
@@ -356,22 +363,31 @@ def depthwise_backward(dy, cache):
     """dy: (N, OH, OW, C) -> dx: (N, H, W, C), dweight: (C, 1, kh, kw), dbias: (C,).
 
     dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy, and dy * w[i, j] is added back
-    into the same window of dx; both on blocks of a few images, like the forward pass.
+    into the same window of dx; both on blocks of a few images, like the forward pass (each
+    worker sums its own dw; the blocks' dx windows never overlap, being different images).
     """
     wk, x_pad = cache.wk, cache.x_pad
     kh, kw, c = wk.shape
     oh, ow = cache.out_hw
-    n, h, w, _ = cache.x_shape
-    dwk = xp.zeros(wk.shape, dtype=dy.dtype)
+    n = dy.shape[0]
     dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
     blocks = _image_blocks(n, oh * ow * c * dy.itemsize)
-    tmp = xp.empty((blocks[0][1] - blocks[0][0], oh, ow, c), dtype=dy.dtype)
-    for n0, n1 in blocks:
-        xb, dxb, dyb, tb = x_pad[n0:n1], dx_pad[n0:n1], dy[n0:n1], tmp[:n1 - n0]
+    partials = []
+
+    def work(n0, n1, buf):
+        if "dw" not in buf:
+            buf["dw"] = xp.zeros(wk.shape, dtype=dy.dtype)
+            buf["tmp"] = xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype)
+            partials.append(buf["dw"])
+        dwk, tb = buf["dw"], buf["tmp"][:n1 - n0]
+        xb, dxb, dyb = x_pad[n0:n1], dx_pad[n0:n1], dy[n0:n1]
         for i, j in _offsets(kh, kw):
             xp.multiply(window(xb, i, j, oh, ow, cache.stride, cache.dilation), dyb, out=tb)
             dwk[i, j] += tb.reshape(-1, c).sum(axis=0)
             xp.multiply(dyb, wk[i, j], out=tb)
             dview = window(dxb, i, j, oh, ow, cache.stride, cache.dilation)
             dview += tb
+
+    run_blocks(blocks, work)
+    dwk = sum(partials[1:], partials[0])
     return _unpad(dx_pad, cache), dwk.transpose(2, 0, 1)[:, None], dy.reshape(-1, c).sum(axis=0)

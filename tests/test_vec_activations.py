@@ -98,3 +98,21 @@ def test_get_activation_by_name():
         get_activation("swishy")
     with pytest.raises(UserError):
         GELU("fast")
+
+
+@pytest.mark.parametrize("block", [7, 2**16])
+def test_gelu_float32_blocks_match_float64(block, monkeypatch):
+    """The float32 GELU runs in cache-sized blocks on every core; any block size (here a ragged
+    7) gives the float64 values and slope to float32 precision."""
+    import vectorized.activations as act
+    monkeypatch.setattr(act, "GELU_BLOCK", block)
+    x64 = np.random.default_rng(5).standard_normal((3, 5, 4, 6)) * 4
+    ref, ref_module = GELU()(x64), GELU()
+    ref_module(x64)
+    ref_slope = ref_module.backward(np.ones_like(x64))
+    module = GELU()
+    y = module(x64.astype(np.float32))
+    slope = module.backward(np.ones(x64.shape, dtype=np.float32))
+    assert y.dtype == slope.dtype == np.float32 and y.shape == x64.shape
+    np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(slope, ref_slope, rtol=2e-6, atol=1e-6)
