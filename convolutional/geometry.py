@@ -7,7 +7,7 @@ is the building block of every fast kernel here (shift-and-accumulate).
 """
 from __future__ import annotations
 
-from common.backend import xp
+from common.backend import cpu_workers, is_gpu, xp
 from common.errors import UserError
 
 
@@ -61,6 +61,21 @@ def window(a, i: int, j: int, oh: int, ow: int, stride=(1, 1), dilation=(1, 1)):
     return a[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
 
 
+def windows(a, kernel, out_hw, stride=(1, 1), dilation=(1, 1)):
+    """Every window of padded ``a: (N, Hp, Wp, C)`` at once: a strided view (N, OH, OW, kh, kw, C).
+
+    Element [n, y, x, i, j, c] is ``a[n, y*sh + i*dh, x*sw + j*dw, c]``. Nothing is copied: the
+    view visits the same memory several times, so it is only ever read (copying it into a
+    contiguous buffer *is* im2col, in one call whose inner runs are kw*C values long when the
+    dilation is 1, instead of k² calls with runs of C).
+    """
+    (kh, kw), (oh, ow), (sh, sw), (dh, dw) = kernel, out_hw, stride, dilation
+    n, c = a.shape[0], a.shape[3]
+    s_n, s_h, s_w, s_c = a.strides
+    return xp.lib.stride_tricks.as_strided(a, shape=(n, oh, ow, kh, kw, c),
+                                           strides=(s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c))
+
+
 def pad_nhwc(x, pads, value=0.0):
     """Copy ``x: (N, H, W, C)`` into a buffer with ``pads = (top, bottom, left, right)`` of ``value``."""
     top, bottom, left, right = pads
@@ -77,3 +92,18 @@ def check_nhwc(x, channels: int | None, what: str):
     if x.ndim != 4 or (channels is not None and x.shape[3] != channels):
         want = f"(N, H, W, {channels})" if channels is not None else "(N, H, W, C)"
         raise UserError(f"{what} got input of shape {tuple(x.shape)}; expected channels-last {want}")
+
+
+#: Bytes of input per block of :func:`image_blocks`: what one core's cache holds comfortably.
+IMAGE_BLOCK_BYTES = 2**19
+
+
+def image_blocks(n: int, per_image_bytes: int, block_bytes: int | None = None):
+    """Ranges (n0, n1) of whole images, about ``block_bytes`` (default IMAGE_BLOCK_BYTES) each:
+    at least one image per block and at least one block per worker of
+    :func:`common.backend.run_blocks`. On a GPU: one block (no cache to fit)."""
+    if is_gpu() or n == 0:
+        return [(0, n)]
+    per_block = max(1, (block_bytes or IMAGE_BLOCK_BYTES) // max(per_image_bytes, 1))
+    per_block = min(per_block, -(-n // cpu_workers()))
+    return [(n0, min(n, n0 + per_block)) for n0 in range(0, n, per_block)]

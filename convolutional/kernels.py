@@ -44,8 +44,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from common.backend import cpu_workers, is_gpu, run_blocks, xp
-from convolutional.geometry import pad_nhwc, window
+from common.backend import column_sums, cpu_workers, is_gpu, run_blocks, xp
+from convolutional.geometry import image_blocks, pad_nhwc, window, windows
 
 #: Use the wide path when the padded grid is at most this much larger than the output.
 WIDE_MAX_WASTE = 1.5
@@ -57,8 +57,6 @@ BLOCK_BYTES = 2**20
 #: ... but at least this many rows, so that each product reads its (k·k·C, OC) weights for
 #: enough rows to pay for them (ResNet's 4x4 stage has 4608x512 weights and 16 rows per image).
 MIN_BLOCK_ROWS = 256
-#: On a GPU there is no cache to fit and every launch costs: one block holds everything.
-GPU_BLOCK_BYTES = 2**40
 
 
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
@@ -79,7 +77,7 @@ def conv2d_backward(dy, cache):
         dx = _input_grad_by_flipped_conv(dy, cache)
     else:
         dx = _input_grad_by_col2im(dy, cache)
-    dbias = dy.reshape(-1, dy.shape[3]).sum(axis=0)
+    dbias = column_sums(dy.reshape(-1, dy.shape[3]))
     return dx, dwk.transpose(3, 2, 0, 1), dbias
 
 
@@ -100,10 +98,6 @@ def _blocks(total, per_block):
     """[(r0, r1), ...] covering range(total) in steps of ``per_block`` (at least 1)."""
     step = max(1, int(per_block))
     return [(r0, min(total, r0 + step)) for r0 in range(0, total, step)]
-
-
-def _block_bytes():
-    return GPU_BLOCK_BYTES if is_gpu() else BLOCK_BYTES
 
 
 def _path(x_shape, wk, stride, pads, out_hw):
@@ -129,19 +123,16 @@ def _convolve(x, wk, stride, pads, dilation, out_hw):
 
 # ------------------------------------------------------------------------------ gather / columns
 def _fill_columns(block, src, n0, n1):
-    """block (n1-n0, OH, OW, kh*kw, C) <- the k² windows of images n0..n1-1."""
-    oh, ow = src.out_hw
-    for k, (i, j) in enumerate(_offsets(*src.kernel)):
-        block[:, :, :, k, :] = window(src.x_pad[n0:n1], i, j, oh, ow, src.stride, src.dilation)
+    """block (n1-n0, OH, OW, kh*kw, C) <- the k² windows of images n0..n1-1 (one strided copy)."""
+    view = windows(src.x_pad[n0:n1], src.kernel, src.out_hw, src.stride, src.dilation)
+    block.reshape(view.shape)[...] = view
     return block
 
 
 def _column_blocks(src, n, row_bytes):
-    """Blocks of whole images whose column rows fit in one block (or make MIN_BLOCK_ROWS rows),
-    and at least one block per worker."""
+    """Blocks of whole images whose column rows fill about one block (at least MIN_BLOCK_ROWS rows)."""
     rows = src.out_hw[0] * src.out_hw[1]
-    images = max(_block_bytes() // (rows * row_bytes), -(-MIN_BLOCK_ROWS // rows))
-    return _blocks(n, min(images, -(-n // cpu_workers())))
+    return image_blocks(n, rows * row_bytes, max(BLOCK_BYTES, MIN_BLOCK_ROWS * row_bytes))
 
 
 def _gather_forward(x, wk, pads, src):
@@ -217,8 +208,10 @@ def _input_grad_by_col2im(dy, cache):
 
 # ------------------------------------------------------------------------------ wide path
 def _row_blocks(src, oc, itemsize):
-    """Blocks of wide-grid rows whose (rows, OC) running sum fits in one block."""
-    rows = max(_block_bytes() // (oc * itemsize), MIN_BLOCK_ROWS)
+    """Blocks of wide-grid rows whose (rows, OC) running sum fits in one block (one block on a GPU)."""
+    if is_gpu():
+        return [(0, src.m)]
+    rows = max(BLOCK_BYTES // (oc * itemsize), MIN_BLOCK_ROWS)
     return _blocks(src.m, min(rows, -(-src.m // cpu_workers())))
 
 
@@ -315,15 +308,6 @@ def _input_grad_by_flipped_conv(dy, cache):
 DEPTHWISE_BLOCK_BYTES = 2**19
 
 
-def _image_blocks(n, per_image_bytes):
-    """Ranges (n0, n1) of whole images whose output fits DEPTHWISE_BLOCK_BYTES (at least one image,
-    and at least one block per worker)."""
-    nb = max(1, DEPTHWISE_BLOCK_BYTES // max(per_image_bytes, 1))
-    if is_gpu():
-        nb = n
-    return _blocks(n, min(nb, -(-n // cpu_workers())))
-
-
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
     """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache.
 
@@ -338,7 +322,7 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
     n = x.shape[0]
     x_pad = pad_nhwc(x, pads)
     out = xp.empty((n, oh, ow, c), dtype=x.dtype)
-    blocks = _image_blocks(n, oh * ow * c * x.itemsize)
+    blocks = image_blocks(n, oh * ow * c * x.itemsize, DEPTHWISE_BLOCK_BYTES)
 
     def work(n0, n1, buf):
         xb, ob = x_pad[n0:n1], out[n0:n1]
@@ -371,7 +355,7 @@ def depthwise_backward(dy, cache):
     oh, ow = cache.out_hw
     n = dy.shape[0]
     dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
-    blocks = _image_blocks(n, oh * ow * c * dy.itemsize)
+    blocks = image_blocks(n, oh * ow * c * dy.itemsize, DEPTHWISE_BLOCK_BYTES)
     partials = []
 
     def work(n0, n1, buf):
@@ -383,11 +367,11 @@ def depthwise_backward(dy, cache):
         xb, dxb, dyb = x_pad[n0:n1], dx_pad[n0:n1], dy[n0:n1]
         for i, j in _offsets(kh, kw):
             xp.multiply(window(xb, i, j, oh, ow, cache.stride, cache.dilation), dyb, out=tb)
-            dwk[i, j] += tb.reshape(-1, c).sum(axis=0)
+            dwk[i, j] += column_sums(tb.reshape(-1, c))
             xp.multiply(dyb, wk[i, j], out=tb)
             dview = window(dxb, i, j, oh, ow, cache.stride, cache.dilation)
             dview += tb
 
     run_blocks(blocks, work)
     dwk = sum(partials[1:], partials[0])
-    return _unpad(dx_pad, cache), dwk.transpose(2, 0, 1)[:, None], dy.reshape(-1, c).sum(axis=0)
+    return _unpad(dx_pad, cache), dwk.transpose(2, 0, 1)[:, None], column_sums(dy.reshape(-1, c))

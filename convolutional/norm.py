@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.backend import DTYPE, to_device, xp
+from common.backend import DTYPE, column_sums, to_device, xp
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
@@ -69,7 +69,7 @@ class BatchNorm2D(Module):
     def backward(self, grad_out):
         g = grad_out.reshape(-1, self.num_features)
         inv_std, centred = self.inv_std, self.centred
-        dbeta = g.sum(axis=0)
+        dbeta = column_sums(g)
         g_centred = xp.einsum("mc,mc->c", g, centred)  # sum of g * (x - mean), per channel
         self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat
         self.bias.grad += dbeta

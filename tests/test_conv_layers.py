@@ -62,7 +62,10 @@ def conv_path(request, monkeypatch):
     path = request.param.split("-")[0]
     monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if path == "columns" else 0)
     monkeypatch.setattr(kernels, "WIDE_MAX_WASTE", 0.0 if path == "gather" else 1e9)
-    monkeypatch.setattr(kernels, "BLOCK_BYTES", 1 if request.param.endswith("blocks") else 2**40)
+    if request.param.endswith("blocks"):
+        monkeypatch.setattr(kernels, "BLOCK_BYTES", 1)
+        monkeypatch.setattr(kernels, "MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(kernels, "DEPTHWISE_BLOCK_BYTES", 1)
     return request.param
 
 
@@ -117,7 +120,7 @@ POOL_CASES = [(2, None, 0, 6, 6), (3, 2, 1, 7, 8), (3, 1, 1, 5, 5), (2, 2, 0, 5,
 def test_maxpool_fast_equals_naive_and_gradients(case):
     k, s, p, h, w = case
     pool = C.MaxPool2D(k, s, p)
-    x = np.random.default_rng(h * w).standard_normal((2, h, w, 3))
+    x = np.random.default_rng(h * w).standard_normal((3, h, w, 3))  # 3 images: blocks of 2 and 1
     y = pool(x)
     ref, arg = naive.maxpool2d_naive(nchw(x), pool.kernel_size, pool.stride, pool.pads)
     np.testing.assert_array_equal(y, nhwc(ref))

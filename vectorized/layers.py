@@ -8,10 +8,11 @@ import math
 
 import numpy as np
 
-from common.backend import DTYPE, gemm, to_device, xp
+from common.backend import DTYPE, column_sums, gemm, to_device, xp
 from common.errors import UserError
 from vectorized.init import canonical_scheme, init_weight
 from vectorized.module import Module, parameter
+
 
 class Linear(Module):
     """y = x @ W.T + b.   x: (N, in_features) -> y: (N, out_features).
@@ -46,7 +47,7 @@ class Linear(Module):
     def backward(self, grad_out):
         self.weight.grad += gemm(grad_out.T, self.x)
         if self.bias is not None:
-            self.bias.grad += grad_out.sum(axis=0)
+            self.bias.grad += column_sums(grad_out)
         return gemm(grad_out, self.weight.data)
 
     def extra_repr(self):
