@@ -357,12 +357,20 @@ class _StrictNamespace(types.SimpleNamespace):
 strict = _StrictNamespace(np, "strict")
 
 
-# --------------------------------------------------------------------------- matrix products
-#: A matrix product below this many multiply-adds, or with a side shorter than GEMM_MIN_SIDE,
-#: runs on one BLAS thread (see :func:`gemm`).
-GEMM_THREADED_MIN_MACS = 2**27
-GEMM_MIN_SIDE = 64
-_blas = None  # threadpoolctl's controllers of NumPy's BLAS, found on first use ([] without it)
+# --------------------------------------------------------------------------- cores and matrix products
+# NNOTT spreads work over the CPU cores itself. At first use it notes how many threads NumPy's
+# BLAS was given (OPENBLAS_NUM_THREADS and friends; by default one per core), keeps that many
+# worker threads of its own, and sets BLAS to ONE thread. Every multi-core step is then a list
+# of blocks shared out to the workers (run_blocks), each block doing its copies, additions and
+# one-thread matrix products in its own core's cache. Mixing the two kinds of threads was
+# measured to cost up to 1.5x: after a two-thread BLAS call, OpenBLAS's helper thread keeps
+# spinning for a while and takes a core away from the workers.
+
+#: Matrix products of at least this many multiply-adds are split into one block per worker.
+GEMM_SPLIT_MIN_MACS = 2**24
+_blas = None     # threadpoolctl's controllers of NumPy's BLAS, found on first use ([] without it)
+_workers = None  # NNOTT's worker count; None until first use
+_pool = None     # the thread pool of run_blocks, created on first use
 
 
 def _blas_controllers():
@@ -376,59 +384,38 @@ def _blas_controllers():
     return _blas
 
 
-def gemm(a, b, out=None):
-    """``a @ b`` (into ``out`` when given); a: (M, K), b: (K, N).
-
-    Splitting a small or thin product over several BLAS threads costs more than it saves: the
-    threads meet at a barrier after every block, and on a busy machine one of them is often
-    descheduled while the other spins (measured here: a (16 x 65536) @ (65536 x 96) product took
-    1000 ms on two OpenBLAS threads, 29 ms on one). Products under ``GEMM_THREADED_MIN_MACS``
-    multiply-adds, or with M, N or K under ``GEMM_MIN_SIDE``, therefore run on one thread; big
-    ones keep the thread count the user set. Needs ``threadpoolctl`` (else a plain matmul) and
-    only applies to NumPy arrays (CuPy has its own scheduler).
-    """
-    m, k = a.shape
-    n = b.shape[1]
-    small = m * n * k < GEMM_THREADED_MIN_MACS or min(m, n, k) < GEMM_MIN_SIDE
-    libs = _blas_controllers() if small and type(a) is np.ndarray else ()
-    saved = [(lib, lib.get_num_threads()) for lib in libs]
-    saved = [(lib, t) for lib, t in saved if t > 1]
-    if not saved:
-        return xp.matmul(a, b, out=out)
-    for lib, _t in saved:
+def set_cpu_workers(count: int | None = None) -> int:
+    """Use ``count`` cores (None: the BLAS thread count the process started with) and pin BLAS
+    to one thread per worker. Returns the worker count. Without ``threadpoolctl``: 1, and BLAS
+    keeps its own threads."""
+    global _workers
+    libs = _blas_controllers()
+    if not libs:
+        _workers = 1
+        return 1
+    if count is None:
+        count = max(lib.get_num_threads() for lib in libs)
+    for lib in libs:
         lib.set_num_threads(1)
-    try:
-        return xp.matmul(a, b, out=out)
-    finally:
-        for lib, t in saved:
-            lib.set_num_threads(t)
-
-
-# --------------------------------------------------------------------------- blocks on every core
-_pool = None  # the thread pool of run_blocks, created on first use
+    _workers = max(1, int(count))
+    return _workers
 
 
 def cpu_workers() -> int:
-    """How many blocks :func:`run_blocks` works on at once: the BLAS thread count the user set
-    (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``, the benchmark's ``--threads``), so "2 threads"
-    means the same thing for NumPy's BLAS and for NNOTT's own blocks. 1 off NumPy or without
-    threadpoolctl."""
+    """How many blocks :func:`run_blocks` works on at once (1 off the CPU backend)."""
     if _state["name"] != "cpu":
         return 1
-    libs = _blas_controllers()
-    return max([lib.get_num_threads() for lib in libs], default=1)
+    return _workers if _workers is not None else set_cpu_workers()
 
 
 def run_blocks(ranges, work, scratch=dict):
     """Call ``work(r0, r1, buffers)`` for every ``(r0, r1)`` in ``ranges``, on all CPU cores.
 
-    NumPy's BLAS uses several threads only *inside* one matrix product; the copies, additions and
-    small products around it run on one core. Here the blocks themselves are shared out to
-    :func:`cpu_workers` Python threads (NumPy releases the GIL in its loops and in BLAS) while BLAS
-    runs on one thread each, so everything a block does runs in parallel and its data stays in
-    that core's cache. ``scratch()`` makes each worker's private buffers (a dict by default); the
-    blocks must write disjoint parts of the output. On a GPU, the strict backend, or with one
-    worker, the blocks simply run in order.
+    The blocks are shared out to :func:`cpu_workers` Python threads (NumPy releases the GIL in
+    its loops and in BLAS, which runs on one thread per worker), so everything a block does runs
+    in parallel and its data stays in that core's cache. ``scratch()`` makes each worker's private
+    buffers (a dict by default); the blocks must write disjoint parts of the output. On a GPU, the
+    strict backend, or with one worker, the blocks simply run in order.
     """
     global _pool
     workers = min(cpu_workers(), len(ranges))
@@ -446,16 +433,35 @@ def run_blocks(ranges, work, scratch=dict):
         for r0, r1 in share:
             work(r0, r1, buffers)
 
-    libs = _blas_controllers()
-    saved = [(lib, lib.get_num_threads()) for lib in libs]
-    for lib, _t in saved:
-        lib.set_num_threads(1)
-    try:
-        for future in [_pool.submit(run, ranges[t::workers]) for t in range(workers)]:
-            future.result()
-    finally:
-        for lib, t in saved:
-            lib.set_num_threads(t)
+    for future in [_pool.submit(run, ranges[t::workers]) for t in range(workers)]:
+        future.result()
+
+
+def _split(total, parts):
+    step = -(-total // parts)
+    return [(i, min(total, i + step)) for i in range(0, total, step)]
+
+
+def gemm(a, b, out=None):
+    """``a @ b`` (into ``out`` when given); a: (M, K), b: (K, N).
+
+    A product of at least ``GEMM_SPLIT_MIN_MACS`` multiply-adds is split into one block of rows
+    (or of columns, when N > M) per worker and run with :func:`run_blocks`; smaller ones run
+    whole on one thread, where splitting would cost more than it saves. CuPy and the strict
+    backend get a plain ``matmul``.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    workers = cpu_workers() if type(a) is np.ndarray else 1
+    if workers <= 1 or m * n * k < GEMM_SPLIT_MIN_MACS:
+        return xp.matmul(a, b, out=out)
+    if out is None:
+        out = xp.empty((m, n), dtype=xp.result_type(a, b))
+    if m >= n:
+        run_blocks(_split(m, workers), lambda r0, r1, _buf: xp.matmul(a[r0:r1], b, out=out[r0:r1]))
+    else:
+        run_blocks(_split(n, workers), lambda c0, c1, _buf: xp.matmul(a, b[:, c0:c1], out=out[:, c0:c1]))
+    return out
 
 
 _ones = {}  # (rows, dtype, backend) -> a vector of ones, for column_sums

@@ -191,7 +191,8 @@ def main(argv=None) -> int:
                         help="one row per leaf layer (default) or per layer class")
     parser.add_argument("--top", type=int, default=None, help="show only the N most expensive rows")
     parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS threads (threadpoolctl, if installed); default: leave as is")
+                        help="cores NNOTT uses (its worker threads; BLAS runs one thread each); "
+                             "default: the BLAS thread count the process started with")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
@@ -206,14 +207,10 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    limiter = None
+    from common.backend import cpu_workers, set_cpu_workers, to_device
+
     if args.threads:
-        try:
-            from threadpoolctl import threadpool_limits
-            limiter = threadpool_limits(args.threads, user_api="blas")
-        except ImportError:
-            print("warning: threadpoolctl is not installed; --threads ignored", file=sys.stderr)
-    from common.backend import to_device
+        set_cpu_workers(args.threads)
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, *shape), dtype=np.float32)
@@ -224,25 +221,15 @@ def main(argv=None) -> int:
     rows, step_ms = table(timers, step_times, model, args.by, args.top)
     print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} "
           f"warm-up; {args.batch_size / step_ms * 1e3:.1f} images/s (wrapped); "
-          f"BLAS threads: {_blas_threads()}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+          f"NNOTT workers: {cpu_workers()} (BLAS: one thread each), "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(render(rows, step_ms, args.by))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": args.model, "input_shape": shape, "batch_size": args.batch_size, "step_ms": step_ms,
             "rows": [dict(zip(("name", "forward_ms", "backward_ms", "other_ms", "total_ms", "count"), r))
                      for r in rows]}, indent=1))
-    if limiter is not None:
-        limiter.restore_original_limits()
     return 0
-
-
-def _blas_threads():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "?"
-    counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    return counts[0] if counts else "?"
 
 
 if __name__ == "__main__":

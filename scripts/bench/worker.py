@@ -90,6 +90,7 @@ class Ours:
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.info = {"params": int(self.model.num_parameters()), "flops_fwd": int(self.flops_fwd),
                      "flop_layers": len(layers), "device": backend.device_name(),
+                     "cpu_workers": backend.cpu_workers(),
                      "variant": getattr(self.model, "variant", None),
                      "variant_label": getattr(self.model, "variant_label", None)}
         meta = {"variant": self.info["variant"] or "small"}
