@@ -437,6 +437,17 @@ def run_blocks(ranges, work, scratch=dict):
         future.result()
 
 
+def blocks_of(total: int, item_bytes: int, block_bytes: int = 2**20):
+    """Ranges (i0, i1) covering ``range(total)``, each about ``block_bytes`` of items of
+    ``item_bytes``: at least one item per block and at least one block per worker. On a GPU
+    (no cache to fit) one block."""
+    if total == 0 or _state["name"] == "gpu":
+        return [(0, total)]
+    per_block = max(1, block_bytes // max(item_bytes, 1))
+    per_block = min(per_block, -(-total // cpu_workers()))
+    return [(i, min(total, i + per_block)) for i in range(0, total, per_block)]
+
+
 def _split(total, parts):
     step = -(-total // parts)
     return [(i, min(total, i + step)) for i in range(0, total, step)]

@@ -7,7 +7,7 @@ is the building block of every fast kernel here (shift-and-accumulate).
 """
 from __future__ import annotations
 
-from common.backend import cpu_workers, is_gpu, xp
+from common.backend import blocks_of, xp
 from common.errors import UserError
 
 
@@ -102,8 +102,4 @@ def image_blocks(n: int, per_image_bytes: int, block_bytes: int | None = None):
     """Ranges (n0, n1) of whole images, about ``block_bytes`` (default IMAGE_BLOCK_BYTES) each:
     at least one image per block and at least one block per worker of
     :func:`common.backend.run_blocks`. On a GPU: one block (no cache to fit)."""
-    if is_gpu() or n == 0:
-        return [(0, n)]
-    per_block = max(1, (block_bytes or IMAGE_BLOCK_BYTES) // max(per_image_bytes, 1))
-    per_block = min(per_block, -(-n // cpu_workers()))
-    return [(n0, min(n, n0 + per_block)) for n0 in range(0, n, per_block)]
+    return blocks_of(n, per_image_bytes, block_bytes or IMAGE_BLOCK_BYTES)

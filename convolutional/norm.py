@@ -9,16 +9,38 @@ gamma and beta; they differ in *which* numbers share a mean:
   the same in training and evaluation (ConvNeXt).
 
 With channels last, BatchNorm2D reduces over the rows of an (N*H*W, C) matrix and LayerNorm2D
-over its columns.
+over its columns. BatchNorm2D works on blocks of rows shared out to every core
+(:func:`common.backend.run_blocks`): per-channel sums are totalled per worker, and the
+elementwise passes run in each core's cache.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from common.backend import DTYPE, column_sums, to_device, xp
+from common.backend import DTYPE, blocks_of, column_sums, run_blocks, to_device, xp
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
+
+
+def _block_sums(blocks, partial):
+    """Sum of ``partial(r0, r1, buf)`` over the blocks, computed on every core (each worker keeps
+    its own running total; the totals are added at the end)."""
+    totals = []
+
+    def work(r0, r1, buf):
+        value = partial(r0, r1, buf)
+        if "total" in buf:
+            buf["total"] += value
+        else:
+            buf["total"] = value
+            totals.append(buf)
+
+    run_blocks(blocks, work)
+    result = totals[0]["total"]
+    for t in totals[1:]:
+        result = result + t["total"]
+    return result
 
 
 class BatchNorm2D(Module):
@@ -42,49 +64,73 @@ class BatchNorm2D(Module):
     def forward(self, x):
         check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
         x2 = x.reshape(-1, self.num_features)  # (M, C) rows
-        m = x2.shape[0]
+        m, c = x2.shape
+        blocks = blocks_of(m, c * x.itemsize)
+        centred = xp.empty_like(x2)
         if self.training:
             if m < 2:
                 raise UserError("BatchNorm2D needs more than one value per channel in training mode "
                                 "(batch size 1 with a 1x1 map)")
-            mean = x2.mean(axis=0)
-            centred = x2 - mean
-            var = xp.einsum("mc,mc->c", centred, centred) * (1.0 / m)  # biased; one pass, no temporary
+            mean = _block_sums(blocks, lambda r0, r1, _buf: x2[r0:r1].sum(axis=0)) * (1.0 / m)
+
+            def centre(r0, r1, _buf):  # centred = x - mean, and its sum of squares per channel
+                cb = centred[r0:r1]
+                xp.subtract(x2[r0:r1], mean, out=cb)
+                return xp.einsum("mc,mc->c", cb, cb)
+
+            var = _block_sums(blocks, centre) * (1.0 / m)  # biased
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
             self.running_var += (self.momentum * m / (m - 1)) * var
             self.num_batches_tracked += 1
         else:
-            centred = x2 - self.running_mean
             var = self.running_var
+            run_blocks(blocks, lambda r0, r1, _buf: xp.subtract(x2[r0:r1], self.running_mean, out=centred[r0:r1]))
         # Only x - mean is kept: x_hat = centred * inv_std is never stored, which saves a pass
         # here and a buffer the size of x. y = centred * (gamma * inv_std) + beta.
         self.inv_std = 1 / xp.sqrt(var + self.eps)
         self.centred = centred
-        out = centred * (self.weight.data * self.inv_std)
-        out += self.bias.data
+        scale, shift = self.weight.data * self.inv_std, self.bias.data
+        out = xp.empty_like(x2)
+
+        def affine(r0, r1, _buf):
+            ob = out[r0:r1]
+            xp.multiply(centred[r0:r1], scale, out=ob)
+            ob += shift
+
+        run_blocks(blocks, affine)
         return out.reshape(x.shape)
 
     def backward(self, grad_out):
         g = grad_out.reshape(-1, self.num_features)
         inv_std, centred = self.inv_std, self.centred
-        dbeta = column_sums(g)
-        g_centred = xp.einsum("mc,mc->c", g, centred)  # sum of g * (x - mean), per channel
+        m, c = g.shape
+        blocks = blocks_of(m, c * g.itemsize)
+        sums = _block_sums(blocks, lambda r0, r1, _buf: xp.stack(
+            [column_sums(g[r0:r1]), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])]))
+        dbeta, g_centred = sums[0], sums[1]            # sum of g, sum of g * (x - mean), per channel
         self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat
         self.bias.grad += dbeta
         scale = self.weight.data * inv_std
+        dx = xp.empty_like(g)
         if not self.training:  # the running statistics are constants
-            return (g * scale).reshape(grad_out.shape)
+            run_blocks(blocks, lambda r0, r1, _buf: xp.multiply(g[r0:r1], scale, out=dx[r0:r1]))
+            return dx.reshape(grad_out.shape)
         # dx = gamma/sigma * (g - mean(g) - x_hat * mean(g * x_hat)): the direct path minus the
         # paths through the batch mean and the batch variance; with x_hat = centred * inv_std
         # that is  g * scale + centred * a + b  for per-channel a and b.
-        m = g.shape[0]
         a = scale * (inv_std * inv_std) * g_centred * (-1.0 / m)
         b = scale * dbeta * (-1.0 / m)
-        dx = centred * a
-        dx += b
-        dx += g * scale
+
+        def grad(r0, r1, buf):
+            dxb = dx[r0:r1]
+            tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], c), dtype=g.dtype))[:r1 - r0]
+            xp.multiply(centred[r0:r1], a, out=dxb)
+            dxb += b
+            dxb += xp.multiply(g[r0:r1], scale, out=tmp)
+
+        run_blocks(blocks, grad)
         return dx.reshape(grad_out.shape)
 
     def extra_repr(self):
