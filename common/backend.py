@@ -16,6 +16,7 @@ backend whose arrays refuse to mix with NumPy arrays exactly as CuPy's do.
 from __future__ import annotations
 
 import operator
+import threading
 import types
 
 import numpy as np
@@ -415,11 +416,12 @@ def run_blocks(ranges, work, scratch=dict):
     its loops and in BLAS, which runs on one thread per worker), so everything a block does runs
     in parallel and its data stays in that core's cache. ``scratch()`` makes each worker's private
     buffers (a dict by default); the blocks must write disjoint parts of the output. On a GPU, the
-    strict backend, or with one worker, the blocks simply run in order.
+    strict backend, with one worker, or when called from inside a block (a worker never waits
+    for its own pool), the blocks simply run in order.
     """
     global _pool
     workers = min(cpu_workers(), len(ranges))
-    if workers <= 1:
+    if workers <= 1 or threading.current_thread().name.startswith("nnott-blocks"):
         buffers = scratch()
         for r0, r1 in ranges:
             work(r0, r1, buffers)

@@ -59,3 +59,32 @@ def test_device_name_is_reported():
     assert "CPU" in backend.device_name()
     backend.use_strict()
     assert "strict" in backend.device_name()
+
+
+def test_run_blocks_covers_every_block_once_and_nests_safely():
+    from common.backend import run_blocks
+    seen = []
+    outer = [(i, i + 3) for i in range(0, 30, 3)]
+
+    def work(r0, r1, buf):
+        buf.setdefault("calls", 0)
+        buf["calls"] += 1
+        inner = []
+        run_blocks([(r0, r0 + 1), (r0 + 1, r1)], lambda a, b, _buf: inner.append((a, b)))  # nested: runs in order
+        seen.append((r0, r1, sorted(inner)))
+
+    run_blocks(outer, work)
+    assert sorted(s[:2] for s in seen) == outer
+    assert all(inner == [(r0, r0 + 1), (r0 + 1, r1)] for r0, r1, inner in seen)
+
+
+def test_gemm_split_over_workers_equals_matmul():
+    from common.backend import GEMM_SPLIT_MIN_MACS, gemm
+    rng = np.random.default_rng(0)
+    for m, k, n in [(300, 256, 240), (40, 512, 1100), (3, 4, 5)]:
+        a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+        assert m * k * n >= GEMM_SPLIT_MIN_MACS or (m, k, n) == (3, 4, 5)
+        np.testing.assert_allclose(gemm(a, b), a @ b, rtol=1e-12, atol=1e-12)
+        out = np.empty((m, n))
+        assert gemm(a, b, out=out) is out
+        np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
