@@ -1,35 +1,29 @@
-"""Fast channels-last convolution kernels: blocks of rows, shared out to every core.
+"""Fast channels-last convolution kernels: the column matrix, one cache-sized block at a time.
 
-A k×k convolution is a sum of k² matrix products. For each kernel offset (i, j) the input pixels
-that offset sees form a strided view ``window(x_pad, i, j)`` of shape (N, OH, OW, C); times the
-(C, OC) slice ``W[i, j]`` it gives that offset's share of every output at once::
+A k×k convolution is one matrix product. For each kernel offset (i, j) the input pixels that
+offset sees form a strided view ``window(x_pad, i, j)`` of shape (N, OH, OW, C). Copied side by
+side, the k² windows give every output pixel its k·k·C inputs in one row of the *column matrix*
+(im2col; channels-last, so a window of a row of pixels is one run of kw·C values)::
 
-    out = sum over (i, j) of  window(x_pad, i, j) @ W[i, j]          (N, OH, OW, OC)
+    out (M, OC) = cols (M, k·k·C) @ Wmat (k·k·C, OC)      M = N·OH·OW, rows of Wmat in (i, j, c) order
 
-Copying the k² windows side by side instead gives the *column matrix* (im2col, channels-last so
-each window fills whole rows), and the convolution is one product ``cols (M, k·k·C) @ Wmat``.
-
-Either way the work splits into independent **blocks of output rows**. A block is sized to stay
-in one core's cache, and :func:`common.backend.run_blocks` shares the blocks out to all cores,
-with BLAS on one thread each: the copies and additions between the products then run in parallel
-too, and the running sums never leave the cache (one whole-batch product after another would
-stream the whole output through memory k² times).
+The whole matrix is k² times the input (150 MB for one ResNet-CIFAR layer at batch 64), so it is
+built a **block of whole images** at a time (``BLOCK_BYTES``, about what one core's cache holds),
+with one strided copy (:func:`convolutional.geometry.windows`), and each block goes through one
+product straight into its rows of ``out``. :func:`common.backend.run_blocks` shares the blocks out
+to every core, BLAS running one thread per core, so the copies run in parallel too and each
+block's columns are still in cache when its product reads them.
 
 Three paths, picked per layer:
 
-* **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``: 5×5 on grey images, 3×3 on RGB): build the
-  whole column matrix, one product per block. k² products with an inner size of 1 to 3 would each
-  cost a pass over the output for almost no arithmetic. The matrix is small; it is kept for dW.
-* **wide** (stride 1): flatten the padded input to rows ``(N*Hp*Wp, C)``. Offset (i, j) is then a
-  *constant row shift* ``i*d*Wp + j*d``, so its window is the contiguous slice
-  ``xf[shift + r0 : shift + r1]``: no copy at all. The price: outputs are computed on the whole
-  padded Hp×Wp grid and the valid OH×OW corner is cut out at the end.
-* **gather** (strided, or small maps where the wide grid wastes too much): copy the k² windows of
-  a few whole images into a column block, one product per block.
+* **pointwise** (1×1, stride 1, no padding): the input already is the matrix, (M, C). One product.
+* **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``: 5×5 on grey images, 3×3 on RGB): the whole
+  column matrix is small, so it is built once and kept for the backward pass.
+* **gather** (everything else): blocks built in the forward pass and built again in the backward.
 
 Backward:
 
-* **dW** = Σ windowᵀ @ dY, per block, summed over the blocks.
+* **dW** = colsᵀ @ dY, one product per block, summed over the blocks.
 * **dX, stride 1**: the input gradient of a stride-1 convolution *is* a convolution: dY, padded by
   ``d·(k-1) - pad`` on each side (cropped where that is negative), convolved with the kernel
   flipped in space and with its in/out channels swapped. It runs through the forward code above,
@@ -38,21 +32,22 @@ Backward:
   convolution's products too thin): dcols = dY @ Wmatᵀ per block of images, added back into the
   k² windows of a padded dX buffer (col2im as k² strided adds, never ``np.add.at``).
 
+(An earlier version summed k² shifted products ``window(x_pad, i, j) @ W[i, j]`` instead of
+building columns; once the columns came from one strided copy per block, it measured 1.1-1.5×
+slower on every ResNet, VGG and BaselineCNN layer.)
+
 The naive loop twins in :mod:`convolutional.naive` are the oracle for all of this.
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from common.backend import column_sums, cpu_workers, is_gpu, run_blocks, xp
+from common.backend import column_sums, gemm, run_blocks, xp
 from convolutional.geometry import image_blocks, pad_nhwc, window, windows
 
-#: Use the wide path when the padded grid is at most this much larger than the output.
-WIDE_MAX_WASTE = 1.5
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
 COLUMNS_MAX_K = 64
-#: Bytes of output rows (wide path) or of column rows (gather, columns) in one block: what one
-#: core's cache holds comfortably next to the operands.
+#: Bytes of column rows in one block: what one core's cache holds comfortably next to the operands.
 BLOCK_BYTES = 2**20
 #: ... but at least this many rows, so that each product reads its (k·k·C, OC) weights for
 #: enough rows to pay for them (ResNet's 4x4 stage has 4608x512 weights and 16 rows per image).
@@ -61,7 +56,7 @@ MIN_BLOCK_ROWS = 256
 
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
     """x: (N, H, W, C), weight: (OC, C, kh, kw) (PyTorch layout), groups=1 -> out: (N, OH, OW, OC), cache."""
-    wk = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, OC): W[i, j] is a (C, OC) matrix
+    wk = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, OC): rows of Wmat in (i, j, c) order
     out, src = _convolve(x, wk, stride, pads, dilation, out_hw)
     if bias is not None:
         out += bias
@@ -72,11 +67,14 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
 
 def conv2d_backward(dy, cache):
     """dy: (N, OH, OW, OC) -> dx: (N, H, W, C), dweight: (OC, C, kh, kw), dbias: (OC,)."""
-    dwk = _weight_grad(dy, cache)
-    if cache.stride == (1, 1) and cache.src.path != "columns":
-        dx = _input_grad_by_flipped_conv(dy, cache)
+    if cache.src.path == "pointwise":
+        dx, dwk = _pointwise_backward(dy, cache)
     else:
-        dx = _input_grad_by_col2im(dy, cache)
+        dwk = _weight_grad(dy, cache)
+        if cache.stride == (1, 1) and cache.src.path != "columns":
+            dx = _input_grad_by_flipped_conv(dy, cache)
+        else:
+            dx = _input_grad_by_col2im(dy, cache)
     dbias = column_sums(dy.reshape(-1, dy.shape[3]))
     return dx, dwk.transpose(3, 2, 0, 1), dbias
 
@@ -94,31 +92,35 @@ def _unpad(dx_pad, cache):
     return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
 
 
-def _blocks(total, per_block):
-    """[(r0, r1), ...] covering range(total) in steps of ``per_block`` (at least 1)."""
-    step = max(1, int(per_block))
-    return [(r0, min(total, r0 + step)) for r0 in range(0, total, step)]
-
-
-def _path(x_shape, wk, stride, pads, out_hw):
+def _path(wk, stride, pads):
     kh, kw, c, _oc = wk.shape
-    _n, h, w, _c = x_shape
-    top, bottom, left, right = pads
+    if (kh, kw) == (1, 1) and stride == (1, 1) and not any(pads):
+        return "pointwise"
     if kh * kw * c <= COLUMNS_MAX_K and kh * kw > 1:
         return "columns"
-    if stride == (1, 1) and (h + top + bottom) * (w + left + right) <= WIDE_MAX_WASTE * out_hw[0] * out_hw[1]:
-        return "wide"
     return "gather"
 
 
 def _convolve(x, wk, stride, pads, dilation, out_hw):
     """out (N, OH, OW, OC) of channels-last ``x`` and ``wk`` (kh, kw, C, OC), and the source the
     backward pass rebuilds its blocks from."""
-    path = _path(x.shape, wk, stride, pads, out_hw)
-    src = SimpleNamespace(path=path, kernel=wk.shape[:2], stride=stride, dilation=dilation, out_hw=out_hw)
-    if path == "wide":
-        return _wide_forward(x, wk, pads, src), src
+    src = SimpleNamespace(path=_path(wk, stride, pads), kernel=wk.shape[:2], stride=stride,
+                          dilation=dilation, out_hw=out_hw)
+    if src.path == "pointwise":
+        n, h, w, c = x.shape
+        src.x2 = x.reshape(n * h * w, c)
+        return gemm(src.x2, wk.reshape(c, -1)).reshape(n, h, w, -1), src
     return _gather_forward(x, wk, pads, src), src
+
+
+# ------------------------------------------------------------------------------ pointwise
+def _pointwise_backward(dy, cache):
+    """1×1: dW = Xᵀ @ dY and dX = dY @ Wᵀ, each one product."""
+    c, oc = cache.wk.shape[2:]
+    dy2 = dy.reshape(-1, oc)
+    dwk = gemm(cache.src.x2.T, dy2).reshape(1, 1, c, oc)
+    dx = gemm(dy2, xp.ascontiguousarray(cache.wk.reshape(c, oc).T))  # contiguous: BLAS's fast path
+    return dx.reshape(cache.x_shape), dwk
 
 
 # ------------------------------------------------------------------------------ gather / columns
@@ -159,7 +161,8 @@ def _gather_forward(x, wk, pads, src):
     return out
 
 
-def _gather_weight_grad(dy, cache):
+def _weight_grad(dy, cache):
+    """dW in the (kh, kw, C, OC) layout: colsᵀ @ dY per block of images, one running sum per worker."""
     src = cache.src
     kh, kw, c, oc = cache.wk.shape
     kc = kh * kw * c
@@ -204,85 +207,6 @@ def _input_grad_by_col2im(dy, cache):
 
     run_blocks(blocks, work)
     return _unpad(dx_pad, cache)
-
-
-# ------------------------------------------------------------------------------ wide path
-def _row_blocks(src, oc, itemsize):
-    """Blocks of wide-grid rows whose (rows, OC) running sum fits in one block (one block on a GPU)."""
-    if is_gpu():
-        return [(0, src.m)]
-    rows = max(BLOCK_BYTES // (oc * itemsize), MIN_BLOCK_ROWS)
-    return _blocks(src.m, min(rows, -(-src.m // cpu_workers())))
-
-
-def _wide_forward(x, wk, pads, src):
-    kh, kw, c, oc = wk.shape
-    n, h, w, _ = x.shape
-    top, bottom, left, right = pads
-    hp, wp = h + top + bottom, w + left + right
-    dh, dw = src.dilation
-    src.grid, src.m = (hp, wp), n * hp * wp
-    shifts = src.shifts = [i * dh * wp + j * dw for i, j in _offsets(kh, kw)]
-    if shifts[-1] == 0 and (hp, wp) == (h, w):  # 1x1, no padding: the input already is the matrix
-        xf = x.reshape(src.m, c)
-    else:  # padded input as rows, plus a zero tail so the last shift stays in bounds
-        xf = xp.zeros((src.m + shifts[-1], c), dtype=x.dtype)
-        xf[:src.m].reshape(n, hp, wp, c)[:, top:top + h, left:left + w, :] = x
-    src.xf = xf
-    out = xp.empty((src.m, oc), dtype=x.dtype)
-    wks = wk.reshape(kh * kw, c, oc)
-    blocks = _row_blocks(src, oc, x.itemsize)
-
-    def work(r0, r1, buf):
-        acc = out[r0:r1]
-        xp.matmul(xf[r0 + shifts[0]:r1 + shifts[0]], wks[0], out=acc)
-        if len(shifts) > 1:
-            tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], oc), dtype=x.dtype))[:r1 - r0]
-            for k in range(1, len(shifts)):
-                s = shifts[k]
-                acc += xp.matmul(xf[r0 + s:r1 + s], wks[k], out=tmp)
-
-    run_blocks(blocks, work)
-    grid = out.reshape(n, hp, wp, oc)
-    oh, ow = src.out_hw
-    if (hp, wp) == (oh, ow):
-        return grid
-    return xp.ascontiguousarray(grid[:, :oh, :ow, :])  # the valid corner of the wide grid
-
-
-def _wide_weight_grad(dy, cache):
-    src = cache.src
-    kh, kw, c, oc = cache.wk.shape
-    n = dy.shape[0]
-    oh, ow = src.out_hw
-    if src.grid == (oh, ow):
-        dyw = dy.reshape(src.m, oc)
-    else:  # dY on the wide grid, zero where the forward computed throw-away outputs
-        dyw = xp.zeros((src.m, oc), dtype=dy.dtype)
-        dyw.reshape(n, *src.grid, oc)[:, :oh, :ow, :] = dy
-    xf, shifts = src.xf, src.shifts
-    blocks = _row_blocks(src, oc, dy.itemsize)
-    partials = []
-
-    def work(r0, r1, buf):
-        if "dw" not in buf:
-            buf["dw"] = xp.zeros((kh * kw, c, oc), dtype=dy.dtype)
-            buf["part"] = xp.empty((c, oc), dtype=dy.dtype)
-            partials.append(buf["dw"])
-        acc, part = buf["dw"], buf["part"]
-        for k, s in enumerate(shifts):
-            acc[k] += xp.matmul(xf[r0 + s:r1 + s].T, dyw[r0:r1], out=part)
-
-    run_blocks(blocks, work)
-    return sum(partials[1:], partials[0]).reshape(kh, kw, c, oc)
-
-
-# ------------------------------------------------------------------------------ backward
-def _weight_grad(dy, cache):
-    """dW in the (kh, kw, C, OC) layout, from the blocks of whichever path the forward took."""
-    if cache.src.path == "wide":
-        return _wide_weight_grad(dy, cache)
-    return _gather_weight_grad(dy, cache)
 
 
 def _input_grad_by_flipped_conv(dy, cache):

@@ -54,14 +54,13 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["gather", "wide", "columns", "gather-blocks", "wide-blocks", "columns-blocks"])
+@pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks"])
 def conv_path(request, monkeypatch):
-    """Run a test once per fast path: 'gather' (copy each window), 'wide' (row shifts) and
-    'columns' (the whole column matrix, used for thin first layers); each as one block and as
-    many tiny blocks (one row or one image each) shared out to the worker threads."""
-    path = request.param.split("-")[0]
-    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if path == "columns" else 0)
-    monkeypatch.setattr(kernels, "WIDE_MAX_WASTE", 0.0 if path == "gather" else 1e9)
+    """Run a test once per fast path: 'gather' (column blocks built in forward and again in
+    backward) and 'columns' (the whole column matrix, kept; used for thin first layers), each as
+    the default blocks and as tiny ones (one image each) shared out to the worker threads.
+    1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting."""
+    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if request.param.startswith("columns") else 0)
     if request.param.endswith("blocks"):
         monkeypatch.setattr(kernels, "BLOCK_BYTES", 1)
         monkeypatch.setattr(kernels, "MIN_BLOCK_ROWS", 1)
