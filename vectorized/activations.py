@@ -190,10 +190,14 @@ def _gelu_float32(x):
         xp.subtract(p, e, out=p)
         xp.exp(p, out=p)
         p *= t                                      # p = erfc(|x|/sqrt 2) = 2 P(N >= |x|)
-        p *= 0.5
+        p *= 0.5                                    # p = P(N >= |x|)
         cdf = out[r0:r1]
-        xp.subtract(1, p, out=cdf)
-        xp.copyto(cdf, p, where=xb < 0)             # Phi(x) = 1 - tail/2, or tail/2 below 0
+        # Phi(x) = 1 - p for x >= 0 and p below 0, i.e. p + (x >= 0) * (1 - 2p): arithmetic, as
+        # a masked copy (copyto with where=) measured 6x slower
+        xp.multiply(p, -2, out=cdf)
+        cdf += 1
+        cdf *= xb >= 0
+        cdf += p
         xp.exp(xp.negative(e, out=e), out=e)        # e^(-x^2/2), since z^2 = x^2/2
         e *= xb * (1 / math.sqrt(2 * math.pi))      # x phi(x)
         xp.add(cdf, e, out=slope[r0:r1])
