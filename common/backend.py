@@ -367,6 +367,8 @@ strict = _StrictNamespace(np, "strict")
 # measured to cost up to 1.5x: after a two-thread BLAS call, OpenBLAS's helper thread keeps
 # spinning for a while and takes a core away from the workers.
 
+#: Work smaller than this (bytes) runs as one block on the calling thread (see blocks_of).
+SMALL_WORK_BYTES = 2**17
 #: Matrix products of at least this many multiply-adds are split into one block per worker.
 GEMM_SPLIT_MIN_MACS = 2**24
 _blas = None     # threadpoolctl's controllers of NumPy's BLAS, found on first use ([] without it)
@@ -441,9 +443,10 @@ def run_blocks(ranges, work, scratch=dict):
 
 def blocks_of(total: int, item_bytes: int, block_bytes: int = 2**20):
     """Ranges (i0, i1) covering ``range(total)``, each about ``block_bytes`` of items of
-    ``item_bytes``: at least one item per block and at least one block per worker. On a GPU
-    (no cache to fit) one block."""
-    if total == 0 or _state["name"] == "gpu":
+    ``item_bytes``: at least one item per block and at least one block per worker. One block on
+    a GPU (no cache to fit), and for work under ``SMALL_WORK_BYTES``, which costs less than
+    handing it to the workers."""
+    if total == 0 or _state["name"] == "gpu" or total * item_bytes <= SMALL_WORK_BYTES:
         return [(0, total)]
     per_block = max(1, block_bytes // max(item_bytes, 1))
     per_block = min(per_block, -(-total // cpu_workers()))

@@ -18,6 +18,14 @@ def nhwc(a):
     return np.ascontiguousarray(np.transpose(a, (0, 2, 3, 1)))
 
 
+@pytest.fixture(autouse=True)
+def split_small_work(monkeypatch):
+    """The shapes here are tiny; without this they would run as one block on the calling thread
+    (common.backend.SMALL_WORK_BYTES) and the multi-worker code would go untested."""
+    from common import backend
+    monkeypatch.setattr(backend, "SMALL_WORK_BYTES", 0)
+
+
 def assert_grads_ok(module, x, **kw):
     report = check_module_gradients(module, x, **kw)
     assert report.ok, "\n" + str(report)
