@@ -19,7 +19,8 @@ Three paths, picked per layer:
 * **pointwise** (1×1, stride 1, no padding): the input already is the matrix, (M, C). One product.
 * **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``: 5×5 on grey images, 3×3 on RGB): the whole
   column matrix is small, so it is built once and kept for the backward pass.
-* **gather** (everything else): blocks built in the forward pass and built again in the backward.
+* **gather** (everything else): blocks built in the forward pass and built again in the backward
+  (kept too when the whole matrix is at most ``KEEP_COLUMNS_BYTES``).
 
 Backward:
 
@@ -47,6 +48,8 @@ from convolutional.geometry import image_blocks, pad_nhwc, window, windows
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
 COLUMNS_MAX_K = 64
+#: A column matrix up to this size is kept from the forward pass for dW instead of rebuilt.
+KEEP_COLUMNS_BYTES = 2**23
 #: Bytes of column rows in one block: what one core's cache holds comfortably next to the operands.
 BLOCK_BYTES = 2**20
 #: ... but at least this many rows, so that each product reads its (k·k·C, OC) weights for
@@ -145,7 +148,7 @@ def _gather_forward(x, wk, pads, src):
     wmat = wk.reshape(kc, oc)
     src.x_pad = pad_nhwc(x, pads)
     out = xp.empty((n, oh, ow, oc), dtype=x.dtype)
-    keep = src.path == "columns"
+    keep = src.path == "columns" or n * oh * ow * kc * x.itemsize <= KEEP_COLUMNS_BYTES
     src.cols = xp.empty((n, oh, ow, kh * kw, c), dtype=x.dtype) if keep else None
     blocks = _column_blocks(src, n, kc * x.itemsize)
 

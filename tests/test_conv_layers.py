@@ -65,10 +65,13 @@ CONV_CASES = [
 @pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks"])
 def conv_path(request, monkeypatch):
     """Run a test once per fast path: 'gather' (column blocks built in forward and again in
-    backward) and 'columns' (the whole column matrix, kept; used for thin first layers), each as
+    backward) and 'columns' (the whole column matrix, kept; used for thin first layers and any
+    matrix up to KEEP_COLUMNS_BYTES), each as
     the default blocks and as tiny ones (one image each) shared out to the worker threads.
     1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting."""
-    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if request.param.startswith("columns") else 0)
+    columns = request.param.startswith("columns")
+    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if columns else 0)
+    monkeypatch.setattr(kernels, "KEEP_COLUMNS_BYTES", 2**40 if columns else 0)
     if request.param.endswith("blocks"):
         monkeypatch.setattr(kernels, "BLOCK_BYTES", 1)
         monkeypatch.setattr(kernels, "MIN_BLOCK_ROWS", 1)
