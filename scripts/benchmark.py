@@ -261,7 +261,8 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=None,
                    help="seconds after which a measurement stops once 3 steps are timed (default 15)")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads for NumPy's BLAS and torch (default: NumPy's BLAS thread count)")
+                   help="cores for both frameworks: NNOTT's worker threads (one-thread BLAS each) and torch's threads "
+                        "(default: NumPy's BLAS thread count)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write every figure to this file")
     p.add_argument("--quick", action="store_true", help="few steps, one round, small GEMM: a smoke run")
     p.add_argument("--gpu", action="store_true", help="CuPy against torch CUDA instead of the CPU")
