@@ -84,3 +84,14 @@ def test_gpu_flags_without_cupy_exit_2(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("no GPU to test:")
+
+
+def test_busy_machine_warning_ignores_the_benchmarks_own_load():
+    from scripts.bench.report import other_load
+    report = {"threads": 2, "machine": {"load_average_at_start": [0.3, 0.2, 0.1],
+                                        "load_average_at_end": [2.1, 1.5, 0.9], "usable_cores": 2}}
+    assert other_load(report) == pytest.approx(0.3)   # the 2.1 at the end is the benchmark itself
+    report["machine"]["load_average_at_end"] = [5.0, 4.0, 3.0]
+    assert other_load(report) == pytest.approx(3.0)   # three cores' worth of someone else's work
+    report["machine"]["load_average_at_start"] = [6.5, 6.0, 6.0]
+    assert other_load(report) == pytest.approx(6.5)

@@ -81,14 +81,23 @@ def machine(report: dict) -> str:
                  + (f"; load average {load[0]:.2f} at the start" if load else "")
                  + (" — a `--quick` smoke run, not a measurement" if report.get("quick") else ""))
     lines.append(f"- **Command:** `{report['command']}`")
-    end = m.get("load_average_at_end")
-    busiest = max(v for v in ((load or [0])[0], (end or [0])[0]))
-    if busiest > m["usable_cores"]:
-        lines += ["", f"!!! warning \"A busy machine\"\n    Other jobs shared this machine during the run (load average up to "
-                      f"{busiest:.1f} on {m['usable_cores']} cores). Multithreaded BLAS and PyTorch slow down "
+    others = other_load(report)
+    if others > 0.75 * m["usable_cores"]:
+        lines += ["", f"!!! warning \"A busy machine\"\n    Other jobs shared this machine during the run (about "
+                      f"{others:.1f} cores' worth of load besides the benchmark's own, on {m['usable_cores']} "
+                      "cores). Multithreaded BLAS and PyTorch slow down "
                       "badly when cores are oversubscribed, so the absolute figures are low and the ratios "
                       "spread wide (see the min–max). Rerun the command on a quiet machine for figures to quote."]
     return "\n".join(lines)
+
+
+def other_load(report: dict) -> float:
+    """Load that is not the benchmark's own: the 1-minute load average before the run, or after
+    it minus the benchmark's threads (which keep that many cores busy while they run)."""
+    m = report["machine"]
+    start = (m.get("load_average_at_start") or [0])[0]
+    end = (m.get("load_average_at_end") or [0])[0]
+    return max(start, end - (report.get("threads") or 1))
 
 
 def throughput(report: dict) -> str:
