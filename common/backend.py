@@ -453,6 +453,27 @@ def blocks_of(total: int, item_bytes: int, block_bytes: int = 2**20):
     return [(i, min(total, i + per_block)) for i in range(0, total, per_block)]
 
 
+def sum_blocks(ranges, partial):
+    """The sum over the blocks of ``partial(r0, r1, buffers)`` (an array per block), computed with
+    :func:`run_blocks`: each worker keeps its own running total, and the totals are added at the
+    end. ``partial`` may reuse a buffer of its own for its result; the total is a separate array."""
+    totals = []
+
+    def work(r0, r1, buffers):
+        value = partial(r0, r1, buffers)
+        if "_total" in buffers:
+            buffers["_total"] += value
+        else:
+            buffers["_total"] = value.copy()
+            totals.append(buffers)
+
+    run_blocks(ranges, work)
+    result = totals[0]["_total"]
+    for t in totals[1:]:
+        result = result + t["_total"]
+    return result
+
+
 def _split(total, parts):
     step = -(-total // parts)
     return [(i, min(total, i + step)) for i in range(0, total, step)]

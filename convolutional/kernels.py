@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from common.backend import column_sums, gemm, run_blocks, xp
+from common.backend import column_sums, gemm, run_blocks, sum_blocks, xp
 from convolutional.geometry import image_blocks, pad_nhwc, window, windows
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
@@ -171,24 +171,17 @@ def _weight_grad(dy, cache):
     kc = kh * kw * c
     oh, ow = src.out_hw
     blocks = _column_blocks(src, dy.shape[0], kc * dy.itemsize)
-    partials = []
 
-    def work(n0, n1, buf):
+    def part(n0, n1, buf):
         if src.cols is not None:
             block = src.cols[n0:n1]
         else:
             cols = buf.setdefault("cols", xp.empty((blocks[0][1], oh, ow, kh * kw, c), dtype=dy.dtype))
             block = _fill_columns(cols[:n1 - n0], src, n0, n1)
-        product = (block.reshape(-1, kc).T, dy[n0:n1].reshape(-1, oc))
-        if "dw" not in buf:
-            buf["dw"] = xp.matmul(*product)
-            partials.append(buf["dw"])
-        else:
-            part = buf.setdefault("part", xp.empty((kc, oc), dtype=dy.dtype))
-            buf["dw"] += xp.matmul(*product, out=part)
+        out = buf.setdefault("part", xp.empty((kc, oc), dtype=dy.dtype))
+        return xp.matmul(block.reshape(-1, kc).T, dy[n0:n1].reshape(-1, oc), out=out)
 
-    run_blocks(blocks, work)
-    return sum(partials[1:], partials[0]).reshape(kh, kw, c, oc)
+    return sum_blocks(blocks, part).reshape(kh, kw, c, oc)
 
 
 def _input_grad_by_col2im(dy, cache):
@@ -283,22 +276,18 @@ def depthwise_backward(dy, cache):
     n = dy.shape[0]
     dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
     blocks = image_blocks(n, oh * ow * c * dy.itemsize, DEPTHWISE_BLOCK_BYTES)
-    partials = []
 
-    def work(n0, n1, buf):
-        if "dw" not in buf:
-            buf["dw"] = xp.zeros(wk.shape, dtype=dy.dtype)
-            buf["tmp"] = xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype)
-            partials.append(buf["dw"])
-        dwk, tb = buf["dw"], buf["tmp"][:n1 - n0]
+    def part(n0, n1, buf):  # this block's dw; its dx windows are written on the way
+        dwk = buf.setdefault("dw", xp.empty(wk.shape, dtype=dy.dtype))
+        tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype))[:n1 - n0]
         xb, dxb, dyb = x_pad[n0:n1], dx_pad[n0:n1], dy[n0:n1]
         for i, j in _offsets(kh, kw):
             xp.multiply(window(xb, i, j, oh, ow, cache.stride, cache.dilation), dyb, out=tb)
-            dwk[i, j] += column_sums(tb.reshape(-1, c))
+            dwk[i, j] = column_sums(tb.reshape(-1, c))
             xp.multiply(dyb, wk[i, j], out=tb)
             dview = window(dxb, i, j, oh, ow, cache.stride, cache.dilation)
             dview += tb
+        return dwk
 
-    run_blocks(blocks, work)
-    dwk = sum(partials[1:], partials[0])
+    dwk = sum_blocks(blocks, part)
     return _unpad(dx_pad, cache), dwk.transpose(2, 0, 1)[:, None], column_sums(dy.reshape(-1, c))

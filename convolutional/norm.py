@@ -17,30 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.backend import DTYPE, blocks_of, column_sums, run_blocks, to_device, xp
+from common.backend import DTYPE, blocks_of, column_sums, run_blocks, sum_blocks, to_device, xp
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
-
-
-def _block_sums(blocks, partial):
-    """Sum of ``partial(r0, r1, buf)`` over the blocks, computed on every core (each worker keeps
-    its own running total; the totals are added at the end)."""
-    totals = []
-
-    def work(r0, r1, buf):
-        value = partial(r0, r1, buf)
-        if "total" in buf:
-            buf["total"] += value
-        else:
-            buf["total"] = value
-            totals.append(buf)
-
-    run_blocks(blocks, work)
-    result = totals[0]["total"]
-    for t in totals[1:]:
-        result = result + t["total"]
-    return result
 
 
 class BatchNorm2D(Module):
@@ -71,14 +51,14 @@ class BatchNorm2D(Module):
             if m < 2:
                 raise UserError("BatchNorm2D needs more than one value per channel in training mode "
                                 "(batch size 1 with a 1x1 map)")
-            mean = _block_sums(blocks, lambda r0, r1, _buf: x2[r0:r1].sum(axis=0)) * (1.0 / m)
+            mean = sum_blocks(blocks, lambda r0, r1, _buf: x2[r0:r1].sum(axis=0)) * (1.0 / m)
 
             def centre(r0, r1, _buf):  # centred = x - mean, and its sum of squares per channel
                 cb = centred[r0:r1]
                 xp.subtract(x2[r0:r1], mean, out=cb)
                 return xp.einsum("mc,mc->c", cb, cb)
 
-            var = _block_sums(blocks, centre) * (1.0 / m)  # biased
+            var = sum_blocks(blocks, centre) * (1.0 / m)  # biased
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -107,7 +87,7 @@ class BatchNorm2D(Module):
         inv_std, centred = self.inv_std, self.centred
         m, c = g.shape
         blocks = blocks_of(m, c * g.itemsize)
-        sums = _block_sums(blocks, lambda r0, r1, _buf: xp.stack(
+        sums = sum_blocks(blocks, lambda r0, r1, _buf: xp.stack(
             [column_sums(g[r0:r1]), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])]))
         dbeta, g_centred = sums[0], sums[1]            # sum of g, sum of g * (x - mean), per channel
         self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat

@@ -88,3 +88,15 @@ def test_gemm_split_over_workers_equals_matmul():
         out = np.empty((m, n))
         assert gemm(a, b, out=out) is out
         np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_sum_blocks_adds_every_blocks_partial_once():
+    from common.backend import sum_blocks
+    ranges = [(i, i + 1) for i in range(7)]
+
+    def partial(r0, r1, buf):  # reuses one buffer per worker, as the kernels do
+        out = buf.setdefault("out", np.empty(2))
+        out[...] = (r0, 10 * r0)
+        return out
+
+    np.testing.assert_array_equal(sum_blocks(ranges, partial), [21, 210])
