@@ -387,11 +387,34 @@ def _blas_controllers():
     return _blas
 
 
+def _keep_freed_memory() -> None:
+    """Ask glibc's allocator to keep freed memory for the next array instead of handing it back.
+
+    By default every block over 128 KiB-32 MiB is mapped fresh from the OS when allocated and
+    unmapped when freed, so the next array of the same size page-faults on every 4 KiB page as
+    it is first written: two 6 MB temporaries in a row measured 3.9 ms instead of 0.4 ms. A
+    training step allocates the same sizes over and over, so NNOTT raises both thresholds once
+    (``mallopt``): arrays up to 32 MiB come from the heap and freed memory stays there. Other C
+    libraries (and non-glibc systems) are left as they are.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 32 * 2**20)
+    mallopt(m_trim_threshold, 512 * 2**20)
+
+
 def set_cpu_workers(count: int | None = None) -> int:
     """Use ``count`` cores (None: the BLAS thread count the process started with) and pin BLAS
     to one thread per worker. Returns the worker count. Without ``threadpoolctl``: 1, and BLAS
     keeps its own threads."""
     global _workers
+    _keep_freed_memory()
     libs = _blas_controllers()
     if not libs:
         _workers = 1
@@ -448,9 +471,23 @@ def blocks_of(total: int, item_bytes: int, block_bytes: int = 2**20):
     handing it to the workers."""
     if total == 0 or _state["name"] == "gpu" or total * item_bytes <= SMALL_WORK_BYTES:
         return [(0, total)]
+    workers = cpu_workers()
     per_block = max(1, block_bytes // max(item_bytes, 1))
-    per_block = min(per_block, -(-total // cpu_workers()))
-    return [(i, min(total, i + per_block)) for i in range(0, total, per_block)]
+    count = -(-total // per_block)                         # blocks of about block_bytes ...
+    count = min(total, -(-count // workers) * workers)     # ... as many for every worker
+    # sizes differ by at most one item, and the first block is a largest (scratch buffers are sized by it)
+    return [(-(-i * total // count), -(-(i + 1) * total // count)) for i in range(count)]
+
+
+def elementwise(fn, out, *inputs, block_bytes: int = 2**20):
+    """``fn(out_part, *input_parts)`` over flat parts of ``out`` and ``inputs`` (same size), on every
+    core with :func:`run_blocks`; returns ``out``. ``fn`` writes its part of ``out`` (``out=``).
+    Inputs that are not contiguous are copied first; ``out`` must be contiguous."""
+    flat_out = out.reshape(-1)
+    flat_in = [xp.ascontiguousarray(a).reshape(-1) for a in inputs]
+    blocks = blocks_of(flat_out.size, out.itemsize, block_bytes)
+    run_blocks(blocks, lambda i0, i1, _buf: fn(flat_out[i0:i1], *(a[i0:i1] for a in flat_in)))
+    return out
 
 
 def sum_blocks(ranges, partial):
@@ -499,6 +536,50 @@ def gemm(a, b, out=None):
     else:
         run_blocks(_split(n, workers), lambda c0, c1, _buf: xp.matmul(a, b[:, c0:c1], out=out[:, c0:c1]))
     return out
+
+
+#: Per-channel work on channels-last rows (M, C) views them as rows of about this many values.
+WIDE_VALUES = 8192
+
+
+def _wide(a, reps):
+    """Contiguous (M, C) -> its first M - M % reps rows as (M // reps, reps * C), and the rest (M % reps, C)."""
+    k = a.shape[0] - a.shape[0] % reps
+    return a[:k].reshape(k // reps, reps * a.shape[1]), a[k:]
+
+
+def channel_map(ufunc, a, vec, out):
+    """``out = ufunc(a, vec)`` for contiguous channels-last rows ``a, out: (M, C)`` and ``vec: (C,)``.
+
+    Broadcasting ``vec`` over (M, C) makes NumPy run its inner loop once per row of C values,
+    and the start of a loop costs as much as a few hundred values (C = 32: 1.08 ms for 1.6 M
+    values against 0.19 ms for a same-shape add). So R = WIDE_VALUES // C rows are taken at a
+    time, as one row of R*C values, against ``vec`` repeated R times: the same arithmetic in
+    long loops. Rows left over (M % R) are done the plain way.
+    """
+    reps = max(1, WIDE_VALUES // vec.shape[0])
+    a_wide, a_rest = _wide(a, reps)
+    out_wide, out_rest = _wide(out, reps)
+    if a_wide.size:
+        ufunc(a_wide, xp.tile(vec, reps), out=out_wide)
+    if a_rest.size:
+        ufunc(a_rest, vec, out=out_rest)
+    return out
+
+
+def channel_sums(a, b=None):
+    """Per-channel sums over the rows of contiguous ``a: (M, C)``, or of ``a * b`` when ``b`` is
+    given, in long rows as :func:`channel_map` does (``a.sum(axis=0)`` is 4-5× slower for small C)."""
+    c = a.shape[1]
+    reps = max(1, WIDE_VALUES // c)
+    a_wide, a_rest = _wide(a, reps)
+    if b is None:
+        total = a_wide.sum(axis=0).reshape(reps, c).sum(axis=0) + a_rest.sum(axis=0)
+    else:
+        b_wide, b_rest = _wide(b, reps)
+        total = xp.einsum("mc,mc->c", a_wide, b_wide).reshape(reps, c).sum(axis=0)
+        total += xp.einsum("mc,mc->c", a_rest, b_rest)
+    return total
 
 
 _ones = {}  # (rows, dtype, backend) -> a vector of ones, for column_sums

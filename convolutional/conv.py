@@ -94,7 +94,7 @@ class Conv2D(Module):
                      for g, cache in enumerate(self.cache)]
             dx = xp.concatenate([p[0] for p in parts], axis=3)
             dw = xp.concatenate([p[1] for p in parts], axis=0)
-            db = xp.concatenate([p[2] for p in parts], axis=0)
+            db = None if self.bias is None else xp.concatenate([p[2] for p in parts], axis=0)
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db

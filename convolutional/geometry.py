@@ -77,12 +77,19 @@ def windows(a, kernel, out_hw, stride=(1, 1), dilation=(1, 1)):
 
 
 def pad_nhwc(x, pads, value=0.0):
-    """Copy ``x: (N, H, W, C)`` into a buffer with ``pads = (top, bottom, left, right)`` of ``value``."""
+    """Copy ``x: (N, H, W, C)`` into a buffer with ``pads = (top, bottom, left, right)`` of ``value``.
+
+    Only the border is filled with ``value`` and only the inside is copied: each value is written once.
+    """
     top, bottom, left, right = pads
     n, h, w, c = x.shape
     if not any(pads):
         return x
-    out = xp.full((n, h + top + bottom, w + left + right, c), value, dtype=x.dtype)
+    out = xp.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+    out[:, :top] = value
+    out[:, top + h:] = value
+    out[:, top:top + h, :left] = value
+    out[:, top:top + h, left + w:] = value
     out[:, top:top + h, left:left + w, :] = x
     return out
 

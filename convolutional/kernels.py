@@ -21,6 +21,17 @@ Three paths, picked per layer:
   column matrix is small, so it is built once and kept for the backward pass.
 * **gather** (everything else): blocks built in the forward pass and built again in the backward
   (kept too when the whole matrix is at most ``KEEP_COLUMNS_BYTES``).
+* **banded** (stride 1, very few input channels: LeNet's first layer): a column-matrix row holds
+  k runs of only kw·C values (5 on a grey image), and copying such short runs costs more than
+  the product. Instead, a whole output *row* is one product: the kh input rows it sees are
+  kh·Wp·C consecutive values of the padded input, and they times a banded matrix
+  T (kh·Wp·C, OW·OC), which holds the kernel once per output column, shifted along the band,
+  give the OW·OC outputs of the row::
+
+      out rows (N·OH, OW·OC) = input rows (N·OH, kh·Wp·C) @ T
+
+  T is mostly zeros (it multiplies Wp/kw times more than needed), but the copy is one long run
+  per row and the product is large and regular; ``BAND_MAX_WASTE`` bounds the zeros.
 
 Backward:
 
@@ -32,6 +43,9 @@ Backward:
 * **dX, stride > 1** (and thin layers, whose few input channels would make the flipped
   convolution's products too thin): dcols = dY @ Wmatᵀ per block of images, added back into the
   k² windows of a padded dX buffer (col2im as k² strided adds, never ``np.add.at``).
+* **dX and dW, banded** (stride 1, kw·C at most ``BAND_DX_MAX_RUN``, e.g. LeNet's two layers):
+  input rows' gradient = dY rows @ Tᵀ, added back as kh adds of whole padded rows (col2im's k²
+  adds would move runs of only C values); dW is read off the band of (input rows)ᵀ @ dY rows.
 
 (An earlier version summed k² shifted products ``window(x_pad, i, j) @ W[i, j]`` instead of
 building columns; once the columns came from one strided copy per block, it measured 1.1-1.5×
@@ -43,7 +57,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from common.backend import column_sums, gemm, run_blocks, sum_blocks, xp
+from common.backend import channel_map, column_sums, gemm, run_blocks, sum_blocks, xp
 from convolutional.geometry import image_blocks, pad_nhwc, window, windows
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
@@ -55,6 +69,13 @@ BLOCK_BYTES = 2**20
 #: ... but at least this many rows, so that each product reads its (k·k·C, OC) weights for
 #: enough rows to pay for them (ResNet's 4x4 stage has 4608x512 weights and 16 rows per image).
 MIN_BLOCK_ROWS = 256
+#: The banded path replaces the column matrix when one window row has at most this many values
+#: (kw·C; a 5x5 kernel on a grey image: 5) ...
+BAND_MAX_RUN = 8
+#: ... and computes dX when kw·C is at most this (col2im's adds would move runs of C values) ...
+BAND_DX_MAX_RUN = 32
+#: ... as long as the band's zeros cost at most this factor in products (padded width / kw).
+BAND_MAX_WASTE = 8
 
 
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
@@ -62,23 +83,29 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
     wk = xp.ascontiguousarray(weight.transpose(2, 3, 1, 0))  # (kh, kw, C, OC): rows of Wmat in (i, j, c) order
     out, src = _convolve(x, wk, stride, pads, dilation, out_hw)
     if bias is not None:
-        out += bias
+        out2 = out.reshape(-1, out.shape[3])
+        channel_map(xp.add, out2, bias, out2)
     cache = SimpleNamespace(wk=wk, src=src, x_shape=x.shape, pads=pads, stride=stride,
-                            dilation=dilation, out_hw=out_hw)
+                            dilation=dilation, out_hw=out_hw, has_bias=bias is not None)
     return out, cache
 
 
 def conv2d_backward(dy, cache):
-    """dy: (N, OH, OW, OC) -> dx: (N, H, W, C), dweight: (OC, C, kh, kw), dbias: (OC,)."""
+    """dy: (N, OH, OW, OC) -> dx: (N, H, W, C), dweight: (OC, C, kh, kw), dbias: (OC,) (None
+    for a convolution without bias)."""
     if cache.src.path == "pointwise":
         dx, dwk = _pointwise_backward(dy, cache)
     else:
-        dwk = _weight_grad(dy, cache)
-        if cache.stride == (1, 1) and cache.src.path != "columns":
+        dy = xp.ascontiguousarray(dy)
+        dwk = _banded_weight_grad(dy, cache) if cache.src.path == "banded" else _weight_grad(dy, cache)
+        if _banded(cache.wk.shape, cache.x_shape[2] + cache.pads[2] + cache.pads[3], cache.stride,
+                   cache.dilation, BAND_DX_MAX_RUN):
+            dx = _input_grad_banded(dy, cache)
+        elif cache.stride == (1, 1) and cache.src.path != "columns":
             dx = _input_grad_by_flipped_conv(dy, cache)
         else:
             dx = _input_grad_by_col2im(dy, cache)
-    dbias = column_sums(dy.reshape(-1, dy.shape[3]))
+    dbias = column_sums(dy.reshape(-1, dy.shape[3])) if cache.has_bias else None
     return dx, dwk.transpose(3, 2, 0, 1), dbias
 
 
@@ -95,10 +122,19 @@ def _unpad(dx_pad, cache):
     return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
 
 
-def _path(wk, stride, pads):
+def _banded(wk_shape, padded_width, stride, dilation, max_run):
+    """Whether the banded path suits a kernel (kh, kw, C, OC) on an input this wide (padded)."""
+    _kh, kw, c, _oc = wk_shape
+    return (stride == (1, 1) and dilation == (1, 1) and kw * c <= max_run
+            and padded_width <= BAND_MAX_WASTE * kw)
+
+
+def _path(wk, stride, pads, dilation=(1, 1), width=0):
     kh, kw, c, _oc = wk.shape
     if (kh, kw) == (1, 1) and stride == (1, 1) and not any(pads):
         return "pointwise"
+    if _banded(wk.shape, width + pads[2] + pads[3], stride, dilation, BAND_MAX_RUN):
+        return "banded"
     if kh * kw * c <= COLUMNS_MAX_K and kh * kw > 1:
         return "columns"
     return "gather"
@@ -107,12 +143,14 @@ def _path(wk, stride, pads):
 def _convolve(x, wk, stride, pads, dilation, out_hw):
     """out (N, OH, OW, OC) of channels-last ``x`` and ``wk`` (kh, kw, C, OC), and the source the
     backward pass rebuilds its blocks from."""
-    src = SimpleNamespace(path=_path(wk, stride, pads), kernel=wk.shape[:2], stride=stride,
-                          dilation=dilation, out_hw=out_hw)
+    src = SimpleNamespace(path=_path(wk, stride, pads, dilation, x.shape[2]), kernel=wk.shape[:2],
+                          stride=stride, dilation=dilation, out_hw=out_hw)
     if src.path == "pointwise":
         n, h, w, c = x.shape
         src.x2 = x.reshape(n * h * w, c)
         return gemm(src.x2, wk.reshape(c, -1)).reshape(n, h, w, -1), src
+    if src.path == "banded":
+        return _banded_forward(x, wk, pads, src), src
     return _gather_forward(x, wk, pads, src), src
 
 
@@ -221,6 +259,65 @@ def _input_grad_by_flipped_conv(dy, cache):
         dy = dy[:, crop[0]:oh - crop[1], crop[2]:ow - crop[3], :]
     dx, _src = _convolve(dy, flipped, (1, 1), tuple(max(0, p) for p in need), cache.dilation, (h, w))
     return dx
+
+
+# ------------------------------------------------------------------------------ banded
+def _band_diagonal(band, j, ow):
+    """The view (kh, OW, C, OC) of ``band`` (kh, Wp, C, OW, OC) at w = ow + j: kernel column j."""
+    s = band.strides
+    return xp.lib.stride_tricks.as_strided(band[:, j:], shape=(band.shape[0], ow, band.shape[2], band.shape[4]),
+                                           strides=(s[0], s[1] + s[3], s[2], s[4]))
+
+
+def _band_matrix(wk, wp, ow):
+    """T (kh·Wp·C, OW·OC): entry ((i, ow + j, c), (ow, oc)) is the weight (i, j, c, oc), others 0."""
+    kh, kw, c, oc = wk.shape
+    band = xp.zeros((kh, wp, c, ow, oc), dtype=wk.dtype)
+    for j in range(kw):
+        _band_diagonal(band, j, ow)[...] = wk[:, j][:, None]
+    return band.reshape(kh * wp * c, ow * oc)
+
+
+def _input_rows(x_pad, kh, oh):
+    """(N·OH, kh·Wp·C): for each output row, the kh padded input rows it sees (one run of memory)."""
+    n, hp, wp, c = x_pad.shape
+    row = wp * c * x_pad.itemsize  # contiguous: a padded row is Wp·C values, kh rows one run (strides
+    # are computed, not read: NumPy may report any stride for an axis of length 1)
+    view = xp.lib.stride_tricks.as_strided(x_pad, shape=(n, oh, kh * wp * c), strides=(hp * row, row, x_pad.itemsize))
+    return xp.ascontiguousarray(view).reshape(n * oh, kh * wp * c)
+
+
+def _banded_forward(x, wk, pads, src):
+    kh, _kw, _c, oc = wk.shape
+    n = x.shape[0]
+    oh, ow = src.out_hw
+    x_pad = xp.ascontiguousarray(pad_nhwc(x, pads))
+    src.rows = _input_rows(x_pad, kh, oh)
+    src.band = _band_matrix(wk, x_pad.shape[2], ow)
+    return gemm(src.rows, src.band).reshape(n, oh, ow, oc)
+
+
+def _banded_weight_grad(dy, cache):
+    """dT = (input rows)ᵀ @ dY rows; weight (i, j, c, oc) is the sum of dT along its diagonal of the band."""
+    kh, kw, c, oc = cache.wk.shape
+    oh, ow = cache.out_hw
+    dband = gemm(cache.src.rows.T, dy.reshape(-1, ow * oc)).reshape(kh, -1, c, ow, oc)
+    return xp.stack([_band_diagonal(dband, j, ow).sum(axis=1) for j in range(kw)], axis=1)
+
+
+def _input_grad_banded(dy, cache):
+    """Input rows' gradient = dY rows @ Tᵀ; each output row gives back kh whole padded rows."""
+    kh, _kw, c, oc = cache.wk.shape
+    n, h, w, _c = cache.x_shape
+    top, bottom, left, right = cache.pads
+    oh, ow = cache.out_hw
+    hp, wp = h + top + bottom, w + left + right
+    band = cache.src.band if cache.src.path == "banded" else _band_matrix(cache.wk, wp, ow)
+    drows = gemm(dy.reshape(n * oh, ow * oc), xp.ascontiguousarray(band.T)).reshape(n, oh, kh, wp * c)
+    dx_pad = xp.zeros((n, hp, wp * c), dtype=dy.dtype)
+    for i in range(kh):
+        dx_pad[:, i:i + oh] += drows[:, :, i]
+    return _unpad(dx_pad.reshape(n, hp, wp, c), cache)
 
 
 # ------------------------------------------------------------------------------ depthwise

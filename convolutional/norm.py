@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.backend import DTYPE, blocks_of, column_sums, run_blocks, sum_blocks, to_device, xp
+from common.backend import DTYPE, blocks_of, channel_map, channel_sums, run_blocks, sum_blocks, to_device, xp
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
@@ -51,12 +51,11 @@ class BatchNorm2D(Module):
             if m < 2:
                 raise UserError("BatchNorm2D needs more than one value per channel in training mode "
                                 "(batch size 1 with a 1x1 map)")
-            mean = sum_blocks(blocks, lambda r0, r1, _buf: x2[r0:r1].sum(axis=0)) * (1.0 / m)
+            mean = sum_blocks(blocks, lambda r0, r1, _buf: channel_sums(x2[r0:r1])) * (1.0 / m)
 
             def centre(r0, r1, _buf):  # centred = x - mean, and its sum of squares per channel
-                cb = centred[r0:r1]
-                xp.subtract(x2[r0:r1], mean, out=cb)
-                return xp.einsum("mc,mc->c", cb, cb)
+                cb = channel_map(xp.subtract, x2[r0:r1], mean, centred[r0:r1])
+                return channel_sums(cb, cb)
 
             var = sum_blocks(blocks, centre) * (1.0 / m)  # biased
             self.running_mean *= 1 - self.momentum
@@ -66,7 +65,8 @@ class BatchNorm2D(Module):
             self.num_batches_tracked += 1
         else:
             var = self.running_var
-            run_blocks(blocks, lambda r0, r1, _buf: xp.subtract(x2[r0:r1], self.running_mean, out=centred[r0:r1]))
+            run_blocks(blocks, lambda r0, r1, _buf: channel_map(xp.subtract, x2[r0:r1], self.running_mean,
+                                                                centred[r0:r1]))
         # Only x - mean is kept: x_hat = centred * inv_std is never stored, which saves a pass
         # here and a buffer the size of x. y = centred * (gamma * inv_std) + beta.
         self.inv_std = 1 / xp.sqrt(var + self.eps)
@@ -75,9 +75,8 @@ class BatchNorm2D(Module):
         out = xp.empty_like(x2)
 
         def affine(r0, r1, _buf):
-            ob = out[r0:r1]
-            xp.multiply(centred[r0:r1], scale, out=ob)
-            ob += shift
+            ob = channel_map(xp.multiply, centred[r0:r1], scale, out[r0:r1])
+            channel_map(xp.add, ob, shift, ob)
 
         run_blocks(blocks, affine)
         return out.reshape(x.shape)
@@ -88,14 +87,14 @@ class BatchNorm2D(Module):
         m, c = g.shape
         blocks = blocks_of(m, c * g.itemsize)
         sums = sum_blocks(blocks, lambda r0, r1, _buf: xp.stack(
-            [column_sums(g[r0:r1]), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])]))
+            [channel_sums(g[r0:r1]), channel_sums(g[r0:r1], centred[r0:r1])]))
         dbeta, g_centred = sums[0], sums[1]            # sum of g, sum of g * (x - mean), per channel
         self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat
         self.bias.grad += dbeta
         scale = self.weight.data * inv_std
         dx = xp.empty_like(g)
         if not self.training:  # the running statistics are constants
-            run_blocks(blocks, lambda r0, r1, _buf: xp.multiply(g[r0:r1], scale, out=dx[r0:r1]))
+            run_blocks(blocks, lambda r0, r1, _buf: channel_map(xp.multiply, g[r0:r1], scale, dx[r0:r1]))
             return dx.reshape(grad_out.shape)
         # dx = gamma/sigma * (g - mean(g) - x_hat * mean(g * x_hat)): the direct path minus the
         # paths through the batch mean and the batch variance; with x_hat = centred * inv_std
@@ -104,11 +103,10 @@ class BatchNorm2D(Module):
         b = scale * dbeta * (-1.0 / m)
 
         def grad(r0, r1, buf):
-            dxb = dx[r0:r1]
+            dxb = channel_map(xp.multiply, centred[r0:r1], a, dx[r0:r1])
+            channel_map(xp.add, dxb, b, dxb)
             tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], c), dtype=g.dtype))[:r1 - r0]
-            xp.multiply(centred[r0:r1], a, out=dxb)
-            dxb += b
-            dxb += xp.multiply(g[r0:r1], scale, out=tmp)
+            dxb += channel_map(xp.multiply, g[r0:r1], scale, tmp)
 
         run_blocks(blocks, grad)
         return dx.reshape(grad_out.shape)

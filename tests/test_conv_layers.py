@@ -62,13 +62,18 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks"])
+@pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks", "banded"])
 def conv_path(request, monkeypatch):
     """Run a test once per fast path: 'gather' (column blocks built in forward and again in
     backward) and 'columns' (the whole column matrix, kept; used for thin first layers and any
     matrix up to KEEP_COLUMNS_BYTES), each as
-    the default blocks and as tiny ones (one image each) shared out to the worker threads.
+    the default blocks and as tiny ones (one image each) shared out to the worker threads;
+    and 'banded' (whole output rows times a banded matrix, forward, dW and dX), which every
+    stride-1, dilation-1 case takes under that setting (the others fall back to 'gather').
     1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting."""
+    banded = request.param == "banded"
+    for name in ("BAND_MAX_RUN", "BAND_DX_MAX_RUN", "BAND_MAX_WASTE"):
+        monkeypatch.setattr(kernels, name, 10**9 if banded else 0)
     columns = request.param.startswith("columns")
     monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if columns else 0)
     monkeypatch.setattr(kernels, "KEEP_COLUMNS_BYTES", 2**40 if columns else 0)
@@ -96,6 +101,32 @@ def test_conv2d_fast_equals_naive(case, conv_path):
     np.testing.assert_allclose(dx, nhwc(rdx), atol=1e-12)
     np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
     np.testing.assert_allclose(conv.bias.grad, rdb, atol=1e-12)
+
+
+def test_lenet_layers_take_the_banded_path_and_match_naive():
+    """LeNet's grey first layer (kw*C = 5) runs banded forward and backward, its second layer
+    (kw*C = 30) computes dX banded; both equal the loops. The input is a transposed NCHW array,
+    as ToChannelsLast gives it: with one channel NumPy calls it contiguous although its channel
+    stride is not the item size, which the row view of the banded path must not trust."""
+    rng = np.random.default_rng(5)
+    x = np.transpose(rng.standard_normal((2, 1, 12, 12)), (0, 2, 3, 1))
+    for conv in (C.Conv2D(1, 3, 5, padding=2).astype(np.float64), C.Conv2D(1, 3, 5).astype(np.float64)):
+        conv.bias.data[...] = rng.standard_normal(3)
+        y = conv(x)
+        assert conv.cache.src.path == "banded"
+        ref = naive.conv2d_naive(nchw(x), conv.weight.data, conv.bias.data, conv.stride, conv.pads, conv.dilation, 1)
+        np.testing.assert_allclose(y, nhwc(ref), atol=1e-12)
+        dy = rng.standard_normal(y.shape)
+        rdx, rdw, rdb = naive.conv2d_backward_naive(nchw(dy), nchw(x), conv.weight.data, conv.stride, conv.pads)
+        np.testing.assert_allclose(conv.backward(dy), nhwc(rdx), atol=1e-12)
+        np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
+        np.testing.assert_allclose(conv.bias.grad, rdb, atol=1e-12)
+    second = C.Conv2D(6, 4, 5).astype(np.float64)
+    x6 = rng.standard_normal((2, 9, 9, 6))
+    second(x6)
+    assert second.cache.src.path != "banded" and kernels._banded(
+        second.cache.wk.shape, 9, (1, 1), (1, 1), kernels.BAND_DX_MAX_RUN)
+    assert_grads_ok(second, x6)
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:9])
