@@ -369,6 +369,10 @@ strict = _StrictNamespace(np, "strict")
 
 #: Work smaller than this (bytes) runs as one block on the calling thread (see blocks_of).
 SMALL_WORK_BYTES = 2**17
+#: ... and memory-bound passes (ReLU, batch norm, pooling: a few cheap operations per value)
+#: under this size: handing work to a worker thread and waiting for it costs about 50-100 us
+#: here, while two cores make such a pass at most 1.4x faster (they share the memory bus).
+SMALL_PASS_BYTES = 2**21
 #: Matrix products of at least this many multiply-adds are split into one block per worker.
 GEMM_SPLIT_MIN_MACS = 2**24
 _blas = None     # threadpoolctl's controllers of NumPy's BLAS, found on first use ([] without it)
@@ -464,12 +468,13 @@ def run_blocks(ranges, work, scratch=dict):
         future.result()
 
 
-def blocks_of(total: int, item_bytes: int, block_bytes: int = 2**20):
+def blocks_of(total: int, item_bytes: int, block_bytes: int = 2**20, small_bytes: int | None = None):
     """Ranges (i0, i1) covering ``range(total)``, each about ``block_bytes`` of items of
     ``item_bytes``: at least one item per block and at least one block per worker. One block on
-    a GPU (no cache to fit), and for work under ``SMALL_WORK_BYTES``, which costs less than
-    handing it to the workers."""
-    if total == 0 or _state["name"] == "gpu" or total * item_bytes <= SMALL_WORK_BYTES:
+    a GPU (no cache to fit), and for work under ``small_bytes`` (default ``SMALL_WORK_BYTES``),
+    which costs less than handing it to the workers."""
+    small = SMALL_WORK_BYTES if small_bytes is None else small_bytes
+    if total == 0 or _state["name"] == "gpu" or total * item_bytes <= small:
         return [(0, total)]
     workers = cpu_workers()
     per_block = max(1, block_bytes // max(item_bytes, 1))
@@ -485,7 +490,7 @@ def elementwise(fn, out, *inputs, block_bytes: int = 2**20):
     Inputs that are not contiguous are copied first; ``out`` must be contiguous."""
     flat_out = out.reshape(-1)
     flat_in = [xp.ascontiguousarray(a).reshape(-1) for a in inputs]
-    blocks = blocks_of(flat_out.size, out.itemsize, block_bytes)
+    blocks = blocks_of(flat_out.size, out.itemsize, block_bytes, SMALL_PASS_BYTES)
     run_blocks(blocks, lambda i0, i1, _buf: fn(flat_out[i0:i1], *(a[i0:i1] for a in flat_in)))
     return out
 

@@ -105,8 +105,9 @@ def check_nhwc(x, channels: int | None, what: str):
 IMAGE_BLOCK_BYTES = 2**19
 
 
-def image_blocks(n: int, per_image_bytes: int, block_bytes: int | None = None):
+def image_blocks(n: int, per_image_bytes: int, block_bytes: int | None = None, small_bytes: int | None = None):
     """Ranges (n0, n1) of whole images, about ``block_bytes`` (default IMAGE_BLOCK_BYTES) each:
     at least one image per block and at least one block per worker of
-    :func:`common.backend.run_blocks`. On a GPU: one block (no cache to fit)."""
-    return blocks_of(n, per_image_bytes, block_bytes or IMAGE_BLOCK_BYTES)
+    :func:`common.backend.run_blocks`. On a GPU, or for less work than ``small_bytes`` (see
+    :func:`common.backend.blocks_of`): one block."""
+    return blocks_of(n, per_image_bytes, block_bytes or IMAGE_BLOCK_BYTES, small_bytes)

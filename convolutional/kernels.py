@@ -313,10 +313,18 @@ def _input_grad_banded(dy, cache):
     oh, ow = cache.out_hw
     hp, wp = h + top + bottom, w + left + right
     band = cache.src.band if cache.src.path == "banded" else _band_matrix(cache.wk, wp, ow)
-    drows = gemm(dy.reshape(n * oh, ow * oc), xp.ascontiguousarray(band.T)).reshape(n, oh, kh, wp * c)
+    band_t = xp.ascontiguousarray(band.T)  # contiguous: BLAS's fast path
+    dy_rows = dy.reshape(n, oh, ow * oc)
     dx_pad = xp.zeros((n, hp, wp * c), dtype=dy.dtype)
-    for i in range(kh):
-        dx_pad[:, i:i + oh] += drows[:, :, i]
+    blocks = image_blocks(n, oh * kh * wp * c * dy.itemsize, BLOCK_BYTES)
+
+    def work(n0, n1, buf):  # a block of images: its product, then its kh row additions, in cache
+        drows = buf.setdefault("drows", xp.empty((blocks[0][1], oh, kh, wp * c), dtype=dy.dtype))[:n1 - n0]
+        xp.matmul(dy_rows[n0:n1].reshape(-1, ow * oc), band_t, out=drows.reshape(-1, kh * wp * c))
+        for i in range(kh):
+            dx_pad[n0:n1, i:i + oh] += drows[:, :, i]
+
+    run_blocks(blocks, work)
     return _unpad(dx_pad.reshape(n, hp, wp, c), cache)
 
 

@@ -12,10 +12,17 @@ The loop twins are :func:`convolutional.naive.maxpool2d_naive` and friends.
 """
 from __future__ import annotations
 
+from common import backend
 from common.backend import run_blocks, xp
 from common.errors import UserError
 from convolutional.geometry import check_nhwc, image_blocks, output_size, pad_nhwc, pair, window
 from vectorized.module import Module
+
+
+def _pass_blocks(n, per_image_bytes):
+    """Blocks of images for a pooling pass: a few cheap operations per value, so small inputs
+    stay on the calling thread (common.backend.SMALL_PASS_BYTES)."""
+    return image_blocks(n, per_image_bytes, small_bytes=backend.SMALL_PASS_BYTES)
 
 
 def _scratch(buffers, name, shape, dtype):
@@ -83,10 +90,10 @@ class MaxPool2D(_Pool2D):
         self.arg = arg
         if self._tiles():
             self.pad_shape = x.shape
-            run_blocks(image_blocks(n, x[0].nbytes), lambda n0, n1, buf: self._tile_max(x, out, arg, n0, n1, buf))
+            run_blocks(_pass_blocks(n, x[0].nbytes), lambda n0, n1, buf: self._tile_max(x, out, arg, n0, n1, buf))
             return out
         x_pad = pad_nhwc(x, self.pads, value=-float("inf"))
-        blocks = image_blocks(n, x_pad[0].nbytes)
+        blocks = _pass_blocks(n, x_pad[0].nbytes)
 
         def work(n0, n1, buf):
             xb, ob, ab = x_pad[n0:n1], out[n0:n1], arg[n0:n1]
@@ -165,10 +172,10 @@ class MaxPool2D(_Pool2D):
                 for k, (i, j) in enumerate(self._offsets()):
                     xp.multiply(gb, xp.equal(ab, k, out=won), out=window(dxb, i, j, oh, ow, self.stride))
 
-            run_blocks(image_blocks(n, dx[0].nbytes), write)
+            run_blocks(_pass_blocks(n, dx[0].nbytes), write)
             return dx
         dx_pad = xp.zeros(self.pad_shape, dtype=grad_out.dtype)
-        blocks = image_blocks(n, dx_pad[0].nbytes)
+        blocks = _pass_blocks(n, dx_pad[0].nbytes)
 
         def work(n0, n1, buf):
             gb, ab, dxb = grad_out[n0:n1], self.arg[n0:n1], dx_pad[n0:n1]

@@ -21,9 +21,10 @@ def nhwc(a):
 @pytest.fixture(autouse=True)
 def split_small_work(monkeypatch):
     """The shapes here are tiny; without this they would run as one block on the calling thread
-    (common.backend.SMALL_WORK_BYTES) and the multi-worker code would go untested."""
+    (common.backend.SMALL_WORK_BYTES, SMALL_PASS_BYTES) and the multi-worker code would go untested."""
     from common import backend
     monkeypatch.setattr(backend, "SMALL_WORK_BYTES", 0)
+    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
 
 
 def assert_grads_ok(module, x, **kw):
