@@ -121,12 +121,14 @@ class BatchNorm2D(Module):
             return dx.reshape(grad_out.shape)
         # dx = gamma/sigma * (g - mean(g) - x_hat * mean(g * x_hat)): the direct path minus the
         # paths through the batch mean and the batch variance; with x_hat = (x - mean) * inv_std
-        # that is  g * scale + x * a + b  for per-channel a and b.
+        # that is  g * scale + (x - mean) * a + b  for per-channel a and b. (x - mean) is formed
+        # first: x * a - mean * a would lose the digits that matter when |mean| >> sigma.
         a = scale * (inv_std * inv_std) * g_centred * (-1.0 / m)
-        b = scale * dbeta * (-1.0 / m) - mean * a
+        b = scale * dbeta * (-1.0 / m)
 
         def grad(r0, r1, buf):
-            dxb = channel_map(xp.multiply, x2[r0:r1], a, dx[r0:r1])
+            dxb = channel_map(xp.subtract, x2[r0:r1], mean, dx[r0:r1])
+            channel_map(xp.multiply, dxb, a, dxb)
             channel_map(xp.add, dxb, b, dxb)
             tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], c), dtype=g.dtype))[:r1 - r0]
             dxb += channel_map(xp.multiply, g[r0:r1], scale, tmp)
