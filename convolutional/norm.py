@@ -10,16 +10,16 @@ gamma and beta; they differ in *which* numbers share a mean:
 
 With channels last, BatchNorm2D reduces over the rows of an (N*H*W, C) matrix and LayerNorm2D
 over its columns. BatchNorm2D works on blocks of rows shared out to every core
-(:func:`common.backend.run_blocks`): each block's statistics are computed in cache and then
-combined, and the elementwise passes run in each core's cache; per-channel vectors meet the
-rows in long runs (:func:`common.backend.channel_map`).
+(:func:`common.backend.run_blocks`): per-channel sums are totalled per worker, and the
+elementwise passes run in each core's cache. A layer under ``common.backend.SMALL_PASS_BYTES``
+runs on the calling thread (handing it to the workers would cost more than it saves).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from common import backend
-from common.backend import DTYPE, blocks_of, channel_map, channel_sums, run_blocks, sum_blocks, to_device, xp
+from common.backend import DTYPE, blocks_of, column_sums, run_blocks, sum_blocks, to_device, xp
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
@@ -45,93 +45,72 @@ class BatchNorm2D(Module):
 
     def forward(self, x):
         check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
-        x2 = xp.ascontiguousarray(x).reshape(-1, self.num_features)  # (M, C) rows
+        x2 = x.reshape(-1, self.num_features)  # (M, C) rows
         m, c = x2.shape
         blocks = blocks_of(m, c * x.itemsize, small_bytes=backend.SMALL_PASS_BYTES)
+        centred = xp.empty_like(x2)
         if self.training:
             if m < 2:
                 raise UserError("BatchNorm2D needs more than one value per channel in training mode "
                                 "(batch size 1 with a 1x1 map)")
-            mean, var = self._batch_statistics(x2, blocks)  # var: biased
+            mean = sum_blocks(blocks, lambda r0, r1, _buf: x2[r0:r1].sum(axis=0)) * (1.0 / m)
+
+            def centre(r0, r1, _buf):  # centred = x - mean, and its sum of squares per channel
+                cb = centred[r0:r1]
+                xp.subtract(x2[r0:r1], mean, out=cb)
+                return xp.einsum("mc,mc->c", cb, cb)
+
+            var = sum_blocks(blocks, centre) * (1.0 / m)  # biased
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
             self.running_var += (self.momentum * m / (m - 1)) * var
             self.num_batches_tracked += 1
         else:
-            mean, var = self.running_mean, self.running_var
-        # y = gamma * (x - mean) * inv_std + beta = x * scale + shift, one pass (PyTorch's form).
-        # Only x itself is kept for the backward pass, which recomputes x - mean block by block.
+            var = self.running_var
+            run_blocks(blocks, lambda r0, r1, _buf: xp.subtract(x2[r0:r1], self.running_mean, out=centred[r0:r1]))
+        # Only x - mean is kept: x_hat = centred * inv_std is never stored, which saves a pass
+        # here and a buffer the size of x. y = centred * (gamma * inv_std) + beta.
         self.inv_std = 1 / xp.sqrt(var + self.eps)
-        self.x2, self.mean = x2, mean
-        scale = self.weight.data * self.inv_std
-        shift = self.bias.data - mean * scale
+        self.centred = centred
+        scale, shift = self.weight.data * self.inv_std, self.bias.data
         out = xp.empty_like(x2)
 
         def affine(r0, r1, _buf):
-            ob = channel_map(xp.multiply, x2[r0:r1], scale, out[r0:r1])
-            channel_map(xp.add, ob, shift, ob)
+            ob = out[r0:r1]
+            xp.multiply(centred[r0:r1], scale, out=ob)
+            ob += shift
 
         run_blocks(blocks, affine)
         return out.reshape(x.shape)
 
-    @staticmethod
-    def _batch_statistics(x2, blocks):
-        """Per-channel mean and biased variance of x2's rows, in one pass over memory: each block's
-        mean and sum of squared deviations (its second pass runs in cache), then combined exactly
-        (Chan et al.): M2 = sum of the blocks' M2 + n_b * (mean_b - mean)^2."""
-        parts = {}
-
-        def block(r0, r1, buf):
-            xb = x2[r0:r1]
-            mean_b = channel_sums(xb) * (1.0 / (r1 - r0))
-            dev = buf.setdefault("dev", xp.empty((blocks[0][1], xb.shape[1]), dtype=xb.dtype))[:r1 - r0]
-            channel_map(xp.subtract, xb, mean_b, dev)
-            parts[r0] = (r1 - r0, mean_b, channel_sums(dev, dev))
-
-        run_blocks(blocks, block)
-        order = sorted(parts)  # a fixed order: the same sums whichever worker finished first
-        counts = xp.asarray([parts[r][0] for r in order], dtype=x2.dtype)[:, None]
-        means = xp.stack([parts[r][1] for r in order])
-        m2s = xp.stack([parts[r][2] for r in order])
-        m = x2.shape[0]
-        mean = (counts * means).sum(axis=0) * (1.0 / m)
-        var = (m2s.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)) * (1.0 / m)
-        return mean, var
-
     def backward(self, grad_out):
-        g = xp.ascontiguousarray(grad_out).reshape(-1, self.num_features)
-        x2, mean, inv_std = self.x2, self.mean, self.inv_std
+        g = grad_out.reshape(-1, self.num_features)
+        inv_std, centred = self.inv_std, self.centred
         m, c = g.shape
         blocks = blocks_of(m, c * g.itemsize, small_bytes=backend.SMALL_PASS_BYTES)
-        scale = self.weight.data * inv_std
-        dx = xp.empty_like(g)
-
-        def sums(r0, r1, buf):  # sum of g and of g * (x - mean) over this block's rows
-            dev = buf.setdefault("dev", xp.empty((blocks[0][1], c), dtype=g.dtype))[:r1 - r0]
-            channel_map(xp.subtract, x2[r0:r1], mean, dev)
-            return xp.stack([channel_sums(g[r0:r1]), channel_sums(g[r0:r1], dev)])
-
-        totals = sum_blocks(blocks, sums)
-        dbeta, g_centred = totals[0], totals[1]        # sum of g, sum of g * (x - mean), per channel
+        sums = sum_blocks(blocks, lambda r0, r1, _buf: xp.stack(
+            [column_sums(g[r0:r1]), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])]))
+        dbeta, g_centred = sums[0], sums[1]            # sum of g, sum of g * (x - mean), per channel
         self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat
         self.bias.grad += dbeta
+        scale = self.weight.data * inv_std
+        dx = xp.empty_like(g)
         if not self.training:  # the running statistics are constants
-            run_blocks(blocks, lambda r0, r1, _buf: channel_map(xp.multiply, g[r0:r1], scale, dx[r0:r1]))
+            run_blocks(blocks, lambda r0, r1, _buf: xp.multiply(g[r0:r1], scale, out=dx[r0:r1]))
             return dx.reshape(grad_out.shape)
         # dx = gamma/sigma * (g - mean(g) - x_hat * mean(g * x_hat)): the direct path minus the
-        # paths through the batch mean and the batch variance; with x_hat = (x - mean) * inv_std
-        # that is  g * scale + (x - mean) * a + b  for per-channel a and b. (x - mean) is formed
-        # first: x * a - mean * a would lose the digits that matter when |mean| >> sigma.
+        # paths through the batch mean and the batch variance; with x_hat = centred * inv_std
+        # that is  g * scale + centred * a + b  for per-channel a and b.
         a = scale * (inv_std * inv_std) * g_centred * (-1.0 / m)
         b = scale * dbeta * (-1.0 / m)
 
         def grad(r0, r1, buf):
-            dxb = channel_map(xp.subtract, x2[r0:r1], mean, dx[r0:r1])
-            channel_map(xp.multiply, dxb, a, dxb)
-            channel_map(xp.add, dxb, b, dxb)
+            dxb = dx[r0:r1]
             tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], c), dtype=g.dtype))[:r1 - r0]
-            dxb += channel_map(xp.multiply, g[r0:r1], scale, tmp)
+            xp.multiply(centred[r0:r1], a, out=dxb)
+            dxb += b
+            dxb += xp.multiply(g[r0:r1], scale, out=tmp)
 
         run_blocks(blocks, grad)
         return dx.reshape(grad_out.shape)

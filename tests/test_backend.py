@@ -100,3 +100,52 @@ def test_sum_blocks_adds_every_blocks_partial_once():
         return out
 
     np.testing.assert_array_equal(sum_blocks(ranges, partial), [21, 210])
+
+
+def test_blocks_of_gives_every_worker_as_many_blocks_and_the_largest_first(monkeypatch):
+    from common import backend
+    monkeypatch.setattr(backend, "_workers", 2)
+    for total, item_bytes in [(64, 100_000), (64, 200_000), (50176, 128), (10, 300_000), (7, 2**20)]:
+        blocks = backend.blocks_of(total, item_bytes)
+        sizes = [r1 - r0 for r0, r1 in blocks]
+        assert blocks[0][0] == 0 and blocks[-1][1] == total
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))          # contiguous, in order
+        assert max(sizes) - min(sizes) <= 1 and sizes[0] == max(sizes)       # even; scratch sized by the first
+        assert len(blocks) % 2 == 0 or len(blocks) == total                   # both workers get the same count
+    assert backend.blocks_of(1000, 4) == [(0, 1000)]                           # small work: one block
+    assert backend.blocks_of(1000, 4, small_bytes=0) != [(0, 1000)]            # ... unless told otherwise
+    assert len(backend.blocks_of(2**19, 4, small_bytes=2**21)) == 1            # a memory-bound pass under 2 MiB
+
+
+def test_channel_map_equals_broadcasting_for_every_row_count():
+    from common.backend import WIDE_VALUES, channel_map
+    rng = np.random.default_rng(1)
+    for m, c in [(1, 6), (WIDE_VALUES // 6 + 5, 6), (3 * (WIDE_VALUES // 32), 32), (17, 200), (50, 9000)]:
+        a, vec = rng.standard_normal((m, c)), rng.standard_normal(c)
+        for ufunc in (np.add, np.multiply, np.subtract):
+            out = np.empty_like(a)
+            assert channel_map(ufunc, a, vec, out) is out
+            np.testing.assert_array_equal(out, ufunc(a, vec))
+        channel_map(np.add, a, vec, a)  # in place
+        np.testing.assert_array_equal(a, np.add(a - vec, vec))
+
+
+def test_elementwise_runs_a_pass_over_flat_blocks(monkeypatch):
+    from common import backend
+    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 7, 9, 3))
+    g = np.asfortranarray(rng.standard_normal((5, 7, 9, 3)))  # a non-contiguous input is copied first
+    out = np.empty_like(x)
+    assert backend.elementwise(lambda o, a, b: np.multiply(a, b > 0, out=o), out, g, x, block_bytes=64) is out
+    np.testing.assert_array_equal(out, g * (x > 0))
+
+
+def test_keeping_freed_memory_is_harmless():
+    """mallopt on glibc, nothing elsewhere; arrays still allocate, free and fill normally."""
+    from common import backend
+    backend._keep_freed_memory()
+    backend._keep_freed_memory()
+    for _ in range(3):
+        a, b = np.ones(2**21, dtype=np.float32), np.full(2**21, 2.0, dtype=np.float32)
+        assert float((a + b).sum()) == 3.0 * 2**21

@@ -196,6 +196,22 @@ def test_maxpool_tie_sends_the_gradient_to_the_first_maximum_only():
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
 
 
+@pytest.mark.parametrize("kernel", [2, 3, (2, 3)])
+def test_tiling_maxpool_with_many_ties_matches_naive(kernel):
+    """The tiling pass (stride = kernel) reduces along rows, then down columns; with values from
+    {0, 1, 2} most windows hold ties, and each must still credit its first maximum in row-major
+    order, like the loops and PyTorch."""
+    x = np.random.default_rng(4).integers(0, 3, size=(3, 7, 10, 4)).astype(np.float64)
+    pool = C.MaxPool2D(kernel)
+    assert pool._tiles()
+    y = pool(x)
+    ref, arg = naive.maxpool2d_naive(nchw(x), pool.kernel_size, pool.stride, pool.pads)
+    np.testing.assert_array_equal(y, nhwc(ref))
+    dy = np.random.default_rng(5).standard_normal(y.shape)
+    ref_dx = naive.maxpool2d_backward_naive(nchw(dy), nchw(x).shape, arg, pool.kernel_size, pool.stride, pool.pads)
+    np.testing.assert_array_equal(pool.backward(dy), nhwc(ref_dx))
+
+
 @pytest.mark.parametrize("hw, out", [((5, 7), 6), ((12, 12), (6, 6)), ((7, 9), (3, None)), ((1, 1), 2),
                                      ((13, 13), (6, 6))])
 def test_adaptive_avgpool_matches_naive_and_gradients(hw, out):
