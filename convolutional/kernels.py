@@ -14,7 +14,7 @@ product straight into its rows of ``out``. :func:`common.backend.run_blocks` sha
 to every core, BLAS running one thread per core, so the copies run in parallel too and each
 block's columns are still in cache when its product reads them.
 
-Three paths, picked per layer:
+Four paths, picked per layer:
 
 * **pointwise** (1×1, stride 1, no padding): the input already is the matrix, (M, C). One product.
 * **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``: 5×5 on grey images, 3×3 on RGB): the whole
@@ -24,9 +24,9 @@ Three paths, picked per layer:
 * **banded** (stride 1, very few input channels: LeNet's first layer): a column-matrix row holds
   k runs of only kw·C values (5 on a grey image), and copying such short runs costs more than
   the product. Instead, a whole output *row* is one product: the kh input rows it sees are
-  kh·Wp·C consecutive values of the padded input, and they times a banded matrix
-  T (kh·Wp·C, OW·OC), which holds the kernel once per output column, shifted along the band,
-  give the OW·OC outputs of the row::
+  kh·Wp·C consecutive values of the padded input, and those values times a banded matrix
+  T (kh·Wp·C, OW·OC), which holds the kernel once per output column, each copy shifted one
+  pixel further, are the OW·OC outputs of the row::
 
       out rows (N·OH, OW·OC) = input rows (N·OH, kh·Wp·C) @ T
 

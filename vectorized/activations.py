@@ -32,20 +32,18 @@ class ReLU(Module):
         return elementwise(lambda o, g, a: xp.multiply(g, a > 0, out=o), dx, grad_out, self.x)
 
 
-_zero_blocks = {}  # (size, dtype, backend) -> zeros, for ReLU
+_zero_blocks = {}  # (dtype, backend) -> the largest block of zeros asked for so far, for ReLU
 
 
 def _zeros(size, dtype):
-    """Zeros to take the maximum against on the CPU (a GPU is as fast with a scalar 0)."""
+    """``size`` zeros to take the maximum against on the CPU (a GPU is as fast with a scalar 0)."""
     if is_gpu():
         return 0
-    key = (size, dtype, backend_name())
+    key = (dtype, backend_name())
     zeros = _zero_blocks.get(key)
-    if zeros is None:
-        if len(_zero_blocks) > 32:
-            _zero_blocks.clear()
+    if zeros is None or zeros.size < size:
         zeros = _zero_blocks[key] = xp.zeros(size, dtype=dtype)
-    return zeros
+    return zeros[:size]
 
 
 class LeakyReLU(Module):
