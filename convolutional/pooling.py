@@ -89,7 +89,6 @@ class MaxPool2D(_Pool2D):
         arg = xp.zeros(out.shape, dtype=xp.uint8 if len(self._offsets()) < 256 else xp.int32)
         self.arg = arg
         if self._tiles():
-            self.pad_shape = x.shape
             run_blocks(_pass_blocks(n, x[0].nbytes), lambda n0, n1, buf: self._tile_max(x, out, arg, n0, n1, buf))
             return out
         x_pad = pad_nhwc(x, self.pads, value=-float("inf"))
