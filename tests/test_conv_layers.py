@@ -366,7 +366,8 @@ def test_conv_stack_trains_under_the_strict_device_backend(strict_backend):
     from vectorized.optim import SGD
 
     model = C.Sequential(
-        C.ToChannelsLast(), C.Conv2D(3, 8, 3, padding=1), C.BatchNorm2D(8), C.ReLU(), C.MaxPool2D(2),
+        C.ToChannelsLast(), C.Conv2D(3, 1, 1), C.Conv2D(1, 3, 5, padding=2),  # 1x1, then a banded layer
+        C.Conv2D(3, 8, 3, padding=1), C.BatchNorm2D(8), C.ReLU(), C.MaxPool2D(2),
         C.BasicBlock(8, 12, 2), C.MBConv(12, 12, 3, 1, 2, se_ratio=0.25, drop_path=0.2),
         C.ConvNeXtBlock(12, drop_path=0.2), C.DepthwiseConv2D(12, 3, padding="same"), C.AvgPool2D(2, 1),
         C.AdaptiveAvgPool2D(2), C.Conv2D(12, 6, 3, padding=1, groups=3), C.GlobalAvgPool2D(), C.Dropout(0.1),
