@@ -98,8 +98,7 @@ def conv2d_backward(dy, cache):
     else:
         dy = xp.ascontiguousarray(dy)
         dwk = _banded_weight_grad(dy, cache) if cache.src.path == "banded" else _weight_grad(dy, cache)
-        if _banded(cache.wk.shape, cache.x_shape[2] + cache.pads[2] + cache.pads[3], cache.stride,
-                   cache.dilation, BAND_DX_MAX_RUN):
+        if _banded(cache.wk.shape, cache.x_shape[2], cache.pads, cache.stride, cache.dilation, BAND_DX_MAX_RUN):
             dx = _input_grad_banded(dy, cache)
         elif cache.stride == (1, 1) and cache.src.path != "columns":
             dx = _input_grad_by_flipped_conv(dy, cache)
@@ -122,18 +121,18 @@ def _unpad(dx_pad, cache):
     return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
 
 
-def _banded(wk_shape, padded_width, stride, dilation, max_run):
-    """Whether the banded path suits a kernel (kh, kw, C, OC) on an input this wide (padded)."""
+def _banded(wk_shape, width, pads, stride, dilation, max_run):
+    """Whether the banded path suits a kernel (kh, kw, C, OC) on an input ``width`` wide."""
     _kh, kw, c, _oc = wk_shape
     return (stride == (1, 1) and dilation == (1, 1) and kw * c <= max_run
-            and padded_width <= BAND_MAX_WASTE * kw)
+            and width + pads[2] + pads[3] <= BAND_MAX_WASTE * kw)
 
 
 def _path(wk, stride, pads, dilation=(1, 1), width=0):
     kh, kw, c, _oc = wk.shape
     if (kh, kw) == (1, 1) and stride == (1, 1) and not any(pads):
         return "pointwise"
-    if _banded(wk.shape, width + pads[2] + pads[3], stride, dilation, BAND_MAX_RUN):
+    if _banded(wk.shape, width, pads, stride, dilation, BAND_MAX_RUN):
         return "banded"
     if kh * kw * c <= COLUMNS_MAX_K and kh * kw > 1:
         return "columns"

@@ -126,7 +126,7 @@ def test_lenet_layers_take_the_banded_path_and_match_naive():
     x6 = rng.standard_normal((2, 9, 9, 6))
     second(x6)
     assert second.cache.src.path != "banded" and kernels._banded(
-        second.cache.wk.shape, 9, (1, 1), (1, 1), kernels.BAND_DX_MAX_RUN)
+        second.cache.wk.shape, 9, (0, 0, 0, 0), (1, 1), (1, 1), kernels.BAND_DX_MAX_RUN)
     assert_grads_ok(second, x6)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from common.backend import backend_name, elementwise, is_gpu, run_blocks, xp
+from common.backend import backend_name, blocks_of, elementwise, is_gpu, run_blocks, xp
 from common.errors import UserError
 from vectorized.layers import Identity
 from vectorized.module import Module
@@ -190,7 +190,8 @@ def _gelu_float32(x):
     flat = x.reshape(-1)
     out = xp.empty_like(flat)
     slope = xp.empty_like(flat)
-    size = max(1, flat.size) if is_gpu() else GELU_BLOCK  # a GPU has no cache to fit: one block
+    blocks = blocks_of(flat.size, flat.itemsize, GELU_BLOCK * flat.itemsize)  # one block on a GPU
+    size = blocks[0][1]  # the first block is a largest
 
     def work(r0, r1, buf):
         n = r1 - r0
@@ -224,7 +225,7 @@ def _gelu_float32(x):
         xp.add(cdf, e, out=slope[r0:r1])
         cdf *= xb                                   # x Phi(x)
 
-    run_blocks([(r0, min(flat.size, r0 + size)) for r0 in range(0, flat.size, size)], work)
+    run_blocks(blocks, work)
     return out.reshape(x.shape), slope.reshape(x.shape)
 
 
