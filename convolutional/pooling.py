@@ -79,7 +79,12 @@ class MaxPool2D(_Pool2D):
     case, windows that tile the input (stride = kernel, no padding: LeNet's and VGG's 2x2), has
     its own faster pass: first the maximum of every kw neighbours along each row, then of every
     kh of those rows, the second step on whole rows of OW*C values at a time.
+
+    A ReLU listed just before it runs after it in a ``Sequential`` (``commutes_with_relu``):
+    the same numbers, with ReLU on the pooled values only.
     """
+
+    commutes_with_relu = True
 
     def forward(self, x):
         oh, ow = self._geometry(x)

@@ -212,6 +212,54 @@ def test_tiling_maxpool_with_many_ties_matches_naive(kernel):
     np.testing.assert_array_equal(pool.backward(dy), nhwc(ref_dx))
 
 
+@pytest.mark.parametrize("pool_args", [(2,), (3, 2, 1), ((2, 3),)])
+def test_sequential_runs_relu_after_max_pool_with_the_same_numbers(pool_args):
+    """A ReLU listed before a max-pool runs after it (on fewer values). Output, input gradient and
+    every weight gradient must equal, bit for bit, the layers run one by one in listed order; the
+    input has many negative and tied windows (values from {-2, ..., 2}, some windows all <= 0)."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(-2, 3, size=(3, 9, 10, 2)).astype(np.float64)
+    results = []
+    for fused in (True, False):
+        layers = [C.Conv2D(2, 3, 1, bias=False), C.ReLU(), C.MaxPool2D(*pool_args), C.ReLU(), C.Conv2D(3, 2, 1)]
+        for i in (0, 4):
+            layers[i].weight.data = np.random.default_rng(i).integers(-2, 3, size=layers[i].weight.shape) * 1.0
+        model = C.Sequential(*layers)
+        if fused:
+            y = model(x)
+            assert layers[1].x.shape == y.shape[:3] + (3,)  # the first ReLU saw the pooled values
+            dy = np.random.default_rng(7).standard_normal(y.shape)
+            dx = model.backward(dy)
+        else:
+            y = x
+            for layer in layers:
+                y = layer(y)
+            dy = np.random.default_rng(7).standard_normal(y.shape)
+            dx = dy
+            for layer in reversed(layers):
+                dx = layer.backward(dx)
+        results.append((y, dx, [p.grad.copy() for p in model.parameters()]))
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(dx1, dx2)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_only_a_plain_relu_before_a_max_pool_moves():
+    from vectorized.module import _run_order
+    relu, leaky, pool, avg = C.ReLU(), C.LeakyReLU(), C.MaxPool2D(2), C.AvgPool2D(2)
+    assert _run_order([relu, pool]) == [pool, relu]
+    assert _run_order([relu, pool, C.ReLU()])[:2] == [pool, relu]
+    assert _run_order([leaky, pool]) == [leaky, pool]
+    assert _run_order([relu, avg]) == [relu, avg]
+    assert _run_order([pool, relu]) == [pool, relu]
+    # summary() traces the listed order, so each row shows its own layer's output shape
+    model = C.Sequential(C.ToChannelsLast(), C.Conv2D(1, 2, 3, padding=1), C.ReLU(), C.MaxPool2D(2))
+    rows = model.summary((1, 8, 8), print_fn=None).splitlines()[2:6]
+    assert [r.split()[1] for r in rows] == ["ToChannelsLast", "Conv2D", "ReLU", "MaxPool2D"]
+    assert "(N, 2, 8, 8)" in rows[2] and "(N, 2, 4, 4)" in rows[3]
+
 @pytest.mark.parametrize("hw, out", [((5, 7), 6), ((12, 12), (6, 6)), ((7, 9), (3, None)), ((1, 1), 2),
                                      ((13, 13), (6, 6))])
 def test_adaptive_avgpool_matches_naive_and_gradients(hw, out):

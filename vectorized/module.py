@@ -80,6 +80,11 @@ class Module:
         """A non-trainable tensor saved in the state dict (e.g. BatchNorm running statistics)."""
         self._buffers[name] = value
 
+    #: True for a layer that gives the same output and the same input gradient whether a ReLU
+    #: runs just before it or just after it (max-pooling: the largest of ReLU'd values is the
+    #: ReLU of the largest). :class:`Sequential` runs such a ReLU after the layer, on fewer values.
+    commutes_with_relu = False
+
     # ------------------------------------------------------------------ computation
     def forward(self, x):
         raise NotImplementedError
@@ -255,7 +260,13 @@ _SHAPE_LOG = None  # set by Module.summary() while it traces output shapes
 
 
 class Sequential(Module):
-    """Children named "0", "1", ... run in order; backward runs them in reverse."""
+    """Children named "0", "1", ... run in order; backward runs them in reverse.
+
+    One exception, which changes no number: a ``ReLU`` listed directly before a layer with
+    ``commutes_with_relu`` (a max-pool) runs *after* it. ReLU then touches the pool's output,
+    a quarter of the values behind a 2x2 pool, and backward runs in the reverse of the order
+    forward used. ``summary()`` traces the layers in their listed order.
+    """
 
     def __init__(self, *layers):
         super().__init__()
@@ -276,11 +287,32 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for layer in self._modules.values():
+        self._order = _run_order(list(self._modules.values()))
+        for layer in self._order:
             x = layer(x)
         return x
 
     def backward(self, grad_out):
-        for layer in reversed(self._modules.values()):
+        order = self.__dict__.get("_order") or list(self._modules.values())
+        for layer in reversed(order):
             grad_out = layer.backward(grad_out)
         return grad_out
+
+
+def _run_order(layers: list) -> list:
+    """``layers`` in the order to run them: a ReLU directly before a layer that commutes with it
+    moves after that layer (see :class:`Sequential`); listed order while summary() traces shapes.
+
+    Why nothing changes: max(relu(a), relu(b)) = relu(max(a, b)), and in backward the gradient
+    reaches the window's first maximum either way when that maximum is positive, and no input
+    at all when it is not (ReLU's gradient is 0 there).
+    """
+    from vectorized.activations import ReLU  # imported here: activations imports this module
+
+    if _SHAPE_LOG is not None:
+        return layers
+    order = list(layers)
+    for i in range(len(order) - 1):
+        if type(order[i]) is ReLU and order[i + 1].commutes_with_relu:
+            order[i], order[i + 1] = order[i + 1], order[i]
+    return order
