@@ -133,13 +133,18 @@ class MaxPool2D(_Pool2D):
         row_arg = _scratch(buf, "row_arg", shape, arg.dtype)
         better = _scratch(buf, "better", shape, bool)
         best = xb[:, :, 0:ow * kw:kw]
-        row_arg[...] = 0
         for j in range(1, kw):
             view = xb[:, :, j:ow * kw:kw]
-            xp.greater(view, best, out=better)
-            xp.maximum(row_arg, xp.multiply(better, arg.dtype.type(j)), out=row_arg)
+            if j == 1 and arg.itemsize == 1:  # arg is 1 exactly where offset 1 beats offset 0
+                xp.greater(view, best, out=row_arg.view(bool))
+            else:
+                if j == 1:
+                    row_arg[...] = 0
+                xp.greater(view, best, out=better)
+                xp.maximum(row_arg, xp.multiply(better, arg.dtype.type(j)), out=row_arg)
             best = xp.maximum(best, view, out=row_max)
         if kw == 1:
+            row_arg[...] = 0
             row_max[...] = best
         # 2) down the columns: kh of those rows at a time, each a run of OW*C values
         row_max = row_max.reshape(nb, oh, kh, ow * c)

@@ -196,12 +196,13 @@ def test_maxpool_tie_sends_the_gradient_to_the_first_maximum_only():
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
 
 
-@pytest.mark.parametrize("kernel", [2, 3, (2, 3)])
-def test_tiling_maxpool_with_many_ties_matches_naive(kernel):
+@pytest.mark.parametrize("kernel, shape", [(2, (3, 7, 10, 4)), (3, (3, 7, 10, 4)), ((2, 3), (3, 7, 10, 4)),
+                                           (16, (2, 16, 33, 2))])  # 256 offsets: an int32 arg
+def test_tiling_maxpool_with_many_ties_matches_naive(kernel, shape):
     """The tiling pass (stride = kernel) reduces along rows, then down columns; with values from
     {0, 1, 2} most windows hold ties, and each must still credit its first maximum in row-major
     order, like the loops and PyTorch."""
-    x = np.random.default_rng(4).integers(0, 3, size=(3, 7, 10, 4)).astype(np.float64)
+    x = np.random.default_rng(4).integers(0, 3, size=shape).astype(np.float64)
     pool = C.MaxPool2D(kernel)
     assert pool._tiles()
     y = pool(x)
