@@ -353,6 +353,26 @@ def test_batchnorm_running_statistics_pytorch_semantics():
     assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
 
 
+@pytest.mark.parametrize("shape", [(64, 8, 8, 32), (1, 1, 11, 3), (3, 5, 7, 6), (2, 4, 4, 9000)])
+def test_batchnorm_one_pass_statistics_keep_float32_precision(shape):
+    """Mean and variance come from one read of the rows (sums of x - s and its square, s near the
+    mean), in wide rows of R*C values (R = 256, 1, 105, 1). A channel 1000 standard
+    deviations away from 0 must still get its variance to float32 rounding, as two passes would."""
+    rng = np.random.default_rng(8)
+    centre = np.linspace(-1000, 1000, shape[3])
+    x = (rng.standard_normal(shape) * 0.5 + centre).astype(np.float32)
+    bn = C.BatchNorm2D(shape[3], momentum=1.0)
+    y = bn(x)
+    rows = x.reshape(-1, shape[3]).astype(np.float64)
+    m = rows.shape[0]
+    np.testing.assert_allclose(bn.running_mean, rows.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(bn.running_var, rows.var(0) * m / (m - 1), rtol=2e-3)
+    np.testing.assert_allclose(y.reshape(-1, shape[3]), (rows - rows.mean(0)) / np.sqrt(rows.var(0) + 1e-5),
+                               atol=2e-3)
+    dx = bn.backward(np.ones_like(y))  # a constant gradient has no component left after BN
+    np.testing.assert_allclose(dx, 0, atol=1e-3)
+
+
 @pytest.mark.parametrize("block", [
     lambda: C.BasicBlock(3, 3, 1), lambda: C.BasicBlock(2, 4, 2),
     lambda: C.MBConv(4, 4, 3, 1, 1), lambda: C.MBConv(3, 5, 5, 2, 2, se_ratio=0.25, activation="silu"),
