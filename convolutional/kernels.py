@@ -165,8 +165,19 @@ def _pointwise_backward(dy, cache):
 
 # ------------------------------------------------------------------------------ gather / columns
 def _fill_columns(block, src, n0, n1):
-    """block (n1-n0, OH, OW, kh*kw, C) <- the k² windows of images n0..n1-1 (one strided copy)."""
-    view = windows(src.x_pad[n0:n1], src.kernel, src.out_hw, src.stride, src.dilation)
+    """block (n1-n0, OH, OW, kh*kw, C) <- the k² windows of images n0..n1-1 (one strided copy).
+
+    NumPy copies a strided view one innermost run at a time, and here a run is kw·C values.
+    With one channel that is only kw values (3 for a 3x3 kernel on a grey image), so the k²
+    windows are copied one by one instead, each a run of OW values per row (3x faster on
+    BaselineCNN's first layer)."""
+    x_pad = src.x_pad[n0:n1]
+    if x_pad.shape[3] == 1:
+        oh, ow = src.out_hw
+        for k, (i, j) in enumerate(_offsets(*src.kernel)):
+            block[:, :, :, k, :] = window(x_pad, i, j, oh, ow, src.stride, src.dilation)
+        return block
+    view = windows(x_pad, src.kernel, src.out_hw, src.stride, src.dilation)
     block.reshape(view.shape)[...] = view
     return block
 

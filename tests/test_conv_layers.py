@@ -60,6 +60,8 @@ CONV_CASES = [
     (4, 4, 3, 1, 1, 1, 1, 2, 2),              # 2x2 map, mostly padding
     (2, 3, 5, 1, 0, 1, 1, 5, 6),              # kernel as large as the input
     (2, 3, 3, 1, (3, 0), 1, 1, 4, 5),         # padding beyond the kernel's reach (dY is cropped)
+    (1, 3, 3, 1, 1, 1, 1, 7, 6),              # one channel: columns copied window by window
+    (1, 2, 3, 2, 1, 2, 1, 9, 8),              # ... with stride and dilation
 ]
 
 
