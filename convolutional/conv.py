@@ -83,16 +83,23 @@ class Conv2D(Module):
             out = xp.concatenate(outs, axis=3)
         return out
 
+    @property
+    def can_skip_input_grad(self) -> bool:
+        """Whether backward can leave out dL/dx (Module.backward_params): not for depthwise layers,
+        whose kernel computes dx and dw in the same passes."""
+        return not self.depthwise
+
     def backward(self, grad_out):
         if self.depthwise:
             dx, dw, db = kernels.depthwise_backward(grad_out, self.cache)
         elif self.groups == 1:
-            dx, dw, db = kernels.conv2d_backward(grad_out, self.cache)
+            dx, dw, db = kernels.conv2d_backward(grad_out, self.cache, self.input_grad)
         else:
             og = self.out_channels // self.groups
-            parts = [kernels.conv2d_backward(xp.ascontiguousarray(grad_out[..., g * og:(g + 1) * og]), cache)
+            parts = [kernels.conv2d_backward(xp.ascontiguousarray(grad_out[..., g * og:(g + 1) * og]), cache,
+                                             self.input_grad)
                      for g, cache in enumerate(self.cache)]
-            dx = xp.concatenate([p[0] for p in parts], axis=3)
+            dx = xp.concatenate([p[0] for p in parts], axis=3) if self.input_grad else None
             dw = xp.concatenate([p[1] for p in parts], axis=0)
             db = None if self.bias is None else xp.concatenate([p[2] for p in parts], axis=0)
         self.weight.grad += dw
@@ -145,4 +152,4 @@ class PointwiseLinear(Linear):
 
     def backward(self, grad_out):
         dx = super().backward(grad_out.reshape(-1, self.out_features))
-        return dx.reshape(*self.lead_shape, self.in_features)
+        return None if dx is None else dx.reshape(*self.lead_shape, self.in_features)

@@ -90,15 +90,17 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
     return out, cache
 
 
-def conv2d_backward(dy, cache):
+def conv2d_backward(dy, cache, input_grad: bool = True):
     """dy: (N, OH, OW, OC) -> dx: (N, H, W, C), dweight: (OC, C, kh, kw), dbias: (OC,) (None
-    for a convolution without bias)."""
+    for a convolution without bias). dx is None, and not computed, when ``input_grad`` is False."""
     if cache.src.path == "pointwise":
-        dx, dwk = _pointwise_backward(dy, cache)
+        dx, dwk = _pointwise_backward(dy, cache, input_grad)
     else:
         dy = xp.ascontiguousarray(dy)
         dwk = _banded_weight_grad(dy, cache) if cache.src.path == "banded" else _weight_grad(dy, cache)
-        if _banded(cache.wk.shape, cache.x_shape[2], cache.pads, cache.stride, cache.dilation, BAND_DX_MAX_RUN):
+        if not input_grad:
+            dx = None
+        elif _banded(cache.wk.shape, cache.x_shape[2], cache.pads, cache.stride, cache.dilation, BAND_DX_MAX_RUN):
             dx = _input_grad_banded(dy, cache)
         elif cache.stride == (1, 1) and cache.src.path != "columns":
             dx = _input_grad_by_flipped_conv(dy, cache)
@@ -154,11 +156,13 @@ def _convolve(x, wk, stride, pads, dilation, out_hw):
 
 
 # ------------------------------------------------------------------------------ pointwise
-def _pointwise_backward(dy, cache):
+def _pointwise_backward(dy, cache, input_grad=True):
     """1×1: dW = Xᵀ @ dY and dX = dY @ Wᵀ, each one product."""
     c, oc = cache.wk.shape[2:]
     dy2 = dy.reshape(-1, oc)
     dwk = gemm(cache.src.x2.T, dy2).reshape(1, 1, c, oc)
+    if not input_grad:
+        return None, dwk
     dx = gemm(dy2, xp.ascontiguousarray(cache.wk.reshape(c, oc).T))  # contiguous: BLAS's fast path
     return dx.reshape(cache.x_shape), dwk
 

@@ -14,12 +14,16 @@ from vectorized.module import Module
 class ToChannelsLast(Module):
     """(N, C, H, W) -> (N, H, W, C), contiguous; backward transposes the gradient back."""
 
+    passes_no_grad = True
+
     def forward(self, x):
         if x.ndim != 4:
             raise UserError(f"ToChannelsLast expects images (N, C, H, W), got shape {tuple(x.shape)}")
         return xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
     def backward(self, grad_out):
+        if grad_out is None:  # a training step that wants no input gradient (Module.backward_params)
+            return None
         return xp.ascontiguousarray(grad_out.transpose(0, 3, 1, 2))
 
 
@@ -28,6 +32,8 @@ class Flatten(Module):
 
     2-D input (N, F) passes through unchanged.
     """
+
+    passes_no_grad = True
 
     def forward(self, x):
         self.in_shape = x.shape
@@ -38,7 +44,7 @@ class Flatten(Module):
         return xp.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
 
     def backward(self, grad_out):
-        if len(self.in_shape) == 2:
+        if grad_out is None or len(self.in_shape) == 2:  # None: see ToChannelsLast.backward
             return grad_out
         n, h, w, c = self.in_shape
         return xp.ascontiguousarray(grad_out.reshape(n, c, h, w).transpose(0, 2, 3, 1))

@@ -227,3 +227,56 @@ def test_training_step_under_strict_device_backend(strict_backend, name, shape, 
     dx = model.backward(y * 0 + 1)
     assert to_numpy(dx).shape == (2, *shape)
     assert all(np.isfinite(to_numpy(p.grad)).all() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- training backward
+@pytest.mark.parametrize("name,shape", ROUND_TRIP, ids=[c[0] for c in ROUND_TRIP])
+def test_backward_params_gives_the_same_parameter_gradients_without_the_input_gradient(name, shape):
+    """A training step asks for no dL/dx of the images (Module.backward_params): the first
+    convolution skips its input gradient, and every parameter gradient equals, bit for bit, the
+    one from the full backward pass."""
+    from common.seed import seed_everything
+    from vectorized.module import _entry_layers
+
+    seed_everything(3)
+    model = build_model(name, shape, 10)
+    model.train()
+    first = _entry_layers(model)
+    assert len(first) == 1 and type(first[0]).__name__ == "Conv2D"
+    x = np.random.default_rng(0).standard_normal((3, *shape)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal((3, 10)).astype(np.float32)
+    seen, conv_backward = [], first[0].backward
+    first[0].backward = lambda grad: (seen.append(first[0].input_grad), conv_backward(grad))[1]
+    grads = []
+    for full in (True, False):
+        np.random.seed(5)                                 # the same dropout / drop-path masks
+        model.zero_grad()
+        model(x)
+        if full:
+            assert model.backward(g).shape == x.shape
+        else:
+            assert model.backward_params(g) is None
+            assert first[0].input_grad                    # restored after the pass
+        grads.append({n: p.grad.copy() for n, p in model.named_parameters()})
+    assert seen == [True, False]                          # the first conv was told to skip dL/dx
+    for n in grads[0]:
+        np.testing.assert_array_equal(grads[1][n], grads[0][n], err_msg=n)
+
+
+def test_entry_layer_walk_stops_where_nothing_can_be_skipped():
+    import convolutional as C
+    from vectorized.mlp import build_mlp
+    from vectorized.module import Sequential, _entry_layers
+
+    mlp = build_mlp(784, 10, (32,))
+    assert _entry_layers(mlp) == [mlp[0]]                 # a Linear first
+    block = C.BasicBlock(3, 3, 1)                         # the shortcut needs dL/dx
+    assert _entry_layers(Sequential(C.ToChannelsLast(), block, C.Conv2D(3, 2, 1))) == []
+    assert _entry_layers(Sequential(C.ToChannelsLast(), C.ReLU(), C.Conv2D(3, 2, 1))) == []
+    assert _entry_layers(Sequential(C.ToChannelsLast(), C.DepthwiseConv2D(3, 3))) == []
+    nested = Sequential(C.ToChannelsLast(), Sequential(Sequential(), C.Conv2D(3, 2, 3)))
+    assert _entry_layers(nested) == [nested[1][1]]
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 5))
+    y = nested(x)
+    assert nested.backward_params(np.ones_like(y)) is None
+    assert nested.backward(np.ones_like(y)).shape == x.shape

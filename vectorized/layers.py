@@ -44,10 +44,14 @@ class Linear(Module):
             y += self.bias.data
         return y
 
+    can_skip_input_grad = True
+
     def backward(self, grad_out):
         self.weight.grad += gemm(grad_out.T, self.x)
         if self.bias is not None:
             self.bias.grad += column_sums(grad_out)
+        if not self.input_grad:  # the model's first layer in Module.backward_params
+            return None
         return gemm(grad_out, self.weight.data)
 
     def extra_repr(self):

@@ -84,6 +84,15 @@ class Module:
     #: runs just before it or just after it (max-pooling: the largest of ReLU'd values is the
     #: ReLU of the largest). :class:`Sequential` runs such a ReLU after the layer, on fewer values.
     commutes_with_relu = False
+    #: False while a training step needs no gradient with respect to this layer's input
+    #: (:meth:`backward_params` sets it on a model's first layer for one backward pass).
+    input_grad = True
+    #: Layers that can then leave dL/dx out (Linear, Conv2D) say so here.
+    can_skip_input_grad = False
+    #: Layers that only reorder or reshape (ToChannelsLast, Flatten): their backward(None) is None.
+    passes_no_grad = False
+    #: Containers whose forward runs their children in listed order (Sequential, Network).
+    runs_children_in_order = False
 
     # ------------------------------------------------------------------ computation
     def forward(self, x):
@@ -91,6 +100,25 @@ class Module:
 
     def backward(self, grad_out):
         raise NotImplementedError
+
+    def backward_params(self, grad_out) -> None:
+        """Backward for a training step: every parameter's gradient, but not dL/dx of the model's
+        input, which nothing in a training step uses. (PyTorch does the same: it computes no
+        gradient for an input that does not require one.)
+
+        The model's first layer (found by :func:`_entry_layers`; a convolution or Linear) is told
+        to skip its input gradient for this pass, which for a convolution is a whole product and
+        its col2im. Parameter gradients are exactly those of :meth:`backward`, which still returns
+        dL/dx for whoever needs it (saliency maps, adversarial examples, gradient checks).
+        """
+        entry = _entry_layers(self)
+        for layer in entry:
+            layer.input_grad = False
+        try:
+            self.backward(grad_out)
+        finally:
+            for layer in entry:
+                layer.input_grad = True
 
     def __call__(self, x):
         out = self.forward(x)
@@ -268,6 +296,8 @@ class Sequential(Module):
     forward used. ``summary()`` traces the layers in their listed order.
     """
 
+    runs_children_in_order = True
+
     def __init__(self, *layers):
         super().__init__()
         for i, layer in enumerate(layers):
@@ -316,3 +346,28 @@ def _run_order(layers: list) -> list:
         if type(order[i]) is ReLU and order[i + 1].commutes_with_relu:
             order[i], order[i + 1] = order[i + 1], order[i]
     return order
+
+
+def _entry_layers(model: Module) -> list:
+    """[the first layer to see the model's input] if that layer can skip its input gradient,
+    else [] (then :meth:`Module.backward_params` computes everything).
+
+    The walk enters containers that run their children in order (Sequential, Network), steps
+    over layers that only reorder values (ToChannelsLast, Flatten: their backward passes None
+    on), and stops at the first other layer. That layer is the answer if it can skip dL/dx
+    (Linear, Conv2D); anything else ends the walk with [] (a residual block, for one, needs its
+    input gradient for the shortcut).
+    """
+    def walk(layer):  # -> (the layer found, or None to stop with nothing), or "on" to go on
+        if layer.runs_children_in_order:
+            for child in layer._modules.values():
+                found = walk(child)
+                if found != "on":
+                    return found
+            return "on"
+        if layer.passes_no_grad:
+            return "on"
+        return layer if layer.can_skip_input_grad else None
+
+    found = walk(model)
+    return [found] if isinstance(found, Module) else []

@@ -128,7 +128,7 @@ class Trainer:
         self.model.zero_grad()
         logits = self.model(x)
         loss = self.loss.forward(logits, targets)
-        self.model.backward(self.loss.backward())
+        self.model.backward_params(self.loss.backward())  # no dL/dx of the images: nothing uses it
         if self.grad_clip:
             clip_grad_norm(self.model.parameters(), self.grad_clip)
         self.optimizer.step()

@@ -110,7 +110,7 @@ class Ours:
         self.model.zero_grad()
         logits = self.model(self.x)
         self.last_loss = self.loss.forward(logits, self.y)
-        self.model.backward(self.loss.backward())
+        self.model.backward_params(self.loss.backward())  # like torch: no gradient for the images
         self.optimizer.step()
         self.sync()
 
