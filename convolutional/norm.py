@@ -12,8 +12,7 @@ With channels last, BatchNorm2D reduces over the rows of an (N*H*W, C) matrix an
 over its columns. BatchNorm2D views those rows a few hundred at a time as long rows
 (:class:`_Rows`) and works on blocks of them shared out to every core
 (:func:`common.backend.run_blocks`): per-channel sums are totalled per worker, and the
-elementwise passes run in each core's cache. Training reads x twice forward: once for the
-statistics, once for x - mean (kept for backward) and the output. A layer under
+elementwise passes run in each core's cache. A layer under
 ``common.backend.SMALL_PASS_BYTES`` runs on the calling thread (handing it to the workers would
 cost more than it saves).
 """
@@ -56,7 +55,7 @@ class BatchNorm2D(Module):
             if m < 2:
                 raise UserError("BatchNorm2D needs more than one value per channel in training mode "
                                 "(batch size 1 with a 1x1 map)")
-            mean, var = rows.moments()  # var biased
+            mean, var, centred = rows.moments()  # var biased
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -64,18 +63,18 @@ class BatchNorm2D(Module):
             self.num_batches_tracked += 1
         else:
             mean, var = self.running_mean, self.running_var
+            mean_w, centred = rows.spread(mean), xp.empty_like(rows.wide)
+            run_blocks(rows.blocks, lambda r0, r1, _buf: xp.subtract(rows.wide[r0:r1], mean_w, out=centred[r0:r1]))
         # x - mean is kept for backward; x_hat = (x - mean) * inv_std is never stored, which saves
         # a pass here and a buffer the size of x. y = (x - mean) * (gamma * inv_std) + beta.
-        self.rows = rows
+        self.rows, self.centred = rows, centred
         self.inv_std = 1 / xp.sqrt(var + self.eps)
-        mean_w, scale_w, beta_w = rows.spread(mean), rows.spread(self.weight.data * self.inv_std), rows.spread(self.bias.data)
-        self.centred = centred = xp.empty_like(rows.wide)
+        scale_w, beta_w = rows.spread(self.weight.data * self.inv_std), rows.spread(self.bias.data)
         out = xp.empty_like(rows.wide)
 
         def affine(r0, r1, _buf):
-            cb, ob = centred[r0:r1], out[r0:r1]
-            xp.subtract(rows.wide[r0:r1], mean_w, out=cb)
-            xp.multiply(cb, scale_w, out=ob)
+            ob = out[r0:r1]
+            xp.multiply(centred[r0:r1], scale_w, out=ob)
             ob += beta_w
 
         run_blocks(rows.blocks, affine)
@@ -144,26 +143,20 @@ class _Rows:
         return sums.reshape(*sums.shape[:-1], self.reps, self.channels).sum(axis=-2)
 
     def moments(self):
-        """Per-channel mean and biased variance, reading the rows once.
+        """Per-channel mean and biased variance: the mean first, then the mean of (x - mean)²
+        (two passes; one pass with mean(x²) - mean(x)² would cancel catastrophically for a channel
+        far from 0). Returns mean, var and the rows' x - mean as wide rows."""
+        mean = self.fold(sum_blocks(self.blocks, lambda r0, r1, _buf: self.wide[r0:r1].sum(axis=0)))
+        mean *= 1.0 / self.count
+        mean_w = self.spread(mean)
+        centred = xp.empty_like(self.wide)
 
-        Each block adds up d = x - s and d² for a per-channel s near the mean (the mean of 64 rows
-        spread over the batch); then mean = s + mean(d) and var = mean(d²) - mean(d)². With s near
-        the mean, mean(d)² is small next to mean(d²) and the subtraction loses no precision (with
-        s = 0, a channel 100 standard deviations away from 0 would lose four float32 digits).
-        """
-        x2 = self.wide.reshape(self.count, self.channels)
-        s = x2[::max(1, self.count // 64)][:64].mean(axis=0)
-        s_w = self.spread(s)
+        def part(r0, r1, _buf):
+            cb = xp.subtract(self.wide[r0:r1], mean_w, out=centred[r0:r1])
+            return xp.einsum("mc,mc->c", cb, cb)
 
-        def part(r0, r1, buf):
-            if "d" not in buf:
-                buf["d"] = xp.empty((self.blocks[0][1], self.wide.shape[1]), dtype=self.wide.dtype)
-            d = xp.subtract(self.wide[r0:r1], s_w, out=buf["d"][:r1 - r0])
-            return xp.stack([d.sum(axis=0), xp.einsum("mc,mc->c", d, d)])
-
-        sums = self.fold(sum_blocks(self.blocks, part)) * (1.0 / self.count)
-        mean_d = sums[0]
-        return s + mean_d, xp.maximum(sums[1] - mean_d * mean_d, 0)
+        var = self.fold(sum_blocks(self.blocks, part)) * (1.0 / self.count)
+        return mean, var, centred
 
 
 class LayerNorm2D(Module):
