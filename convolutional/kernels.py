@@ -169,7 +169,7 @@ def _pointwise_backward(dy, cache, input_grad=True):
 
 # ------------------------------------------------------------------------------ gather / columns
 def _fill_columns(block, src, n0, n1):
-    """block (n1-n0, OH, OW, kh*kw, C) <- the k² windows of images n0..n1-1 (one strided copy).
+    """block (n1-n0, OH, OW, kh*kw, C) <- the k² windows of images n0..n1-1, as one strided copy.
 
     NumPy copies a strided view one innermost run at a time, and here a run is kw·C values.
     With one channel that is only kw values (3 for a 3x3 kernel on a grey image), so the k²

@@ -358,15 +358,17 @@ def _entry_layers(model: Module) -> list:
     (Linear, Conv2D); anything else ends the walk with [] (a residual block, for one, needs its
     input gradient for the shortcut).
     """
-    def walk(layer):  # -> (the layer found, or None to stop with nothing), or "on" to go on
+    keep_looking = object()
+
+    def walk(layer):  # the layer found, None (stop: nothing to skip) or keep_looking
         if layer.runs_children_in_order:
             for child in layer._modules.values():
                 found = walk(child)
-                if found != "on":
+                if found is not keep_looking:
                     return found
-            return "on"
+            return keep_looking
         if layer.passes_no_grad:
-            return "on"
+            return keep_looking
         return layer if layer.can_skip_input_grad else None
 
     found = walk(model)
