@@ -49,13 +49,13 @@ class BatchNorm2D(Module):
 
     def forward(self, x):
         check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
-        rows = _Rows(x)
-        m = rows.count
+        rows = _Rows(x.shape, x.itemsize)
+        xw, m = rows.wide(x), rows.count
         if self.training:
             if m < 2:
                 raise UserError("BatchNorm2D needs more than one value per channel in training mode "
                                 "(batch size 1 with a 1x1 map)")
-            mean, var, centred = rows.moments()  # var biased
+            mean, var, centred = rows.moments(xw)  # var biased
             self.running_mean *= 1 - self.momentum
             self.running_mean += self.momentum * mean
             self.running_var *= 1 - self.momentum
@@ -63,14 +63,15 @@ class BatchNorm2D(Module):
             self.num_batches_tracked += 1
         else:
             mean, var = self.running_mean, self.running_var
-            mean_w, centred = rows.spread(mean), xp.empty_like(rows.wide)
-            run_blocks(rows.blocks, lambda r0, r1, _buf: xp.subtract(rows.wide[r0:r1], mean_w, out=centred[r0:r1]))
-        # x - mean is kept for backward; x_hat = (x - mean) * inv_std is never stored, which saves
-        # a pass here and a buffer the size of x. y = (x - mean) * (gamma * inv_std) + beta.
+            mean_w, centred = rows.spread(mean), xp.empty_like(xw)
+            run_blocks(rows.blocks, lambda r0, r1, _buf: xp.subtract(xw[r0:r1], mean_w, out=centred[r0:r1]))
+        # x - mean is kept for backward (x itself is not); x_hat = (x - mean) * inv_std is never
+        # stored, which saves a pass here and a buffer the size of x. y = (x - mean) * (gamma *
+        # inv_std) + beta.
         self.rows, self.centred = rows, centred
         self.inv_std = 1 / xp.sqrt(var + self.eps)
         scale_w, beta_w = rows.spread(self.weight.data * self.inv_std), rows.spread(self.bias.data)
-        out = xp.empty_like(rows.wide)
+        out = xp.empty_like(xw)
 
         def affine(r0, r1, _buf):
             ob = out[r0:r1]
@@ -82,7 +83,7 @@ class BatchNorm2D(Module):
 
     def backward(self, grad_out):
         rows, centred, inv_std = self.rows, self.centred, self.inv_std
-        g = grad_out.reshape(rows.wide.shape)
+        g = rows.wide(grad_out)
         m = rows.count
         sums = rows.fold(sum_blocks(rows.blocks, lambda r0, r1, _buf: xp.stack(
             [g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])])))
@@ -126,13 +127,16 @@ class _Rows:
     The wide rows are cut into blocks of about 1 MiB for :func:`common.backend.run_blocks`.
     """
 
-    def __init__(self, x):
-        c = x.shape[-1]
-        self.count, self.channels = x.size // c, c
+    def __init__(self, shape, itemsize: int):
+        c = shape[-1]
+        self.count, self.channels = math.prod(shape) // c, c
         self.reps = math.gcd(self.count, max(1, WIDE_VALUES // c))
-        self.wide = xp.ascontiguousarray(x).reshape(self.count // self.reps, self.reps * c)
-        self.blocks = blocks_of(self.wide.shape[0], self.wide.shape[1] * x.itemsize,
-                                small_bytes=backend.SMALL_PASS_BYTES)
+        self.shape = (self.count // self.reps, self.reps * c)
+        self.blocks = blocks_of(self.shape[0], self.shape[1] * itemsize, small_bytes=backend.SMALL_PASS_BYTES)
+
+    def wide(self, a):
+        """An array of the layer's shape as wide rows (a view when ``a`` is contiguous)."""
+        return xp.ascontiguousarray(a).reshape(self.shape)
 
     def spread(self, vec):
         """(C,) -> (R*C,): the vector once per row in a wide row."""
@@ -142,17 +146,17 @@ class _Rows:
         """(..., R*C) sums over wide rows -> (..., C) sums per channel."""
         return sums.reshape(*sums.shape[:-1], self.reps, self.channels).sum(axis=-2)
 
-    def moments(self):
-        """Per-channel mean and biased variance: the mean first, then the mean of (x - mean)²
-        (two passes; one pass with mean(x²) - mean(x)² would cancel catastrophically for a channel
-        far from 0). Returns mean, var and the rows' x - mean as wide rows."""
-        mean = self.fold(sum_blocks(self.blocks, lambda r0, r1, _buf: self.wide[r0:r1].sum(axis=0)))
+    def moments(self, xw):
+        """Per-channel mean and biased variance of the wide rows ``xw``: the mean first, then the
+        mean of (x - mean)² (two passes; one pass with mean(x²) - mean(x)² would cancel
+        catastrophically for a channel far from 0). Returns mean, var and x - mean as wide rows."""
+        mean = self.fold(sum_blocks(self.blocks, lambda r0, r1, _buf: xw[r0:r1].sum(axis=0)))
         mean *= 1.0 / self.count
         mean_w = self.spread(mean)
-        centred = xp.empty_like(self.wide)
+        centred = xp.empty_like(xw)
 
         def part(r0, r1, _buf):
-            cb = xp.subtract(self.wide[r0:r1], mean_w, out=centred[r0:r1])
+            cb = xp.subtract(xw[r0:r1], mean_w, out=centred[r0:r1])
             return xp.einsum("mc,mc->c", cb, cb)
 
         var = self.fold(sum_blocks(self.blocks, part)) * (1.0 / self.count)
