@@ -317,14 +317,12 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        self._order = _run_order(list(self._modules.values()))
-        for layer in self._order:
+        for layer in _run_order(list(self._modules.values())):
             x = layer(x)
         return x
 
     def backward(self, grad_out):
-        order = self.__dict__.get("_order") or list(self._modules.values())
-        for layer in reversed(order):
+        for layer in reversed(_run_order(list(self._modules.values()))):
             grad_out = layer.backward(grad_out)
         return grad_out
 
