@@ -25,6 +25,8 @@ class Linear(Module):
     dL/dx = g @ W,  dL/dW = g.T @ x,  dL/db = sum_n g.
     """
 
+    can_skip_input_grad = True  # Module.backward_params: a first Linear can leave dL/dx out
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "kaiming",
                  gain: float | None = None):
         super().__init__()
@@ -43,8 +45,6 @@ class Linear(Module):
         if self.bias is not None:
             y += self.bias.data
         return y
-
-    can_skip_input_grad = True
 
     def backward(self, grad_out):
         self.weight.grad += gemm(grad_out.T, self.x)
