@@ -359,13 +359,23 @@ strict = _StrictNamespace(np, "strict")
 
 
 # --------------------------------------------------------------------------- cores and matrix products
-# NNOTT spreads work over the CPU cores itself. At first use it notes how many threads NumPy's
-# BLAS was given (OPENBLAS_NUM_THREADS and friends; by default one per core), keeps that many
-# worker threads of its own, and sets BLAS to ONE thread. Every multi-core step is then a list
-# of blocks shared out to the workers (run_blocks), each block doing its copies, additions and
-# one-thread matrix products in its own core's cache. Mixing the two kinds of threads was
-# measured to cost up to 1.5x: after a two-thread BLAS call, OpenBLAS's helper thread keeps
-# spinning for a while and takes a core away from the workers.
+# NNOTT spreads work over the CPU cores in one of two ways (its *parallelism*):
+#
+# * "blocks" (the default): at first use NNOTT notes how many threads NumPy's BLAS was given
+#   (OPENBLAS_NUM_THREADS and friends; by default one per core), keeps that many worker threads
+#   of its own, and sets BLAS to ONE thread. Every multi-core step is then a list of blocks
+#   shared out to the workers (run_blocks), each block doing its copies, additions and
+#   one-thread matrix products in its own core's cache. Mixing the two kinds of threads was
+#   measured to cost up to 1.5x: after a two-thread BLAS call, OpenBLAS's helper thread keeps
+#   spinning for a while and takes a core away from the workers.
+# * "blas": one Python thread does everything, and BLAS runs its matrix products on all the
+#   cores itself. Handing a block to a worker thread and waiting for it costs 20-100 us (a
+#   thread wake-up and the GIL), which a small model's blocks do not pay back: LeNet-5's
+#   training step measured 5.9 ms this way against 6.1-8.5 ms with worker threads, while
+#   BaselineCNN and every larger model were 1.1-1.3x faster with them.
+#
+# choose_parallelism() picks one from the forward FLOPs of a batch (SMALL_MODEL_FLOPS); the
+# Trainer, the benchmark and the layer profiler call it once the model and batch are known.
 
 #: Work smaller than this (bytes) runs as one block on the calling thread (see blocks_of).
 SMALL_WORK_BYTES = 2**17
@@ -375,8 +385,13 @@ SMALL_WORK_BYTES = 2**17
 SMALL_PASS_BYTES = 2**21
 #: Matrix products of at least this many multiply-adds are split into one block per worker.
 GEMM_SPLIT_MIN_MACS = 2**24
+#: A model whose forward pass over one batch costs fewer FLOPs than this runs with "blas"
+#: parallelism (LeNet-5 at batch 64: 53 MFLOP; BaselineCNN: 954 MFLOP).
+SMALL_MODEL_FLOPS = 2**28
 _blas = None     # threadpoolctl's controllers of NumPy's BLAS, found on first use ([] without it)
+_cores = None    # cores NNOTT uses; None until first use (then BLAS's thread count at that moment)
 _workers = None  # NNOTT's worker count; None until first use
+_parallelism = "blocks"
 _pool = None     # the thread pool of run_blocks, created on first use
 
 
@@ -413,22 +428,67 @@ def _keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 512 * 2**20)
 
 
-def set_cpu_workers(count: int | None = None) -> int:
-    """Use ``count`` cores (None: the BLAS thread count the process started with) and pin BLAS
-    to one thread per worker. Returns the worker count. Without ``threadpoolctl``: 1, and BLAS
-    keeps its own threads."""
-    global _workers
+def _use_cores(count):
+    """Record how many cores NNOTT uses (None: BLAS's thread count when first asked)."""
+    global _cores
     _keep_freed_memory()
     libs = _blas_controllers()
     if not libs:
-        _workers = 1
-        return 1
-    if count is None:
-        count = max(lib.get_num_threads() for lib in libs)
+        _cores = 1
+    elif count is not None:
+        _cores = max(1, int(count))
+    elif _cores is None:
+        _cores = max(1, max(lib.get_num_threads() for lib in libs))
+    return libs
+
+
+def set_cpu_workers(count: int | None = None) -> int:
+    """"blocks" parallelism on ``count`` cores (None: the BLAS thread count the process started
+    with): that many worker threads, BLAS pinned to one thread. Returns the worker count.
+    Without ``threadpoolctl``: 1, and BLAS keeps its own threads."""
+    global _workers, _parallelism
+    libs = _use_cores(count)
     for lib in libs:
         lib.set_num_threads(1)
-    _workers = max(1, int(count))
+    _workers, _parallelism = _cores, "blocks"
     return _workers
+
+
+def use_blas_threads(count: int | None = None) -> int:
+    """"blas" parallelism on ``count`` cores (None: as :func:`set_cpu_workers`): no worker
+    threads (:func:`run_blocks` runs every block on the caller), BLAS on that many threads.
+    Returns the core count."""
+    global _workers, _parallelism
+    libs = _use_cores(count)
+    for lib in libs:
+        lib.set_num_threads(_cores)
+    _workers, _parallelism = 1, "blas"
+    return _cores
+
+
+def choose_parallelism(forward_flops: float, cores: int | None = None) -> str:
+    """Pick the parallelism for a model whose forward pass over one batch costs
+    ``forward_flops`` (see :meth:`vectorized.module.Module.forward_flops`): "blas" under
+    ``SMALL_MODEL_FLOPS``, else "blocks". Returns the name; nothing changes off the CPU."""
+    if _state["name"] == "cpu":
+        if forward_flops < SMALL_MODEL_FLOPS:
+            use_blas_threads(cores)
+        else:
+            set_cpu_workers(cores)
+    return parallelism()
+
+
+def parallelism() -> str:
+    """"blocks" (NNOTT's worker threads, one-thread BLAS), "blas" (BLAS's own threads), or the
+    backend's name off the CPU."""
+    return _parallelism if _state["name"] == "cpu" else _state["name"]
+
+
+def cpu_cores() -> int:
+    """How many cores NNOTT uses on the CPU (worker threads or BLAS threads)."""
+    if _cores is None:
+        set_cpu_workers()
+    return _cores
 
 
 def cpu_workers() -> int:

@@ -61,6 +61,8 @@ class Worker:
                "--batch-size", str(args.batch_size), "--threads", str(args.threads), "--workdir", str(workdir)]
         if args.gpu:
             cmd.append("--gpu")
+        if role == "ours":
+            cmd += ["--parallelism", args.parallelism]
         if role == "gemm":
             cmd += ["--gemm-size", str(args.gemm_size), "--gemm-repeats", str(3 if args.quick else 7)]
             if args.torch_side:
@@ -261,8 +263,11 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=None,
                    help="seconds after which a measurement stops once 3 steps are timed (default 15)")
     p.add_argument("--threads", type=int, default=None,
-                   help="cores for both frameworks: NNOTT's worker threads (one-thread BLAS each) and torch's threads "
-                        "(default: NumPy's BLAS thread count)")
+                   help="cores for both frameworks: NNOTT's cores and torch's threads (default: NumPy's BLAS thread count)")
+    p.add_argument("--parallelism", choices=("auto", "blocks", "blas"), default="auto",
+                   help="how NNOTT shares its cores: worker threads with one-thread BLAS ('blocks'), one thread "
+                        "with BLAS on all cores ('blas'), or as the Trainer picks it from the FLOPs per batch "
+                        "('auto', default)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write every figure to this file")
     p.add_argument("--quick", action="store_true", help="few steps, one round, small GEMM: a smoke run")
     p.add_argument("--gpu", action="store_true", help="CuPy against torch CUDA instead of the CPU")

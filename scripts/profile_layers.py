@@ -191,8 +191,11 @@ def main(argv=None) -> int:
                         help="one row per leaf layer (default) or per layer class")
     parser.add_argument("--top", type=int, default=None, help="show only the N most expensive rows")
     parser.add_argument("--threads", type=int, default=None,
-                        help="cores NNOTT uses (its worker threads; BLAS runs one thread each); "
-                             "default: the BLAS thread count the process started with")
+                        help="cores NNOTT uses; default: the BLAS thread count the process started with")
+    parser.add_argument("--parallelism", choices=("auto", "blocks", "blas"), default="auto",
+                        help="how the cores share the work: NNOTT's worker threads with one-thread BLAS "
+                             "('blocks'), one thread with BLAS on all cores ('blas'), or as the Trainer "
+                             "picks it from the model's FLOPs per batch ('auto', default)")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
@@ -207,10 +210,15 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from common.backend import cpu_workers, set_cpu_workers, to_device
+    from common.backend import choose_parallelism, cpu_cores, parallelism, set_cpu_workers, to_device, use_blas_threads
 
-    if args.threads:
+    if args.parallelism == "blocks":
         set_cpu_workers(args.threads)
+    elif args.parallelism == "blas":
+        use_blas_threads(args.threads)
+    else:
+        choose_parallelism(model.forward_flops(shape if not flat else (int(np.prod(shape)),)) * args.batch_size,
+                           args.threads)
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, *shape), dtype=np.float32)
@@ -221,7 +229,7 @@ def main(argv=None) -> int:
     rows, step_ms = table(timers, step_times, model, args.by, args.top)
     print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} "
           f"warm-up; {args.batch_size / step_ms * 1e3:.1f} images/s (wrapped); "
-          f"NNOTT workers: {cpu_workers()} (BLAS: one thread each), "
+          f"{cpu_cores()} cores, parallelism '{parallelism()}', "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(render(rows, step_ms, args.by))
     if args.json:

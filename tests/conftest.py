@@ -1,4 +1,4 @@
-"""Shared fixtures: every test starts on the NumPy backend with a fresh seed and a private data dir."""
+"""Shared fixtures: every test starts on the NumPy backend (worker-thread parallelism) with a fresh seed and a private data dir."""
 import os
 import sys
 from pathlib import Path
@@ -14,11 +14,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(autouse=True)
 def _cpu_backend():
+    """The NumPy backend with worker threads ("blocks"), whatever the previous test chose
+    (the Trainer picks "blas" parallelism for small models)."""
     from common import backend
 
     backend.use_cpu()
+    backend.set_cpu_workers()
     yield
     backend.use_cpu()
+    backend.set_cpu_workers()
 
 
 @pytest.fixture

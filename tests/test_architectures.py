@@ -178,6 +178,27 @@ def test_summary(name):
     assert "(N, 10)" in rows[-1]
 
 
+def test_forward_flops_counts_every_multiply_add_twice():
+    """LeNet-5 on 28x28, counted by hand: 2 x (weights x output positions) per conv and Linear."""
+    shape = (1, 28, 28)
+    model = cached("lenet", shape).train()
+    conv1 = 2 * (6 * 1 * 5 * 5) * 28 * 28
+    conv2 = 2 * (16 * 6 * 5 * 5) * 10 * 10
+    fcs = 2 * (400 * 120 + 120 * 84 + 84 * 10)
+    assert model.forward_flops(shape) == conv1 + conv2 + fcs == 833_040
+    assert model.training  # the trace runs in eval mode and puts the mode back
+    model.eval()
+    assert model.forward_flops(shape) == 833_040 and not model.training
+
+
+def test_forward_flops_of_a_depthwise_and_a_pointwise_layer():
+    from convolutional.conv import DepthwiseConv2D, PointwiseLinear
+    from vectorized.module import Sequential
+
+    model = Sequential(DepthwiseConv2D(8, 3, padding=1), PointwiseLinear(8, 16))
+    assert model.forward_flops((5, 5, 8)) == 2 * (8 * 9) * 25 + 2 * (16 * 8) * 25
+
+
 # ----------------------------------------------------------------------------- checkpoint round trip
 ROUND_TRIP = [("lenet", (1, 28, 28)), ("baseline", (1, 28, 28)), ("alexnet", (1, 28, 28)),
               ("vgg16", (3, 32, 32)), ("resnet18", (1, 28, 28)), ("efficientnet_lite0", (3, 32, 32)),

@@ -1,4 +1,6 @@
 """The xp proxy and the strict-device backend that keeps the GPU path honest in CI."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,48 @@ def test_keeping_freed_memory_is_harmless():
     for _ in range(3):
         a, b = np.ones(2**21, dtype=np.float32), np.full(2**21, 2.0, dtype=np.float32)
         assert float((a + b).sum()) == 3.0 * 2**21
+
+
+def test_choose_parallelism_by_the_flops_of_a_batch():
+    """Small models: one Python thread, BLAS on every core; larger ones: worker threads, one-thread BLAS."""
+    from common import backend
+
+    cores = backend.cpu_cores()
+    blas = backend._blas_controllers()
+    assert backend.choose_parallelism(backend.SMALL_MODEL_FLOPS - 1) == "blas" == backend.parallelism()
+    assert backend.cpu_workers() == 1 and backend.cpu_cores() == cores
+    assert all(lib.get_num_threads() == cores for lib in blas)
+    seen = []
+    backend.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: seen.append(threading.current_thread().name))
+    assert seen == [threading.current_thread().name] * 2  # every block on the caller
+    assert backend.choose_parallelism(backend.SMALL_MODEL_FLOPS) == "blocks" == backend.parallelism()
+    assert backend.cpu_workers() == cores == backend.cpu_cores()
+    assert all(lib.get_num_threads() == 1 for lib in blas)
+    assert backend.use_blas_threads(1) == 1 and backend.cpu_cores() == 1  # an explicit core count
+    backend.set_cpu_workers(cores)
+
+
+def test_both_parallelisms_train_lenet_to_the_same_numbers():
+    """The parallelism changes who computes, not what: one LeNet-5 step, parameters compared."""
+    from common.seed import seed_everything
+    from convolutional.architectures import build_model
+    from vectorized.losses import CrossEntropyLoss
+    from vectorized.optim import Adam
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    results = []
+    for choose in (backend.set_cpu_workers, backend.use_blas_threads):
+        choose()
+        seed_everything(0)
+        model = build_model("lenet", input_shape=(1, 28, 28), num_classes=10)
+        loss, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)
+        for _ in range(2):
+            model.zero_grad()
+            loss.forward(model(x), y)
+            model.backward_params(loss.backward())
+            opt.step()
+        results.append(model.state_dict())
+    for name, value in results[0].items():
+        np.testing.assert_allclose(results[1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)

@@ -38,6 +38,7 @@ def test_quick_benchmark_writes_wellformed_json(tmp_path):
         assert "error" not in ours, ours
         assert ours["train_ips"] > 0 and ours["infer_ips"] > 0 and ours["peak_rss_mb"] > 0
         assert ours["loss_finite"]
+        assert ours["parallelism"] == "blas"  # both are small models at batch 64 (common.backend.SMALL_MODEL_FLOPS)
         assert m["flops_train"] == 3 * m["flops_fwd"]
         if HAVE_TORCH:
             torch_side = m["torch"]
@@ -55,6 +56,26 @@ def test_quick_benchmark_writes_wellformed_json(tmp_path):
 
     page = render(out)
     assert "| mlp |" in page and "MNIST" in page and "CIFAR-10" not in page
+
+
+def test_parallelism_flag_reaches_our_worker(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = run([BENCH, "--models", "lenet", "--quick", "--no-torch", "--parallelism", "blocks", "--json", out],
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ours = json.loads(out.read_text())["models"][0]["ours"]
+    assert ours["parallelism"] == "blocks" and ours["train_ips"] > 0
+    bad = run([BENCH, "--parallelism", "fast"], cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("parallelism", ["auto", "blocks", "blas"])
+def test_profile_layers_runs_with_each_parallelism(tmp_path, parallelism):
+    proc = run([ROOT / "scripts" / "profile_layers.py", "lenet", "--steps", "1", "--warmup", "0",
+                "--parallelism", parallelism, "--by", "type"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = "blas" if parallelism == "auto" else parallelism  # LeNet-5 at batch 64 is a small model
+    assert f"parallelism '{expected}'" in proc.stdout and "| Conv2D |" in proc.stdout
 
 
 def test_unknown_model_is_one_line_error(tmp_path):

@@ -157,6 +157,18 @@ def test_predict_and_evaluate_agree():
     assert metrics["acc"] > 0.5  # the toy task is learnable
 
 
+def test_fit_picks_the_parallelism_from_the_flops_of_a_batch(monkeypatch):
+    from common import backend
+
+    x, y = toy_images()
+    trainer = make_trainer(augment=False)
+    trainer.fit((x, y), None, epochs=1, batch_size=32)
+    assert backend.parallelism() == "blas"  # 32 x 2 x (64*32 + 32*16 + 16*10) FLOPs: a small model
+    monkeypatch.setattr(backend, "SMALL_MODEL_FLOPS", 32 * trainer.model.forward_flops((64,)))
+    trainer.fit((x, y), None, epochs=2, batch_size=32)
+    assert backend.parallelism() == "blocks"  # exactly the threshold: worker threads
+
+
 def test_resume_rejects_a_checkpoint_of_another_model(tmp_path):
     x, y = toy_images()
     trainer = make_trainer(tmp_path)

@@ -9,6 +9,7 @@ Contract (PyTorch-like, with an explicit backward):
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -240,6 +241,36 @@ class Module:
             return "\n".join(lines) + "\n)"
         return lines[0] + ")"
 
+    def _trace(self, input_shape) -> list:
+        """(module, output shape) of every module call while a batch of 2 zeros of ``input_shape``
+        runs through the model in eval mode (the model's training mode is restored)."""
+        global _SHAPE_LOG
+        was_training = self.training
+        self.eval()
+        _SHAPE_LOG = []
+        try:
+            self(xp.zeros((2, *input_shape), dtype=DTYPE))
+            return _SHAPE_LOG
+        finally:
+            _SHAPE_LOG = None
+            self.train(was_training)
+
+    def forward_flops(self, input_shape) -> int:
+        """FLOPs of one image's forward pass: 2 per multiply-add of every layer with a weight
+        matrix or kernel (``weight`` with 2 or more axes).
+
+        Such a layer does ``weight.size`` multiply-adds per output position, and its output
+        positions are its output size over its output channels (OH*OW for a convolution, 1 for
+        a Linear), so a k×k convolution costs 2·k·k·C_in/groups·C_out·OH·OW and a Linear
+        2·in·out. Norms, activations and pooling are not counted (the usual convention).
+        """
+        flops = 0
+        for module, shape in self._trace(input_shape):
+            weight = module._parameters.get("weight")
+            if weight is not None and weight.data.ndim >= 2:
+                flops += 2 * int(weight.data.size) * (math.prod(shape[1:]) // weight.data.shape[0])
+        return flops
+
     def summary(self, input_shape, print_fn=print) -> str:
         """Keras-style table: layer, output shape, parameter count; then the totals.
 
@@ -247,17 +278,7 @@ class Module:
         A batch of 2 zeros runs through the model in eval mode to find the shapes. Image shapes are
         shown as (N, C, H, W), PyTorch's order, although the conv tier stores them channels-last.
         """
-        global _SHAPE_LOG
-        was_training = self.training
-        self.eval()
-        _SHAPE_LOG = []
-        try:
-            x = xp.zeros((2, *input_shape), dtype=DTYPE)
-            self(x)
-            log = _SHAPE_LOG
-        finally:
-            _SHAPE_LOG = None
-            self.train(was_training)
+        log = self._trace(input_shape)
         names = {id(m): n for n, m in self.named_modules()}
         rows = []
         for module, shape in log:
@@ -284,7 +305,7 @@ class Module:
         return text
 
 
-_SHAPE_LOG = None  # set by Module.summary() while it traces output shapes
+_SHAPE_LOG = None  # a list while Module._trace() records output shapes (summary, forward_flops)
 
 
 class Sequential(Module):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from common.backend import DTYPE, to_device, to_float, to_numpy, xp
+from common.backend import DTYPE, choose_parallelism, to_device, to_float, to_numpy, xp
 from common.checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint
 from common.cli import TrainingInterrupted
 from common.errors import UserError
@@ -143,6 +143,7 @@ class Trainer:
         x_train, y_train = train
         if len(x_train) == 0:
             raise UserError("the training set is empty; lower --val-split or raise --limit")
+        self._choose_parallelism(x_train, batch_size)
         try:
             with self._deferred_interrupts():
                 for epoch in range(self.epoch, epochs):
@@ -156,6 +157,12 @@ class Trainer:
             print(f"[early stopping] restored the best weights (epoch {self.early_stopping.best_epoch + 1}, "
                   f"{self.early_stopping.metric}={self.early_stopping.best:.4f})")
         return self.history
+
+    def _choose_parallelism(self, x_train, batch_size):
+        """How the CPU cores share the work (worker threads, or BLAS's own threads for a small
+        model: :func:`common.backend.choose_parallelism`), from one batch's forward FLOPs."""
+        shape = self.prepare(x_train[:1])[0].shape[1:]
+        return choose_parallelism(self.model.forward_flops(shape) * min(batch_size, len(x_train)))
 
     def _train_one_epoch(self, epoch, epochs, x_train, y_train, val, batch_size):
         """Train, validate, schedule, log and checkpoint one epoch. Returns True to stop early."""

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 import numpy as np
 
 from scripts.bench.workloads import (MODELS, batch, build_ours, build_torch, describe_layers, export_weights,
-                                     forward_flops, torch_forward_flops)
+                                     torch_forward_flops)
 
 
 def reply(**payload) -> None:
@@ -69,7 +69,7 @@ def blas_threads() -> int | None:
 class Ours:
     """Our model: the Trainer's step without its bookkeeping (no clipping, no schedule)."""
 
-    def __init__(self, workload, batch_size, workdir: Path, gpu: bool):
+    def __init__(self, workload, batch_size, workdir: Path, gpu: bool, parallelism: str = "auto"):
         from common import backend
 
         if gpu and not backend.use_gpu(warn=False):
@@ -77,7 +77,14 @@ class Ours:
         self.backend = backend
         self.model = build_ours(workload)
         x, y = batch(workload, batch_size)
-        self.flops_fwd, layers = forward_flops(self.model, backend.to_device(x[:1]))
+        self.flops_fwd = self.model.forward_flops(x.shape[1:])
+        if parallelism == "blocks":
+            backend.set_cpu_workers()
+        elif parallelism == "blas":
+            backend.use_blas_threads()
+        else:  # as the Trainer does it
+            backend.choose_parallelism(self.flops_fwd * batch_size)
+        self.parallelism = backend.parallelism()
         export_weights(self.model, workdir / "weights.npz")
         self.x, self.y = backend.to_device(x), backend.to_device(y)
         self.model.eval()
@@ -89,8 +96,8 @@ class Ours:
         self.loss = CrossEntropyLoss()
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.info = {"params": int(self.model.num_parameters()), "flops_fwd": int(self.flops_fwd),
-                     "flop_layers": len(layers), "device": backend.device_name(),
-                     "cpu_workers": backend.cpu_workers(),
+                     "device": backend.device_name(),
+                     "cpu_workers": backend.cpu_workers(), "parallelism": self.parallelism,
                      "variant": getattr(self.model, "variant", None),
                      "variant_label": getattr(self.model, "variant_label", None)}
         meta = {"variant": self.info["variant"] or "small"}
@@ -297,6 +304,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=Path("."))
     p.add_argument("--gpu", action="store_true")
+    p.add_argument("--parallelism", choices=("auto", "blocks", "blas"), default="auto")
     p.add_argument("--gemm-size", type=int, default=2048)
     p.add_argument("--gemm-repeats", type=int, default=5)
     p.add_argument("--gemm-torch", action="store_true")
@@ -315,7 +323,7 @@ def main(argv=None) -> int:
         elif workload.tier == "scalar":
             runner = Scalar(workload, args.batch_size, args.workdir, args.gpu)
         else:
-            runner = Ours(workload, args.batch_size, args.workdir, args.gpu)
+            runner = Ours(workload, args.batch_size, args.workdir, args.gpu, args.parallelism)
         per_step = args.batch_size
         reply(ready=True, rss_after_import_mb=rss_import, rss_after_build_mb=current_rss_mb(),
               blas_threads=blas_threads(), **runner.info)

@@ -84,43 +84,6 @@ def build_ours(workload: Workload):
     return build_model(workload.name, input_shape=workload.input_shape, num_classes=NUM_CLASSES)
 
 
-def forward_flops(model, example) -> tuple[int, list[dict]]:
-    """Forward FLOPs per image from the layers' weight shapes, and the per-layer breakdown.
-
-    Every layer whose ``weight`` has 2 or more axes does multiply-adds: a Linear (out, in)
-    and a convolution (out, in/groups, kh, kw) alike cost ``weight.size`` MACs per output
-    position, and the number of output positions is the layer's output size divided by its
-    output channels (``OH*OW`` for a conv, 1 for a Linear, ``H*W`` for a channels-last Linear).
-    So a conv is 2*k*k*Cin/g*Cout*OH*OW FLOPs and a Linear 2*in*out. Norms, activations and
-    pooling are not counted (the usual convention). ``example`` is a batch of one image.
-    """
-    rows = []
-    hooked = []
-    for name, module in model.named_modules():
-        weight = module._parameters.get("weight")
-        if weight is None or weight.data.ndim < 2:
-            continue
-
-        def traced(x, _m=module, _name=name, _w=weight, _forward=module.forward):
-            out = _forward(x)
-            positions = math.prod(out.shape[1:]) // _w.data.shape[0]
-            rows.append({"layer": _name, "type": type(_m).__name__,
-                         "flops": 2 * int(_w.data.size) * positions})
-            return out
-
-        object.__setattr__(module, "forward", traced)
-        hooked.append(module)
-    was_training = model.training
-    model.eval()
-    try:
-        model(example)
-    finally:
-        for module in hooked:
-            object.__delattr__(module, "forward")
-        model.train(was_training)
-    return sum(r["flops"] for r in rows), rows
-
-
 def export_weights(model, path: Path) -> None:
     """Our state dict (PyTorch names and layouts) as an .npz file the torch worker reads."""
     np.savez(path, **model.state_dict())
@@ -191,7 +154,7 @@ def build_torch(workload: Workload, state: dict, variant: str = "small", layers:
 
 
 def torch_forward_flops(model, example) -> int | None:
-    """torch's own FLOP counter on one image (a cross-check of :func:`forward_flops`)."""
+    """torch's own FLOP counter on one image (a cross-check of ``Module.forward_flops``)."""
     try:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
