@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from common.backend import to_device, to_numpy, xp
+from common import backend
+from common.backend import run_blocks, to_device, to_numpy, xp
 from common.errors import UserError
 
 
@@ -138,21 +139,53 @@ class Adam(Optimizer):
         super().__init__(params, lr)
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps, self.weight_decay = float(eps), float(weight_decay)
+        self._scratch = {}  # the update's temporary, kept for the next small parameter
 
     def decay(self, p):
         """The weight-decay part of the update; Adam adds it to the gradient."""
         return p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
 
     def update(self, i, p):
-        g = self.decay(p)
-        m, v = self._state("m", i, p), self._state("v", i, p)
-        m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
-        v += (1 - self.beta2) * (g * g)
+        if not p.data.flags.c_contiguous:  # updated in place through a flat view
+            p.data = xp.ascontiguousarray(p.data)
+        g = self.decay(p).reshape(-1)
+        m, v = self._state("m", i, p).reshape(-1), self._state("v", i, p).reshape(-1)
+        w = p.data.reshape(-1)
         step_size = self.lr / (1 - self.beta1 ** self.t)
-        denom = xp.sqrt(v) * (1 / math.sqrt(1 - self.beta2 ** self.t)) + self.eps
-        p.data -= step_size * (m / denom)
+        bias2 = 1 / math.sqrt(1 - self.beta2 ** self.t)
+
+        def part(a, b, buf):
+            # the formula above, slice by slice: each slice's passes stay in the core's cache,
+            # and the slices are shared out to every core (a large model's Adam step reads and
+            # writes four arrays of every parameter: 235 MB for VGG16)
+            tmp = buf.get("tmp")
+            if tmp is None or tmp.size < blocks[0][1] or tmp.dtype != w.dtype or type(tmp) is not type(w):
+                tmp = buf["tmp"] = xp.empty(blocks[0][1], dtype=w.dtype)
+            tmp = tmp[:b - a]
+            mb, vb, gb = m[a:b], v[a:b], g[a:b]
+            mb *= self.beta1
+            mb += xp.multiply(gb, 1 - self.beta1, out=tmp)
+            vb *= self.beta2
+            xp.multiply(gb, gb, out=tmp)
+            tmp *= 1 - self.beta2
+            vb += tmp
+            denom = xp.sqrt(vb, out=tmp)
+            denom *= bias2
+            denom += self.eps
+            xp.divide(mb, denom, out=tmp)
+            tmp *= step_size
+            w[a:b] -= tmp
+
+        if w.nbytes <= backend.SMALL_PASS_BYTES:  # one slice: no need to share it out
+            blocks = [(0, w.size)]
+            part(0, w.size, self._scratch)
+        else:
+            blocks = backend.blocks_of(w.size, w.itemsize, ADAM_BLOCK_BYTES, backend.SMALL_PASS_BYTES)
+            run_blocks(blocks, part)
+
+
+#: Bytes of one parameter slice in Adam's update (five such slices are in use at once).
+ADAM_BLOCK_BYTES = 2**18
 
 
 class AdamW(Adam):
