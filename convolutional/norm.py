@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from common import backend
-from common.backend import DTYPE, WIDE_VALUES, blocks_of, run_blocks, sum_blocks, to_device, xp
+from common.backend import DTYPE, WIDE_VALUES, blocks_of, column_sums, run_blocks, sum_blocks, to_device, xp
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
@@ -168,6 +168,12 @@ class LayerNorm2D(Module):
 
     mean and var are taken over C only (not over H, W and C together), like ConvNeXt's
     channels-last LayerNorm; weight and bias are per channel.
+
+    With channels last, a position's C values are one contiguous row of the (N*H*W, C) matrix,
+    so its mean is that row times a vector of 1/C: one matrix-vector product per block of rows
+    (:func:`_row_means`). The rows are cut into blocks of about ``LAYERNORM_BLOCK_BYTES`` shared
+    out to every core (:func:`common.backend.run_blocks`), and each block's elementwise passes
+    run in that core's cache.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6):
@@ -178,27 +184,79 @@ class LayerNorm2D(Module):
 
     def forward(self, x):
         check_nhwc(x, self.num_channels, f"LayerNorm2D({self.num_channels})")
-        mean = x.mean(axis=-1, keepdims=True)
-        centred = x - mean
-        var = (centred * centred).mean(axis=-1, keepdims=True)
-        self.inv_std = 1 / xp.sqrt(var + self.eps)
-        self.x_hat = centred
-        self.x_hat *= self.inv_std
-        out = self.x_hat * self.weight.data
-        out += self.bias.data
-        return out
+        c = self.num_channels
+        x2 = xp.ascontiguousarray(x).reshape(-1, c)
+        m = x2.shape[0]
+        x_hat, out = xp.empty_like(x2), xp.empty_like(x2)
+        inv_std = xp.empty(m, dtype=x2.dtype)
+        weight, bias = self.weight.data, self.bias.data
+        blocks = self._blocks(m, x2.itemsize * c)
+
+        def work(r0, r1, buf):
+            xb, hb, ob = x2[r0:r1], x_hat[r0:r1], out[r0:r1]
+            mean = _row_means(xb)
+            xp.subtract(xb, mean[:, None], out=hb)                   # x - mean
+            var = _row_means(xp.multiply(hb, hb, out=ob))            # mean of (x - mean)^2
+            s = inv_std[r0:r1]
+            xp.sqrt(var + self.eps, out=s)
+            xp.reciprocal(s, out=s)
+            hb *= s[:, None]                                         # x_hat
+            xp.multiply(hb, weight, out=ob)
+            ob += bias
+
+        run_blocks(blocks, work)
+        self.x_hat, self.inv_std = x_hat, inv_std
+        return out.reshape(x.shape)
 
     def backward(self, grad_out):
-        axes = (0, 1, 2)
-        self.weight.grad += (grad_out * self.x_hat).sum(axis=axes)
-        self.bias.grad += grad_out.sum(axis=axes)
-        g = grad_out * self.weight.data  # dL/dx_hat
-        # dx = (g - mean_C(g) - x_hat * mean_C(g * x_hat)) / sigma, per position
-        dx = self.x_hat * (g * self.x_hat).mean(axis=-1, keepdims=True)
-        dx += g.mean(axis=-1, keepdims=True)
-        xp.subtract(g, dx, out=dx)
-        dx *= self.inv_std
-        return dx
+        c = self.num_channels
+        g2 = xp.ascontiguousarray(grad_out).reshape(-1, c)
+        x_hat, inv_std, weight = self.x_hat, self.inv_std, self.weight.data
+        dx = xp.empty_like(g2)
+        blocks = self._blocks(g2.shape[0], g2.itemsize * c)
+
+        def part(r0, r1, buf):
+            gb, hb, db = g2[r0:r1], x_hat[r0:r1], dx[r0:r1]
+            sums = buf.setdefault("sums", xp.empty((2, c), dtype=g2.dtype))
+            sums[0] = column_sums(xp.multiply(gb, hb, out=db))       # dgamma: sum of g * x_hat
+            sums[1] = column_sums(gb)                                # dbeta: sum of g
+            gw = xp.multiply(gb, weight, out=db)                     # dL/dx_hat
+            tmp = buf.get("tmp")
+            if tmp is None or tmp.shape[0] < r1 - r0:
+                tmp = buf["tmp"] = xp.empty((blocks[0][1], c), dtype=g2.dtype)
+            tmp = tmp[:r1 - r0]
+            a = _row_means(xp.multiply(gw, hb, out=tmp))             # mean_C(g * x_hat) per position
+            b = _row_means(gw)                                       # mean_C(g)
+            # dx = (g - mean_C(g) - x_hat * mean_C(g * x_hat)) / sigma, per position
+            xp.multiply(hb, a[:, None], out=tmp)
+            tmp += b[:, None]
+            db -= tmp
+            db *= inv_std[r0:r1, None]
+            return sums
+
+        sums = sum_blocks(blocks, part)
+        self.weight.grad += sums[0]
+        self.bias.grad += sums[1]
+        return dx.reshape(grad_out.shape)
+
+    @staticmethod
+    def _blocks(rows, row_bytes):
+        return blocks_of(rows, row_bytes, LAYERNORM_BLOCK_BYTES, backend.SMALL_PASS_BYTES)
 
     def extra_repr(self):
         return f"{self.num_channels}, eps={self.eps}"
+
+
+#: Bytes of one block of LayerNorm2D's rows (about four such arrays are in use at once).
+LAYERNORM_BLOCK_BYTES = 2**20
+
+_mean_vectors = {}  # (C, dtype, backend) -> a vector of 1/C
+
+
+def _row_means(a):
+    """``a: (R, C) -> (R,)``: the mean of every row, as one matrix-vector product ``a @ (1/C)``."""
+    key = (a.shape[1], a.dtype, backend.backend_name())
+    vec = _mean_vectors.get(key)
+    if vec is None:
+        vec = _mean_vectors[key] = xp.full(a.shape[1], 1.0 / a.shape[1], dtype=a.dtype)
+    return a @ vec

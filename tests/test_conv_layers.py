@@ -309,6 +309,35 @@ def test_layernorm2d_normalises_each_position_over_channels_only():
     np.testing.assert_allclose(y.var(axis=-1), 1, atol=1e-4)
 
 
+def test_layernorm2d_in_blocks_on_every_core_equals_the_formula(monkeypatch):
+    """Rows cut into uneven blocks of 5 (forced), shared out to the workers: the output, dx and
+    the parameter gradients equal the plain whole-array formula, and the gradients still check."""
+    from common import backend
+    from convolutional import norm
+
+    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(norm, "LAYERNORM_BLOCK_BYTES", 5 * 7 * 8)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 3, 7)) * 3 + 2
+    g = rng.standard_normal(x.shape)
+    layer = C.LayerNorm2D(7).astype(np.float64)
+    layer.weight.data[...] = rng.uniform(0.5, 2, 7)
+    layer.bias.data[...] = rng.standard_normal(7)
+    assert len(layer._blocks(36, 7 * 8)) >= 7
+    y = layer(x)
+    dx = layer.backward(g)
+    mean = x.mean(axis=-1, keepdims=True)
+    inv_std = 1 / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + layer.eps)
+    x_hat = (x - mean) * inv_std
+    np.testing.assert_allclose(y, x_hat * layer.weight.data + layer.bias.data, rtol=1e-12, atol=1e-12)
+    gw = g * layer.weight.data
+    expected = (gw - gw.mean(axis=-1, keepdims=True) - x_hat * (gw * x_hat).mean(axis=-1, keepdims=True)) * inv_std
+    np.testing.assert_allclose(dx, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.weight.grad, (g * x_hat).sum(axis=(0, 1, 2)), rtol=1e-10)
+    np.testing.assert_allclose(layer.bias.grad, g.sum(axis=(0, 1, 2)), rtol=1e-10)
+    assert_grads_ok(C.LayerNorm2D(7), x)
+
+
 def test_squeeze_excite_layerscale_pointwise_gradients():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 4, 6))
