@@ -57,6 +57,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from common import backend
 from common.backend import channel_map, column_sums, gemm, run_blocks, sum_blocks, xp
 from convolutional.geometry import image_blocks, pad_nhwc, window, windows
 
@@ -366,20 +367,48 @@ def _input_grad_banded(dy, cache):
 
 
 # ------------------------------------------------------------------------------ depthwise
-#: The depthwise kernels work on a few images at a time so their k² passes stay in cache.
+#: The depthwise kernels work on a few images at a time so their passes stay in cache.
 DEPTHWISE_BLOCK_BYTES = 2**19
+#: On the CPU, the k² multiply-adds of a depthwise convolution run as one ``einsum`` over the
+#: windows view (one fused pass); on a GPU (and with this off) as k² whole-batch passes.
+DEPTHWISE_EINSUM = True
+
+
+def _fused_taps() -> bool:
+    return DEPTHWISE_EINSUM and not backend.is_gpu()
+
+
+def _depthwise_sum(x_pad, wk, out, stride, dilation):
+    """out (N, OH, OW, C) = sum over the k² offsets of window(x_pad, i, j) * wk[i, j] (wk: (kh, kw, C))."""
+    kh, kw, _c = wk.shape
+    oh, ow = out.shape[1:3]
+    if _fused_taps():
+        # element [n, y, x, i, j, c] of the view is x_pad[n, y*s + i*d, x*s + j*d, c]: einsum
+        # multiplies and adds the k² taps in one loop, without a temporary per tap
+        xp.einsum("nhwijc,ijc->nhwc", windows(x_pad, (kh, kw), (oh, ow), stride, dilation), wk, out=out)
+        return out
+    tmp = xp.empty_like(out)
+    for k, (i, j) in enumerate(_offsets(kh, kw)):
+        view = window(x_pad, i, j, oh, ow, stride, dilation)
+        if k == 0:
+            xp.multiply(view, wk[i, j], out=out)
+        else:
+            xp.multiply(view, wk[i, j], out=tmp)
+            out += tmp
+    return out
 
 
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
     """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache.
 
-    Each channel has its own k×k filter, so there is no matrix product: k² fused
-    multiply-adds ``out += window(x_pad, i, j) * w[i, j]`` with w[i, j] a (C,) vector. They run
-    on blocks of a few images, shared out to every core, so each of the k² passes reads and
-    writes cached memory.
+    Each channel has its own k×k filter, so there is no matrix product: out is the sum over the
+    k² offsets of ``window(x_pad, i, j) * w[i, j]``, with w[i, j] a (C,) vector. On the CPU that
+    sum is one ``einsum`` over the windows view (measured 1.0-3.8x faster than k² separate
+    multiply-adds, which each stream the block through memory twice); blocks of a few images
+    are shared out to every core.
     """
     wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
-    kh, kw, c = wk.shape
+    c = wk.shape[2]
     oh, ow = out_hw
     n = x.shape[0]
     x_pad = pad_nhwc(x, pads)
@@ -387,15 +416,7 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
     blocks = image_blocks(n, oh * ow * c * x.itemsize, DEPTHWISE_BLOCK_BYTES)
 
     def work(n0, n1, buf):
-        xb, ob = x_pad[n0:n1], out[n0:n1]
-        tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=x.dtype))[:n1 - n0]
-        for k, (i, j) in enumerate(_offsets(kh, kw)):
-            view = window(xb, i, j, oh, ow, stride, dilation)
-            if k == 0:
-                xp.multiply(view, wk[i, j], out=ob)
-            else:
-                xp.multiply(view, wk[i, j], out=tb)
-                ob += tb
+        ob = _depthwise_sum(x_pad[n0:n1], wk, out[n0:n1], stride, dilation)
         if bias is not None:
             ob += bias
 
@@ -408,28 +429,55 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
 def depthwise_backward(dy, cache):
     """dy: (N, OH, OW, C) -> dx: (N, H, W, C), dweight: (C, 1, kh, kw), dbias: (C,).
 
-    dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy, and dy * w[i, j] is added back
-    into the same window of dx; both on blocks of a few images, like the forward pass (each
-    worker sums its own dw; the blocks' dx windows never overlap, being different images).
+    dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy (one ``einsum`` on the CPU). dX:
+    with stride 1 it is a depthwise convolution of dY, padded by d(k-1) - pad, with the kernel
+    flipped in space (as for Conv2D; :func:`_depthwise_sum`); with a stride, dy * w[i, j] is
+    added back into each window of dx. Both on blocks of a few images, like the forward pass
+    (each worker sums its own dw; different images' dx never overlap).
     """
     wk, x_pad = cache.wk, cache.x_pad
     kh, kw, c = wk.shape
     oh, ow = cache.out_hw
-    n = dy.shape[0]
-    dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
+    n, h, w, _ = cache.x_shape
+    stride, dilation = cache.stride, cache.dilation
+    dy = xp.ascontiguousarray(dy)
+    flipped = stride == (1, 1)
+    if flipped:
+        dx = xp.empty(cache.x_shape, dtype=dy.dtype)
+        wk_flipped = xp.ascontiguousarray(wk[::-1, ::-1])
+        top, bottom, left, right = cache.pads
+        dh, dw_ = dilation
+        need = (dh * (kh - 1) - top, dh * (kh - 1) - bottom, dw_ * (kw - 1) - left, dw_ * (kw - 1) - right)
+        crop = [max(0, -p) for p in need]
+        dy_src = dy[:, crop[0]:oh - crop[1], crop[2]:ow - crop[3], :] if any(crop) else dy
+        dy_pads = tuple(max(0, p) for p in need)
+    else:
+        dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
     blocks = image_blocks(n, oh * ow * c * dy.itemsize, DEPTHWISE_BLOCK_BYTES)
 
-    def part(n0, n1, buf):  # this block's dw; its dx windows are written on the way
-        dwk = buf.setdefault("dw", xp.empty(wk.shape, dtype=dy.dtype))
-        tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype))[:n1 - n0]
-        xb, dxb, dyb = x_pad[n0:n1], dx_pad[n0:n1], dy[n0:n1]
-        for i, j in _offsets(kh, kw):
-            xp.multiply(window(xb, i, j, oh, ow, cache.stride, cache.dilation), dyb, out=tb)
-            dwk[i, j] = column_sums(tb.reshape(-1, c))
-            xp.multiply(dyb, wk[i, j], out=tb)
-            dview = window(dxb, i, j, oh, ow, cache.stride, cache.dilation)
-            dview += tb
+    def part(n0, n1, buf):  # this block's dw; its dx is written on the way
+        xb, dyb = x_pad[n0:n1], dy[n0:n1]
+        if _fused_taps():
+            dwk = xp.einsum("nhwijc,nhwc->ijc", windows(xb, (kh, kw), (oh, ow), stride, dilation), dyb,
+                            out=buf.setdefault("dw", xp.empty(wk.shape, dtype=dy.dtype)))
+        else:
+            dwk = buf.setdefault("dw", xp.empty(wk.shape, dtype=dy.dtype))
+            tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype))[:n1 - n0]
+            for i, j in _offsets(kh, kw):
+                xp.multiply(window(xb, i, j, oh, ow, stride, dilation), dyb, out=tb)
+                dwk[i, j] = column_sums(tb.reshape(-1, c))
+        if flipped:
+            _depthwise_sum(pad_nhwc(dy_src[n0:n1], dy_pads), wk_flipped, dx[n0:n1], (1, 1), dilation)
+        else:
+            tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype))[:n1 - n0]
+            dxb = dx_pad[n0:n1]
+            for i, j in _offsets(kh, kw):
+                xp.multiply(dyb, wk[i, j], out=tb)
+                dview = window(dxb, i, j, oh, ow, stride, dilation)
+                dview += tb
         return dwk
 
     dwk = sum_blocks(blocks, part)
-    return _unpad(dx_pad, cache), dwk.transpose(2, 0, 1)[:, None], column_sums(dy.reshape(-1, c))
+    if not flipped:
+        dx = _unpad(dx_pad, cache)
+    return dx, dwk.transpose(2, 0, 1)[:, None], column_sums(dy.reshape(-1, c))

@@ -62,10 +62,13 @@ CONV_CASES = [
     (2, 3, 3, 1, (3, 0), 1, 1, 4, 5),         # padding beyond the kernel's reach (dY is cropped)
     (1, 3, 3, 1, 1, 1, 1, 7, 6),              # one channel: columns copied window by window
     (1, 2, 3, 2, 1, 2, 1, 9, 8),              # ... with stride and dilation
+    (4, 4, 3, 1, 2, 2, 4, 7, 6),              # depthwise, dilated (dX: flipped, dilated taps)
+    (3, 3, 3, 1, (3, 0), 1, 3, 4, 5),         # depthwise, padding beyond the kernel's reach
+    (4, 4, 5, 2, 2, 1, 4, 9, 9),              # depthwise 5x5 stride 2 (EfficientNet)
 ]
 
 
-@pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks", "banded"])
+@pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks", "banded", "taps"])
 def conv_path(request, monkeypatch):
     """Run a test once per fast path: 'gather' (column blocks built in forward and again in
     backward) and 'columns' (the whole column matrix, kept; used for thin first layers and any
@@ -73,7 +76,10 @@ def conv_path(request, monkeypatch):
     the default blocks and as tiny ones (one image each) shared out to the worker threads;
     and 'banded' (whole output rows times a banded matrix, forward, dW and dX), which every
     stride-1, dilation-1 case takes under that setting (the others fall back to 'gather').
-    1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting."""
+    1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting.
+    Depthwise layers sum their k² taps with one einsum on the CPU, or one pass per tap
+    ('taps', the GPU's way)."""
+    monkeypatch.setattr(kernels, "DEPTHWISE_EINSUM", request.param != "taps")
     banded = request.param == "banded"
     for name in ("BAND_MAX_RUN", "BAND_DX_MAX_RUN", "BAND_MAX_WASTE"):
         monkeypatch.setattr(kernels, name, 10**9 if banded else 0)
