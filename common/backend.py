@@ -466,12 +466,16 @@ def use_blas_threads(count: int | None = None) -> int:
     return _cores
 
 
-def choose_parallelism(forward_flops: float, cores: int | None = None) -> str:
+def choose_parallelism(forward_flops: float, cores: int | None = None, mode: str = "auto") -> str:
     """Pick the parallelism for a model whose forward pass over one batch costs
     ``forward_flops`` (see :meth:`vectorized.module.Module.forward_flops`): "blas" under
-    ``SMALL_MODEL_FLOPS``, else "blocks". Returns the name; nothing changes off the CPU."""
+    ``SMALL_MODEL_FLOPS``, else "blocks"; ``mode`` "blocks" or "blas" forces one (the
+    ``--parallelism`` flag of the benchmark and the profiler). Returns the name; nothing
+    changes off the CPU."""
+    if mode not in ("auto", "blocks", "blas"):
+        raise ValueError(f"parallelism must be auto, blocks or blas, got {mode!r}")
     if _state["name"] == "cpu":
-        if forward_flops < SMALL_MODEL_FLOPS:
+        if mode == "blas" or (mode == "auto" and forward_flops < SMALL_MODEL_FLOPS):
             use_blas_threads(cores)
         else:
             set_cpu_workers(cores)
@@ -632,7 +636,17 @@ def channel_map(ufunc, a, vec, out):
     return out
 
 
-_ones = {}  # (rows, dtype, backend) -> a vector of ones, for column_sums
+_vectors = {}  # (length, value, dtype, backend) -> a constant vector, for column_sums and row_means
+
+
+def _constant_vector(length, value, dtype):
+    key = (length, value, dtype, _state["name"])
+    vec = _vectors.get(key)
+    if vec is None:
+        if len(_vectors) > 64:
+            _vectors.clear()
+        vec = _vectors[key] = xp.full(length, value, dtype=dtype)
+    return vec
 
 
 def column_sums(a):
@@ -642,10 +656,10 @@ def column_sums(a):
     ``a.sum(axis=0)`` walks the M short rows one at a time; the product runs in BLAS and was
     measured 3-10x faster here for C <= 128 (e.g. 50176 x 6: 0.81 ms -> 0.08 ms).
     """
-    key = (a.shape[0], a.dtype, _state["name"])
-    ones = _ones.get(key)
-    if ones is None:
-        if len(_ones) > 64:
-            _ones.clear()
-        ones = _ones[key] = xp.ones(a.shape[0], dtype=a.dtype)
-    return ones @ a
+    return _constant_vector(a.shape[0], 1.0, a.dtype) @ a
+
+
+def row_means(a):
+    """``a: (R, C) -> (R,)``: the mean of every row, as one matrix-vector product ``a @ (1/C)``
+    (LayerNorm's per-position statistics over channels-last rows)."""
+    return a @ _constant_vector(a.shape[1], 1.0 / a.shape[1], a.dtype)

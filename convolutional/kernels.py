@@ -280,21 +280,26 @@ def _input_grad_by_col2im(dy, cache):
     return _unpad(dx_pad, cache)
 
 
-def _input_grad_by_flipped_conv(dy, cache):
-    """Stride 1: dX = dY (padded by d(k-1) - pad) convolved with the flipped, channel-swapped kernel."""
-    kh, kw, _c, _oc = cache.wk.shape
+def _flipped_input(dy, cache):
+    """Stride 1: the dY that, correlated with the spatially flipped kernel, gives dX: dY cropped
+    where d(k-1) - pad is negative (a pad beyond the kernel's reach makes outputs that saw only
+    padding; their dY reaches no input), and the padding to apply where it is positive."""
+    kh, kw = cache.wk.shape[:2]
     dh, dw = cache.dilation
-    n, h, w, _ = cache.x_shape
     top, bottom, left, right = cache.pads
-    flipped = xp.ascontiguousarray(cache.wk[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, OC, C)
     need = (dh * (kh - 1) - top, dh * (kh - 1) - bottom, dw * (kw - 1) - left, dw * (kw - 1) - right)
-    # A pad beyond the kernel's reach makes outputs that saw only padding; their dY reaches no
-    # input, so those rows and columns are cropped (a negative pad) rather than padded.
     crop = [max(0, -p) for p in need]
     if any(crop):
         oh, ow = cache.out_hw
         dy = dy[:, crop[0]:oh - crop[1], crop[2]:ow - crop[3], :]
-    dx, _src = _convolve(dy, flipped, (1, 1), tuple(max(0, p) for p in need), cache.dilation, (h, w))
+    return dy, tuple(max(0, p) for p in need)
+
+
+def _input_grad_by_flipped_conv(dy, cache):
+    """Stride 1: dX = dY (padded by d(k-1) - pad) convolved with the flipped, channel-swapped kernel."""
+    flipped = xp.ascontiguousarray(cache.wk[::-1, ::-1].transpose(0, 1, 3, 2))  # (kh, kw, OC, C)
+    dy, pads = _flipped_input(dy, cache)
+    dx, _src = _convolve(dy, flipped, (1, 1), pads, cache.dilation, cache.x_shape[1:3])
     return dx
 
 
@@ -445,12 +450,7 @@ def depthwise_backward(dy, cache):
     if flipped:
         dx = xp.empty(cache.x_shape, dtype=dy.dtype)
         wk_flipped = xp.ascontiguousarray(wk[::-1, ::-1])
-        top, bottom, left, right = cache.pads
-        dh, dw_ = dilation
-        need = (dh * (kh - 1) - top, dh * (kh - 1) - bottom, dw_ * (kw - 1) - left, dw_ * (kw - 1) - right)
-        crop = [max(0, -p) for p in need]
-        dy_src = dy[:, crop[0]:oh - crop[1], crop[2]:ow - crop[3], :] if any(crop) else dy
-        dy_pads = tuple(max(0, p) for p in need)
+        dy_src, dy_pads = _flipped_input(dy, cache)
     else:
         dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
     blocks = image_blocks(n, oh * ow * c * dy.itemsize, DEPTHWISE_BLOCK_BYTES)

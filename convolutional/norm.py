@@ -23,7 +23,8 @@ import math
 import numpy as np
 
 from common import backend
-from common.backend import DTYPE, WIDE_VALUES, blocks_of, column_sums, run_blocks, sum_blocks, to_device, xp
+from common.backend import (DTYPE, WIDE_VALUES, blocks_of, column_sums, row_means, run_blocks, sum_blocks,
+                            to_device, xp)
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
@@ -171,7 +172,7 @@ class LayerNorm2D(Module):
 
     With channels last, a position's C values are one contiguous row of the (N*H*W, C) matrix,
     so its mean is that row times a vector of 1/C: one matrix-vector product per block of rows
-    (:func:`_row_means`). The rows are cut into blocks of about ``LAYERNORM_BLOCK_BYTES`` shared
+    (:func:`common.backend.row_means`). The rows are cut into blocks of about ``LAYERNORM_BLOCK_BYTES`` shared
     out to every core (:func:`common.backend.run_blocks`), and each block's elementwise passes
     run in that core's cache.
     """
@@ -194,9 +195,9 @@ class LayerNorm2D(Module):
 
         def work(r0, r1, buf):
             xb, hb, ob = x2[r0:r1], x_hat[r0:r1], out[r0:r1]
-            mean = _row_means(xb)
+            mean = row_means(xb)
             xp.subtract(xb, mean[:, None], out=hb)                   # x - mean
-            var = _row_means(xp.multiply(hb, hb, out=ob))            # mean of (x - mean)^2
+            var = row_means(xp.multiply(hb, hb, out=ob))            # mean of (x - mean)^2
             s = inv_std[r0:r1]
             xp.sqrt(var + self.eps, out=s)
             xp.reciprocal(s, out=s)
@@ -221,12 +222,9 @@ class LayerNorm2D(Module):
             sums[0] = column_sums(xp.multiply(gb, hb, out=db))       # dgamma: sum of g * x_hat
             sums[1] = column_sums(gb)                                # dbeta: sum of g
             gw = xp.multiply(gb, weight, out=db)                     # dL/dx_hat
-            tmp = buf.get("tmp")
-            if tmp is None or tmp.shape[0] < r1 - r0:
-                tmp = buf["tmp"] = xp.empty((blocks[0][1], c), dtype=g2.dtype)
-            tmp = tmp[:r1 - r0]
-            a = _row_means(xp.multiply(gw, hb, out=tmp))             # mean_C(g * x_hat) per position
-            b = _row_means(gw)                                       # mean_C(g)
+            tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], c), dtype=g2.dtype))[:r1 - r0]
+            a = row_means(xp.multiply(gw, hb, out=tmp))             # mean_C(g * x_hat) per position
+            b = row_means(gw)                                       # mean_C(g)
             # dx = (g - mean_C(g) - x_hat * mean_C(g * x_hat)) / sigma, per position
             xp.multiply(hb, a[:, None], out=tmp)
             tmp += b[:, None]
@@ -249,14 +247,3 @@ class LayerNorm2D(Module):
 
 #: Bytes of one block of LayerNorm2D's rows (about four such arrays are in use at once).
 LAYERNORM_BLOCK_BYTES = 2**20
-
-_mean_vectors = {}  # (C, dtype, backend) -> a vector of 1/C
-
-
-def _row_means(a):
-    """``a: (R, C) -> (R,)``: the mean of every row, as one matrix-vector product ``a @ (1/C)``."""
-    key = (a.shape[1], a.dtype, backend.backend_name())
-    vec = _mean_vectors.get(key)
-    if vec is None:
-        vec = _mean_vectors[key] = xp.full(a.shape[1], 1.0 / a.shape[1], dtype=a.dtype)
-    return a @ vec

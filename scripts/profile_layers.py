@@ -210,15 +210,10 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from common.backend import choose_parallelism, cpu_cores, parallelism, set_cpu_workers, to_device, use_blas_threads
+    from common.backend import choose_parallelism, cpu_cores, parallelism, to_device
 
-    if args.parallelism == "blocks":
-        set_cpu_workers(args.threads)
-    elif args.parallelism == "blas":
-        use_blas_threads(args.threads)
-    else:
-        choose_parallelism(model.forward_flops(shape if not flat else (int(np.prod(shape)),)) * args.batch_size,
-                           args.threads)
+    choose_parallelism(model.forward_flops(shape if not flat else (int(np.prod(shape)),)) * args.batch_size,
+                       args.threads, args.parallelism)
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, *shape), dtype=np.float32)

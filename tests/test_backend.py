@@ -168,6 +168,10 @@ def test_choose_parallelism_by_the_flops_of_a_batch():
     assert backend.choose_parallelism(backend.SMALL_MODEL_FLOPS) == "blocks" == backend.parallelism()
     assert backend.cpu_workers() == cores == backend.cpu_cores()
     assert all(lib.get_num_threads() == 1 for lib in blas)
+    assert backend.choose_parallelism(10**12, mode="blas") == "blas"   # forced, whatever the size
+    assert backend.choose_parallelism(1, mode="blocks") == "blocks"
+    with pytest.raises(ValueError):
+        backend.choose_parallelism(1, mode="fast")
     assert backend.use_blas_threads(1) == 1 and backend.cpu_cores() == 1  # an explicit core count
     backend.set_cpu_workers(cores)
 

@@ -78,13 +78,7 @@ class Ours:
         self.model = build_ours(workload)
         x, y = batch(workload, batch_size)
         self.flops_fwd = self.model.forward_flops(x.shape[1:])
-        if parallelism == "blocks":
-            backend.set_cpu_workers()
-        elif parallelism == "blas":
-            backend.use_blas_threads()
-        else:  # as the Trainer does it
-            backend.choose_parallelism(self.flops_fwd * batch_size)
-        self.parallelism = backend.parallelism()
+        self.parallelism = backend.choose_parallelism(self.flops_fwd * batch_size, mode=parallelism)
         export_weights(self.model, workdir / "weights.npz")
         self.x, self.y = backend.to_device(x), backend.to_device(y)
         self.model.eval()
