@@ -21,9 +21,9 @@ Four paths, picked per layer:
   column matrix is small, so it is built once and kept for the backward pass.
 * **gather** (everything else): blocks built in the forward pass and built again in the backward
   (kept too when the whole matrix is at most ``KEEP_COLUMNS_BYTES``).
-* **banded** (stride 1, very few input channels: LeNet's first layer): a column-matrix row holds
-  k runs of only kw·C values (5 on a grey image), and copying such short runs costs more than
-  the product. Instead, a whole output *row* is one product: the kh input rows it sees are
+* **banded** (stride 1, few input channels: LeNet's two layers): a column-matrix row holds
+  k runs of only kw·C values (5 on a grey image, 30 on LeNet's 6-channel maps), and copying such
+  short runs into a product with few output channels costs more than a larger product. Instead, a whole output *row* is one product: the kh input rows it sees are
   kh·Wp·C consecutive values of the padded input, and those values times a banded matrix
   T (kh·Wp·C, OW·OC), which holds the kernel once per output column, each copy shifted one
   pixel further, are the OW·OC outputs of the row::
@@ -43,9 +43,9 @@ Backward:
 * **dX, stride > 1** (and thin layers, whose few input channels would make the flipped
   convolution's products too thin): dcols = dY @ Wmatᵀ per block of images, added back into the
   k² windows of a padded dX buffer (col2im as k² strided adds, never ``np.add.at``).
-* **dX and dW, banded** (stride 1, kw·C at most ``BAND_DX_MAX_RUN``, e.g. LeNet's two layers):
-  input rows' gradient = dY rows @ Tᵀ, added back as kh adds of whole padded rows (col2im's k²
-  adds would move runs of only C values); dW is read off the band of (input rows)ᵀ @ dY rows.
+* **dX and dW, banded**: input rows' gradient = dY rows @ Tᵀ, added back as kh adds of whole
+  padded rows (col2im's k² adds would move runs of only C values); dW is read off the band of
+  (input rows)ᵀ @ dY rows.
 
 (An earlier version summed k² shifted products ``window(x_pad, i, j) @ W[i, j]`` instead of
 building columns; once the columns came from one strided copy per block, it measured 1.1-1.5×
@@ -71,10 +71,8 @@ BLOCK_BYTES = 2**20
 #: enough rows to pay for them (ResNet's 4x4 stage has 4608x512 weights and 16 rows per image).
 MIN_BLOCK_ROWS = 256
 #: The banded path replaces the column matrix when one window row has at most this many values
-#: (kw·C; a 5x5 kernel on a grey image: 5) ...
-BAND_MAX_RUN = 8
-#: ... and computes dX when kw·C is at most this (col2im's adds would move runs of C values) ...
-BAND_DX_MAX_RUN = 32
+#: (kw·C; a 5x5 kernel on a grey image: 5, on LeNet's 6-channel maps: 30) ...
+BAND_MAX_RUN = 32
 #: ... as long as the band's zeros cost at most this factor in products (padded width / kw).
 BAND_MAX_WASTE = 8
 
@@ -101,7 +99,7 @@ def conv2d_backward(dy, cache, input_grad: bool = True):
         dwt = _banded_weight_grad(dy, cache) if cache.src.path == "banded" else _weight_grad(dy, cache)
         if not input_grad:
             dx = None
-        elif _banded(cache.wk.shape, cache.x_shape[2], cache.pads, cache.stride, cache.dilation, BAND_DX_MAX_RUN):
+        elif cache.src.path == "banded":
             dx = _input_grad_banded(dy, cache)
         elif cache.stride == (1, 1) and cache.src.path != "columns":
             dx = _input_grad_by_flipped_conv(dy, cache)
@@ -146,10 +144,10 @@ def _unpad(dx_pad, cache):
     return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
 
 
-def _banded(wk_shape, width, pads, stride, dilation, max_run):
+def _banded(wk_shape, width, pads, stride, dilation):
     """Whether the banded path suits a kernel (kh, kw, C, OC) on an input ``width`` wide."""
     _kh, kw, c, _oc = wk_shape
-    return (stride == (1, 1) and dilation == (1, 1) and kw * c <= max_run
+    return (stride == (1, 1) and dilation == (1, 1) and kw * c <= BAND_MAX_RUN
             and width + pads[2] + pads[3] <= BAND_MAX_WASTE * kw)
 
 
@@ -157,7 +155,7 @@ def _path(wk, stride, pads, dilation=(1, 1), width=0):
     kh, kw, c, _oc = wk.shape
     if (kh, kw) == (1, 1) and stride == (1, 1) and not any(pads):
         return "pointwise"
-    if _banded(wk.shape, width, pads, stride, dilation, BAND_MAX_RUN):
+    if _banded(wk.shape, width, pads, stride, dilation):
         return "banded"
     if kh * kw * c <= COLUMNS_MAX_K and kh * kw > 1:
         return "columns"
@@ -355,8 +353,7 @@ def _input_grad_banded(dy, cache):
     top, bottom, left, right = cache.pads
     oh, ow = cache.out_hw
     hp, wp = h + top + bottom, w + left + right
-    band = cache.src.band if cache.src.path == "banded" else _band_matrix(cache.wk, wp, ow)
-    band_t = xp.ascontiguousarray(band.T)  # contiguous: BLAS's fast path
+    band_t = xp.ascontiguousarray(cache.src.band.T)  # contiguous: BLAS's fast path
     dy_rows = dy.reshape(n, oh, ow * oc)
     dx_pad = xp.zeros((n, hp, wp * c), dtype=dy.dtype)
     blocks = image_blocks(n, oh * kh * wp * c * dy.itemsize, BLOCK_BYTES)

@@ -19,6 +19,13 @@ from convolutional.geometry import check_nhwc, image_blocks, output_size, pad_nh
 from vectorized.module import Module
 
 
+#: A ufunc over a strided view whose innermost runs hold at most this many values (channels-last
+#: pixels of C values, every kw-th one) runs one short loop per run, several times slower than on a
+#: contiguous array, while a copy of such a view is cheap: the 2x2 max-pool on LeNet's 6-channel
+#: maps copies its columns of pixels out before comparing them.
+SHORT_RUN = 16
+
+
 def _pass_blocks(n, per_image_bytes):
     """Blocks of images for a pooling pass: a few cheap operations per value, so small inputs
     stay on the calling thread (common.backend.SMALL_PASS_BYTES)."""
@@ -132,9 +139,21 @@ class MaxPool2D(_Pool2D):
         row_max = _scratch(buf, "row_max", shape, x.dtype)
         row_arg = _scratch(buf, "row_arg", shape, arg.dtype)
         better = _scratch(buf, "better", shape, bool)
-        best = xb[:, :, 0:ow * kw:kw]
-        for j in range(1, kw):
+        short = c <= SHORT_RUN
+
+        def column(j):
+            """Pixels j, j+kw, j+2kw... of every row: a view, or a contiguous copy of it when its runs
+            of C values are too short for a ufunc (see SHORT_RUN)."""
             view = xb[:, :, j:ow * kw:kw]
+            if not short:
+                return view
+            copy = _scratch(buf, f"column{j % 2}", shape, x.dtype)
+            copy[...] = view
+            return copy
+
+        best = column(0)
+        for j in range(1, kw):
+            view = column(j)
             if j == 1 and arg.itemsize == 1:  # arg is 1 exactly where offset 1 beats offset 0
                 xp.greater(view, best, out=row_arg.view(bool))
             else:

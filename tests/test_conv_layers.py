@@ -81,7 +81,7 @@ def conv_path(request, monkeypatch):
     ('taps', the GPU's way)."""
     monkeypatch.setattr(kernels, "DEPTHWISE_EINSUM", request.param != "taps")
     banded = request.param == "banded"
-    for name in ("BAND_MAX_RUN", "BAND_DX_MAX_RUN", "BAND_MAX_WASTE"):
+    for name in ("BAND_MAX_RUN", "BAND_MAX_WASTE"):
         monkeypatch.setattr(kernels, name, 10**9 if banded else 0)
     columns = request.param.startswith("columns")
     monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if columns else 0)
@@ -113,29 +113,30 @@ def test_conv2d_fast_equals_naive(case, conv_path):
 
 
 def test_lenet_layers_take_the_banded_path_and_match_naive():
-    """LeNet's grey first layer (kw*C = 5) runs banded forward and backward, its second layer
-    (kw*C = 30) computes dX banded; both equal the loops. The input is a transposed NCHW array,
-    as ToChannelsLast gives it: with one channel NumPy calls it contiguous although its channel
+    """LeNet's grey first layer (kw*C = 5) and its second layer (kw*C = 30) run banded forward
+    and backward, and equal the loops. The grey input is a transposed NCHW array, as
+    ToChannelsLast gives it: with one channel NumPy calls it contiguous although its channel
     stride is not the item size, which the row view of the banded path must not trust."""
     rng = np.random.default_rng(5)
     x = np.transpose(rng.standard_normal((2, 1, 12, 12)), (0, 2, 3, 1))
-    for conv in (C.Conv2D(1, 3, 5, padding=2).astype(np.float64), C.Conv2D(1, 3, 5).astype(np.float64)):
-        conv.bias.data[...] = rng.standard_normal(3)
-        y = conv(x)
+    x6 = rng.standard_normal((2, 9, 9, 6))
+    layers = [(C.Conv2D(1, 3, 5, padding=2), x), (C.Conv2D(1, 3, 5), x), (C.Conv2D(6, 4, 5), x6)]
+    for conv, inputs in layers:
+        conv = conv.astype(np.float64)
+        conv.bias.data[...] = rng.standard_normal(conv.out_channels)
+        y = conv(inputs)
         assert conv.cache.src.path == "banded"
-        ref = naive.conv2d_naive(nchw(x), conv.weight.data, conv.bias.data, conv.stride, conv.pads, conv.dilation, 1)
+        ref = naive.conv2d_naive(nchw(inputs), conv.weight.data, conv.bias.data, conv.stride, conv.pads, conv.dilation, 1)
         np.testing.assert_allclose(y, nhwc(ref), atol=1e-12)
         dy = rng.standard_normal(y.shape)
-        rdx, rdw, rdb = naive.conv2d_backward_naive(nchw(dy), nchw(x), conv.weight.data, conv.stride, conv.pads)
+        rdx, rdw, rdb = naive.conv2d_backward_naive(nchw(dy), nchw(inputs), conv.weight.data, conv.stride, conv.pads)
         np.testing.assert_allclose(conv.backward(dy), nhwc(rdx), atol=1e-12)
         np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
         np.testing.assert_allclose(conv.bias.grad, rdb, atol=1e-12)
-    second = C.Conv2D(6, 4, 5).astype(np.float64)
-    x6 = rng.standard_normal((2, 9, 9, 6))
-    second(x6)
-    assert second.cache.src.path != "banded" and kernels._banded(
-        second.cache.wk.shape, 9, (0, 0, 0, 0), (1, 1), (1, 1), kernels.BAND_DX_MAX_RUN)
-    assert_grads_ok(second, x6)
+    assert_grads_ok(layers[2][0], x6)
+    wide = C.Conv2D(8, 4, 5)            # kw*C = 40: columns, not a band
+    wide(rng.standard_normal((2, 9, 9, 8)))
+    assert wide.cache.src.path == "gather"
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:9])
@@ -206,10 +207,15 @@ def test_maxpool_tie_sends_the_gradient_to_the_first_maximum_only():
 
 @pytest.mark.parametrize("kernel, shape", [(2, (3, 7, 10, 4)), (3, (3, 7, 10, 4)), ((2, 3), (3, 7, 10, 4)),
                                            (16, (2, 16, 33, 2))])  # 256 offsets: an int32 arg
-def test_tiling_maxpool_with_many_ties_matches_naive(kernel, shape):
+@pytest.mark.parametrize("short_run", [0, 10**9], ids=["views", "copied-columns"])
+def test_tiling_maxpool_with_many_ties_matches_naive(kernel, shape, short_run, monkeypatch):
     """The tiling pass (stride = kernel) reduces along rows, then down columns; with values from
     {0, 1, 2} most windows hold ties, and each must still credit its first maximum in row-major
-    order, like the loops and PyTorch."""
+    order, like the loops and PyTorch. Both ways of reading the pixel columns: strided views,
+    and contiguous copies (few channels, ``SHORT_RUN``)."""
+    from convolutional import pooling
+
+    monkeypatch.setattr(pooling, "SHORT_RUN", short_run)
     x = np.random.default_rng(4).integers(0, 3, size=shape).astype(np.float64)
     pool = C.MaxPool2D(kernel)
     assert pool._tiles()
