@@ -393,6 +393,7 @@ _cores = None    # cores NNOTT uses; None until first use (then BLAS's thread co
 _workers = None  # NNOTT's worker count; None until first use
 _parallelism = "blocks"
 _pool = None     # the thread pool of run_blocks, created on first use
+_in_block = threading.local()  # .active: this thread is running blocks of run_blocks
 
 
 def _blas_controllers():
@@ -505,30 +506,43 @@ def cpu_workers() -> int:
 def run_blocks(ranges, work, scratch=dict):
     """Call ``work(r0, r1, buffers)`` for every ``(r0, r1)`` in ``ranges``, on all CPU cores.
 
-    The blocks are shared out to :func:`cpu_workers` Python threads (NumPy releases the GIL in
-    its loops and in BLAS, which runs on one thread per worker), so everything a block does runs
-    in parallel and its data stays in that core's cache. ``scratch()`` makes each worker's private
-    buffers (a dict by default); the blocks must write disjoint parts of the output. On a GPU, the
-    strict backend, with one worker, or when called from inside a block (a worker never waits
-    for its own pool), the blocks simply run in order.
+    The blocks are shared out to :func:`cpu_workers` threads, the calling thread and pool threads
+    (NumPy releases the GIL in its loops and in BLAS, which runs on one thread per worker), so
+    everything a block does runs in parallel and its data stays in that core's cache. Worker t
+    always takes blocks t, t + workers, t + 2·workers...: the same blocks in the same order on every
+    call, so sums over blocks (:func:`sum_blocks`) come out the same every time. The caller works
+    on its own share instead of waiting, which spares it a thread wake-up per call. ``scratch()``
+    makes each worker's private buffers (a dict by default); the blocks must write disjoint parts
+    of the output. On a GPU, the strict backend, with one worker, or when called from inside a
+    block (a worker never waits for its own pool), the blocks simply run in order.
     """
     global _pool
     workers = min(cpu_workers(), len(ranges))
-    if workers <= 1 or threading.current_thread().name.startswith("nnott-blocks"):
+    if workers <= 1 or getattr(_in_block, "active", False):
         buffers = scratch()
         for r0, r1 in ranges:
             work(r0, r1, buffers)
         return
-    if _pool is None or _pool._max_workers < workers:
+    if _pool is None or _pool._max_workers < workers - 1:
         from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nnott-blocks")
+        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="nnott-blocks")
 
     def run(share):
         buffers = scratch()
-        for r0, r1 in share:
-            work(r0, r1, buffers)
+        _in_block.active = True
+        try:
+            for r0, r1 in share:
+                work(r0, r1, buffers)
+        finally:
+            _in_block.active = False
 
-    for future in [_pool.submit(run, ranges[t::workers]) for t in range(workers)]:
+    futures = [_pool.submit(run, ranges[t::workers]) for t in range(1, workers)]
+    try:
+        run(ranges[0::workers])
+    finally:
+        for future in futures:  # every block has finished before anything is returned or raised
+            future.exception()
+    for future in futures:
         future.result()
 
 
@@ -562,7 +576,8 @@ def elementwise(fn, out, *inputs, block_bytes: int = 2**20):
 def sum_blocks(ranges, partial):
     """The sum over the blocks of ``partial(r0, r1, buffers)`` (an array per block), computed with
     :func:`run_blocks`: each worker keeps its own running total, and the totals are added at the
-    end. ``partial`` may reuse a buffer of its own for its result; the total is a separate array."""
+    end in the order of their first blocks, so the result is the same on every call. ``partial``
+    may reuse a buffer of its own for its result; the total is a separate array."""
     totals = []
 
     def work(r0, r1, buffers):
@@ -571,11 +586,12 @@ def sum_blocks(ranges, partial):
             buffers["_total"] += value
         else:
             buffers["_total"] = value.copy()
-            totals.append(buffers)
+            totals.append((r0, buffers))
 
     run_blocks(ranges, work)
-    result = totals[0]["_total"]
-    for t in totals[1:]:
+    totals.sort(key=lambda t: t[0])  # the workers' totals in the order of their first blocks: the same every call
+    result = totals[0][1]["_total"]
+    for _r0, t in totals[1:]:
         result = result + t["_total"]
     return result
 

@@ -80,6 +80,34 @@ def test_run_blocks_covers_every_block_once_and_nests_safely():
     assert all(inner == [(r0, r0 + 1), (r0 + 1, r1)] for r0, r1, inner in seen)
 
 
+def test_run_blocks_gives_every_worker_the_same_share_each_call_and_waits_on_errors(monkeypatch):
+    """Worker t takes blocks t, t + workers, ... (the caller is worker 0), so sums over blocks are
+    the same on every call; an error in one share is raised only after every block has finished."""
+    import threading
+    import time
+
+    from common import backend
+    monkeypatch.setattr(backend, "_workers", 3)
+    ranges = [(i, i + 1) for i in range(8)]
+    for _ in range(3):
+        owner = {}
+        backend.run_blocks(ranges, lambda r0, r1, buf: owner.setdefault(r0, threading.current_thread().name))
+        caller = threading.current_thread().name
+        assert {owner[r] for r in (0, 3, 6)} == {caller}
+        assert all(len({owner[r] for r in range(t, 8, 3)}) == 1 for t in range(3))
+    done = []
+
+    def work(r0, r1, buf):
+        if r0 == 0:
+            raise ValueError("block 0")
+        time.sleep(0.01)
+        done.append(r0)
+
+    with pytest.raises(ValueError, match="block 0"):
+        backend.run_blocks(ranges, work)
+    assert sorted(done) == [1, 2, 4, 5, 7]  # the other workers' shares, all finished
+
+
 def test_gemm_split_over_workers_equals_matmul():
     from common.backend import GEMM_SPLIT_MIN_MACS, gemm
     rng = np.random.default_rng(0)
