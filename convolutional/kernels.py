@@ -31,7 +31,10 @@ Four paths, picked per layer:
       out rows (N·OH, OW·OC) = input rows (N·OH, kh·Wp·C) @ T
 
   T is mostly zeros (it multiplies Wp/kw times more than needed), but the copy is one long run
-  per row and the product is large and regular; ``BAND_MAX_WASTE`` bounds the zeros.
+  per row and the product is large and regular; ``BAND_MAX_WASTE`` bounds the zeros. A row can
+  also be cut into S segments of seg_OW pixels, each a row of the product against the band of
+  one segment (seg_OW + kw - 1 input pixels): fewer zeros, a thinner product
+  (``BAND_MIN_COLUMNS``).
 
 Backward:
 
@@ -75,6 +78,10 @@ MIN_BLOCK_ROWS = 256
 BAND_MAX_RUN = 32
 #: ... as long as the band's zeros cost at most this factor in products (padded width / kw).
 BAND_MAX_WASTE = 8
+#: An output row is cut into segments, each its own row of the product against a band for
+#: seg_OW output pixels (fewer zeros: (seg_OW + kw - 1) / kw times the needed multiply-adds
+#: instead of Wp / kw), as long as a segment keeps at least this many output columns (seg_OW·OC).
+BAND_MIN_COLUMNS = 64
 
 
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
@@ -318,22 +325,33 @@ def _band_matrix(wk, wp, ow):
     return band.reshape(kh * wp * c, ow * oc)
 
 
-def _input_rows(x_pad, kh, oh):
-    """(N·OH, kh·Wp·C): for each output row, the kh padded input rows it sees (one run of memory)."""
+def _segments(ow, oc):
+    """How many segments an output row is cut into: the most that divide OW and still leave each
+    segment's product at least ``BAND_MIN_COLUMNS`` output columns (seg_OW·OC)."""
+    return max(s for s in range(1, ow + 1) if ow % s == 0 and (ow // s) * oc >= min(BAND_MIN_COLUMNS, ow * oc))
+
+
+def _input_rows(x_pad, kh, oh, seg_ow, seg_w):
+    """(N·OH·S, kh·seg_w·C): for each output row segment of seg_ow pixels, the seg_w = seg_ow + kw - 1
+    columns of the kh padded input rows it sees (kh runs of seg_w·C values; one run when S = 1)."""
     n, hp, wp, c = x_pad.shape
-    row = wp * c * x_pad.itemsize  # contiguous: a padded row is Wp·C values, kh rows one run (strides
-    # are computed, not read: NumPy may report any stride for an axis of length 1)
-    view = xp.lib.stride_tricks.as_strided(x_pad, shape=(n, oh, kh * wp * c), strides=(hp * row, row, x_pad.itemsize))
-    return xp.ascontiguousarray(view).reshape(n * oh, kh * wp * c)
+    item = x_pad.itemsize
+    row = wp * c * item  # strides are computed, not read: NumPy may report any stride for an axis of length 1
+    segments = (wp - seg_w) // seg_ow + 1
+    view = xp.lib.stride_tricks.as_strided(x_pad, shape=(n, oh, segments, kh, seg_w * c),
+                                           strides=(hp * row, row, seg_ow * c * item, row, item))
+    return xp.ascontiguousarray(view).reshape(n * oh * segments, kh * seg_w * c)
 
 
 def _banded_forward(x, wk, pads, src):
-    kh, _kw, _c, oc = wk.shape
+    kh, kw, _c, oc = wk.shape
     n = x.shape[0]
     oh, ow = src.out_hw
+    src.seg_ow = ow // _segments(ow, oc)
+    src.seg_w = src.seg_ow + kw - 1
     x_pad = xp.ascontiguousarray(pad_nhwc(x, pads))
-    src.rows = _input_rows(x_pad, kh, oh)
-    src.band = _band_matrix(wk, x_pad.shape[2], ow)
+    src.rows = _input_rows(x_pad, kh, oh, src.seg_ow, src.seg_w)
+    src.band = _band_matrix(wk, src.seg_w, src.seg_ow)
     return gemm(src.rows, src.band).reshape(n, oh, ow, oc)
 
 
@@ -341,28 +359,32 @@ def _banded_weight_grad(dy, cache):
     """dT = (input rows)ᵀ @ dY rows; weight (i, j, c, oc) is the sum of dT along its diagonal of the
     band. Returned as (OC, kh, kw, C), like :func:`_weight_grad` (a view; these kernels are small)."""
     kh, kw, c, oc = cache.wk.shape
-    oh, ow = cache.out_hw
-    dband = gemm(cache.src.rows.T, dy.reshape(-1, ow * oc)).reshape(kh, -1, c, ow, oc)
-    return xp.stack([_band_diagonal(dband, j, ow).sum(axis=1) for j in range(kw)], axis=1).transpose(3, 0, 1, 2)
+    seg_ow = cache.src.seg_ow
+    dband = gemm(cache.src.rows.T, dy.reshape(-1, seg_ow * oc)).reshape(kh, -1, c, seg_ow, oc)
+    return xp.stack([_band_diagonal(dband, j, seg_ow).sum(axis=1) for j in range(kw)], axis=1).transpose(3, 0, 1, 2)
 
 
 def _input_grad_banded(dy, cache):
-    """Input rows' gradient = dY rows @ Tᵀ; each output row gives back kh whole padded rows."""
+    """Input rows' gradient = dY rows @ Tᵀ; each output row segment gives back kh padded row pieces."""
     kh, _kw, c, oc = cache.wk.shape
     n, h, w, _c = cache.x_shape
     top, bottom, left, right = cache.pads
     oh, ow = cache.out_hw
+    seg_ow, seg_w = cache.src.seg_ow, cache.src.seg_w
+    segments = ow // seg_ow
     hp, wp = h + top + bottom, w + left + right
     band_t = xp.ascontiguousarray(cache.src.band.T)  # contiguous: BLAS's fast path
-    dy_rows = dy.reshape(n, oh, ow * oc)
+    dy_rows = dy.reshape(n, oh * segments, seg_ow * oc)
     dx_pad = xp.zeros((n, hp, wp * c), dtype=dy.dtype)
-    blocks = image_blocks(n, oh * kh * wp * c * dy.itemsize, BLOCK_BYTES)
+    blocks = image_blocks(n, oh * segments * kh * seg_w * c * dy.itemsize, BLOCK_BYTES)
 
-    def work(n0, n1, buf):  # a block of images: its product, then its kh row additions, in cache
-        drows = buf.setdefault("drows", xp.empty((blocks[0][1], oh, kh, wp * c), dtype=dy.dtype))[:n1 - n0]
-        xp.matmul(dy_rows[n0:n1].reshape(-1, ow * oc), band_t, out=drows.reshape(-1, kh * wp * c))
+    def work(n0, n1, buf):  # a block of images: its product, then its row additions, in cache
+        drows = buf.setdefault("drows", xp.empty((blocks[0][1], oh, segments, kh, seg_w * c), dtype=dy.dtype))[:n1 - n0]
+        xp.matmul(dy_rows[n0:n1].reshape(-1, seg_ow * oc), band_t, out=drows.reshape(-1, kh * seg_w * c))
         for i in range(kh):
-            dx_pad[n0:n1, i:i + oh] += drows[:, :, i]
+            for s in range(segments):  # one add per segment: neighbouring segments overlap by kw - 1 pixels
+                x0 = s * seg_ow * c
+                dx_pad[n0:n1, i:i + oh, x0:x0 + seg_w * c] += drows[:, :, s, i]
 
     run_blocks(blocks, work)
     return _unpad(dx_pad.reshape(n, hp, wp, c), cache)

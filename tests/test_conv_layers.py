@@ -68,21 +68,23 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks", "banded", "taps"])
+@pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks", "banded", "banded-segments", "taps"])
 def conv_path(request, monkeypatch):
     """Run a test once per fast path: 'gather' (column blocks built in forward and again in
     backward) and 'columns' (the whole column matrix, kept; used for thin first layers and any
     matrix up to KEEP_COLUMNS_BYTES), each as
     the default blocks and as tiny ones (one image each) shared out to the worker threads;
     and 'banded' (whole output rows times a banded matrix, forward, dW and dX), which every
-    stride-1, dilation-1 case takes under that setting (the others fall back to 'gather').
+    stride-1, dilation-1 case takes under that setting (the others fall back to 'gather'), once
+    with whole rows and once cut into one-pixel segments ('banded-segments').
     1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting.
     Depthwise layers sum their k² taps with one einsum on the CPU, or one pass per tap
     ('taps', the GPU's way)."""
     monkeypatch.setattr(kernels, "DEPTHWISE_EINSUM", request.param != "taps")
-    banded = request.param == "banded"
+    banded = request.param.startswith("banded")
     for name in ("BAND_MAX_RUN", "BAND_MAX_WASTE"):
         monkeypatch.setattr(kernels, name, 10**9 if banded else 0)
+    monkeypatch.setattr(kernels, "BAND_MIN_COLUMNS", 1 if request.param == "banded-segments" else 10**9)
     columns = request.param.startswith("columns")
     monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if columns else 0)
     monkeypatch.setattr(kernels, "KEEP_COLUMNS_BYTES", 2**40 if columns else 0)
@@ -114,7 +116,8 @@ def test_conv2d_fast_equals_naive(case, conv_path):
 
 def test_lenet_layers_take_the_banded_path_and_match_naive():
     """LeNet's grey first layer (kw*C = 5) and its second layer (kw*C = 30) run banded forward
-    and backward, and equal the loops. The grey input is a transposed NCHW array, as
+    and backward, and equal the loops; at LeNet's own sizes each output row is cut into two
+    segments (BAND_MIN_COLUMNS). The grey input is a transposed NCHW array, as
     ToChannelsLast gives it: with one channel NumPy calls it contiguous although its channel
     stride is not the item size, which the row view of the banded path must not trust."""
     rng = np.random.default_rng(5)
@@ -134,6 +137,17 @@ def test_lenet_layers_take_the_banded_path_and_match_naive():
         np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
         np.testing.assert_allclose(conv.bias.grad, rdb, atol=1e-12)
     assert_grads_ok(layers[2][0], x6)
+    for conv, size, segments in [(C.Conv2D(1, 6, 5, padding=2), 28, 2), (C.Conv2D(6, 16, 5), 14, 2)]:
+        conv = conv.astype(np.float64)  # LeNet's own sizes: each output row is cut into two segments
+        inputs = rng.standard_normal((1, size, size, conv.in_channels))
+        y = conv(inputs)
+        assert conv.cache.src.path == "banded" and y.shape[2] // conv.cache.src.seg_ow == segments
+        ref = naive.conv2d_naive(nchw(inputs), conv.weight.data, conv.bias.data, conv.stride, conv.pads, conv.dilation, 1)
+        np.testing.assert_allclose(y, nhwc(ref), atol=1e-12)
+        dy = rng.standard_normal(y.shape)
+        rdx, rdw, _rdb = naive.conv2d_backward_naive(nchw(dy), nchw(inputs), conv.weight.data, conv.stride, conv.pads)
+        np.testing.assert_allclose(conv.backward(dy), nhwc(rdx), atol=1e-12)
+        np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
     wide = C.Conv2D(8, 4, 5)            # kw*C = 40: columns, not a band
     wide(rng.standard_normal((2, 9, 9, 8)))
     assert wide.cache.src.path == "gather"
