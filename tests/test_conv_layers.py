@@ -114,6 +114,24 @@ def test_conv2d_fast_equals_naive(case, conv_path):
     np.testing.assert_allclose(conv.bias.grad, rdb, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_copy_pixels_equals_a_plain_copy(dtype):
+    """Pixels copied as single items (few channels), plainly (many), or when an axis is not a run."""
+    from convolutional.geometry import copy_pixels
+
+    rng = np.random.default_rng(1)
+    for c in (1, 3, 6, 16, 40):
+        x = (rng.standard_normal((2, 7, 9, c)) * 50).astype(dtype)
+        for src in (x[:, :, 0::2], x[:, 1::3, 1::2], x[:, :, :4, :][..., ::-1]):
+            dst = np.zeros(src.shape, dtype)
+            assert copy_pixels(dst, src) is dst
+            np.testing.assert_array_equal(dst, src)
+        wide = np.zeros((2, 7, 18, c), dtype)
+        copy_pixels(wide[:, :, 1::2], x)          # into a strided view
+        np.testing.assert_array_equal(wide[:, :, 1::2], x)
+        assert not wide[:, :, 0::2].any()
+
+
 def test_lenet_layers_take_the_banded_path_and_match_naive():
     """LeNet's grey first layer (kw*C = 5) and its second layer (kw*C = 30) run banded forward
     and backward, and equal the loops; at LeNet's own sizes each output row is cut into two
@@ -225,11 +243,12 @@ def test_maxpool_tie_sends_the_gradient_to_the_first_maximum_only():
 def test_tiling_maxpool_with_many_ties_matches_naive(kernel, shape, short_run, monkeypatch):
     """The tiling pass (stride = kernel) reduces along rows, then down columns; with values from
     {0, 1, 2} most windows hold ties, and each must still credit its first maximum in row-major
-    order, like the loops and PyTorch. Both ways of reading the pixel columns: strided views,
-    and contiguous copies (few channels, ``SHORT_RUN``)."""
+    order, like the loops and PyTorch. Both ways of reading and writing the pixel columns:
+    strided views, and contiguous copies (few channels: ``SHORT_RUN``, ``PIXEL_ITEM_BYTES``)."""
     from convolutional import pooling
 
     monkeypatch.setattr(pooling, "SHORT_RUN", short_run)
+    monkeypatch.setattr(pooling, "PIXEL_ITEM_BYTES", short_run)
     x = np.random.default_rng(4).integers(0, 3, size=shape).astype(np.float64)
     pool = C.MaxPool2D(kernel)
     assert pool._tiles()
