@@ -87,8 +87,8 @@ BAND_MIN_COLUMNS = 64
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
     """x: (N, H, W, C), weight: (OC, C, kh, kw) (PyTorch layout), groups=1 -> out: (N, OH, OW, OC), cache."""
     wk = kernel_view(weight)  # (kh, kw, C, OC): rows of Wmat in (i, j, c) order
-    out, src = _convolve(x, wk, stride, pads, dilation, out_hw)
-    if bias is not None:
+    out, src = _convolve(x, wk, stride, pads, dilation, out_hw, bias)
+    if bias is not None and src.path != "banded":  # the banded product adds it itself
         out2 = out.reshape(-1, out.shape[3])
         channel_map(xp.add, out2, bias, out2)
     cache = SimpleNamespace(wk=wk, src=src, x_shape=x.shape, pads=pads, stride=stride,
@@ -103,7 +103,10 @@ def conv2d_backward(dy, cache, input_grad: bool = True):
         dx, dwt = _pointwise_backward(dy, cache, input_grad)
     else:
         dy = xp.ascontiguousarray(dy)
-        dwt = _banded_weight_grad(dy, cache) if cache.src.path == "banded" else _weight_grad(dy, cache)
+        if cache.src.path == "banded":
+            dwt, dbias = _banded_weight_grad(dy, cache)
+        else:
+            dwt = _weight_grad(dy, cache)
         if not input_grad:
             dx = None
         elif cache.src.path == "banded":
@@ -112,7 +115,8 @@ def conv2d_backward(dy, cache, input_grad: bool = True):
             dx = _input_grad_by_flipped_conv(dy, cache)
         else:
             dx = _input_grad_by_col2im(dy, cache)
-    dbias = column_sums(dy.reshape(-1, dy.shape[3])) if cache.has_bias else None
+    if cache.src.path != "banded":
+        dbias = column_sums(dy.reshape(-1, dy.shape[3])) if cache.has_bias else None
     return dx, dwt.transpose(0, 3, 1, 2), dbias
 
 
@@ -169,9 +173,10 @@ def _path(wk, stride, pads, dilation=(1, 1), width=0):
     return "gather"
 
 
-def _convolve(x, wk, stride, pads, dilation, out_hw):
+def _convolve(x, wk, stride, pads, dilation, out_hw, bias=None):
     """out (N, OH, OW, OC) of channels-last ``x`` and ``wk`` (kh, kw, C, OC), and the source the
-    backward pass rebuilds its blocks from."""
+    backward pass rebuilds its blocks from. ``bias`` is added by the banded path only (in its
+    product); the caller adds it for the other paths."""
     src = SimpleNamespace(path=_path(wk, stride, pads, dilation, x.shape[2]), kernel=wk.shape[:2],
                           stride=stride, dilation=dilation, out_hw=out_hw)
     if src.path == "pointwise":
@@ -179,7 +184,7 @@ def _convolve(x, wk, stride, pads, dilation, out_hw):
         src.x2 = x.reshape(n * h * w, c)
         return gemm(src.x2, wmat(wk)).reshape(n, h, w, -1), src
     if src.path == "banded":
-        return _banded_forward(x, wk, pads, src), src
+        return _banded_forward(x, wk, pads, src, bias), src
     return _gather_forward(x, wk, pads, src), src
 
 
@@ -316,13 +321,18 @@ def _band_diagonal(band, j, ow):
                                            strides=(s[0], s[1] + s[3], s[2], s[4]))
 
 
-def _band_matrix(wk, wp, ow):
-    """T (kh·Wp·C, OW·OC): entry ((i, ow + j, c), (ow, oc)) is the weight (i, j, c, oc), others 0."""
+def _band_matrix(wk, wp, ow, bias=None):
+    """T (kh·Wp·C, OW·OC): entry ((i, ow + j, c), (ow, oc)) is the weight (i, j, c, oc), others 0;
+    with a bias, one more row holding it for every output column (the input rows end in a 1)."""
     kh, kw, c, oc = wk.shape
-    band = xp.zeros((kh, wp, c, ow, oc), dtype=wk.dtype)
+    k = kh * wp * c
+    band = xp.zeros((k + (bias is not None), ow * oc), dtype=wk.dtype)
+    weights = band[:k].reshape(kh, wp, c, ow, oc)
     for j in range(kw):
-        _band_diagonal(band, j, ow)[...] = wk[:, j][:, None]
-    return band.reshape(kh * wp * c, ow * oc)
+        _band_diagonal(weights, j, ow)[...] = wk[:, j][:, None]
+    if bias is not None:
+        band[k] = xp.tile(bias, ow)
+    return band
 
 
 def _segments(ow, oc):
@@ -331,37 +341,51 @@ def _segments(ow, oc):
     return max(s for s in range(1, ow + 1) if ow % s == 0 and (ow // s) * oc >= min(BAND_MIN_COLUMNS, ow * oc))
 
 
-def _input_rows(x_pad, kh, oh, seg_ow, seg_w):
+def _input_rows(x_pad, kh, oh, seg_ow, seg_w, ones=False):
     """(N·OH·S, kh·seg_w·C): for each output row segment of seg_ow pixels, the seg_w = seg_ow + kw - 1
-    columns of the kh padded input rows it sees (kh runs of seg_w·C values; one run when S = 1)."""
+    columns of the kh padded input rows it sees (kh runs of seg_w·C values; one run when S = 1);
+    with ``ones``, a last column of ones (for the bias row of the band)."""
     n, hp, wp, c = x_pad.shape
     item = x_pad.itemsize
     row = wp * c * item  # strides are computed, not read: NumPy may report any stride for an axis of length 1
     segments = (wp - seg_w) // seg_ow + 1
     view = xp.lib.stride_tricks.as_strided(x_pad, shape=(n, oh, segments, kh, seg_w * c),
                                            strides=(hp * row, row, seg_ow * c * item, row, item))
-    return xp.ascontiguousarray(view).reshape(n * oh * segments, kh * seg_w * c)
+    k = kh * seg_w * c
+    rows = xp.empty((n, oh, segments, k + ones), dtype=x_pad.dtype)
+    rows[..., :k].reshape(view.shape)[...] = view  # splitting the last axis: always a view
+    if ones:
+        rows[..., k] = 1
+    return rows.reshape(n * oh * segments, k + ones)
 
 
-def _banded_forward(x, wk, pads, src):
+def _banded_forward(x, wk, pads, src, bias=None):
+    """The product adds the bias too: the input rows end in a 1 and the band in a row of biases
+    (a pass over the output saved, and its gradient comes out of the dW product)."""
     kh, kw, _c, oc = wk.shape
     n = x.shape[0]
     oh, ow = src.out_hw
     src.seg_ow = ow // _segments(ow, oc)
     src.seg_w = src.seg_ow + kw - 1
     x_pad = xp.ascontiguousarray(pad_nhwc(x, pads))
-    src.rows = _input_rows(x_pad, kh, oh, src.seg_ow, src.seg_w)
-    src.band = _band_matrix(wk, src.seg_w, src.seg_ow)
+    src.rows = _input_rows(x_pad, kh, oh, src.seg_ow, src.seg_w, ones=bias is not None)
+    src.band = _band_matrix(wk, src.seg_w, src.seg_ow, bias)
     return gemm(src.rows, src.band).reshape(n, oh, ow, oc)
 
 
 def _banded_weight_grad(dy, cache):
     """dT = (input rows)ᵀ @ dY rows; weight (i, j, c, oc) is the sum of dT along its diagonal of the
-    band. Returned as (OC, kh, kw, C), like :func:`_weight_grad` (a view; these kernels are small)."""
+    band, and the bias (OC,) the sum of its last row (the rows' column of ones) over the segment's
+    pixels. Returns dW as (OC, kh, kw, C), like :func:`_weight_grad` (a view; these kernels are
+    small), and db (None without a bias)."""
     kh, kw, c, oc = cache.wk.shape
     seg_ow = cache.src.seg_ow
-    dband = gemm(cache.src.rows.T, dy.reshape(-1, seg_ow * oc)).reshape(kh, -1, c, seg_ow, oc)
-    return xp.stack([_band_diagonal(dband, j, seg_ow).sum(axis=1) for j in range(kw)], axis=1).transpose(3, 0, 1, 2)
+    k = kh * cache.src.seg_w * c
+    dband = gemm(cache.src.rows.T, dy.reshape(-1, seg_ow * oc))
+    dbias = dband[k].reshape(seg_ow, oc).sum(axis=0) if cache.has_bias else None
+    weights = dband[:k].reshape(kh, -1, c, seg_ow, oc)
+    dwt = xp.stack([_band_diagonal(weights, j, seg_ow).sum(axis=1) for j in range(kw)], axis=1)
+    return dwt.transpose(3, 0, 1, 2), dbias
 
 
 def _input_grad_banded(dy, cache):
@@ -373,7 +397,7 @@ def _input_grad_banded(dy, cache):
     seg_ow, seg_w = cache.src.seg_ow, cache.src.seg_w
     segments = ow // seg_ow
     hp, wp = h + top + bottom, w + left + right
-    band_t = xp.ascontiguousarray(cache.src.band.T)  # contiguous: BLAS's fast path
+    band_t = xp.ascontiguousarray(cache.src.band[:kh * seg_w * c].T)  # without the bias row; contiguous: BLAS's fast path
     dy_rows = dy.reshape(n, oh * segments, seg_ow * oc)
     dx_pad = xp.zeros((n, hp, wp * c), dtype=dy.dtype)
     blocks = image_blocks(n, oh * segments * kh * seg_w * c * dy.itemsize, BLOCK_BYTES)
