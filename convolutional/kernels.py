@@ -23,8 +23,9 @@ Four paths, picked per layer:
   (kept too when the whole matrix is at most ``KEEP_COLUMNS_BYTES``).
 * **banded** (stride 1, few input channels: LeNet's two layers): a column-matrix row holds
   k runs of only kw·C values (5 on a grey image, 30 on LeNet's 6-channel maps), and copying such
-  short runs into a product with few output channels costs more than a larger product. Instead, a whole output *row* is one product: the kh input rows it sees are
-  kh·Wp·C consecutive values of the padded input, and those values times a banded matrix
+  short runs into a product with few output channels costs more than a larger product.
+  Instead, a whole output *row* is one product: the kh input rows it sees are kh·Wp·C
+  consecutive values of the padded input, and those values times a banded matrix
   T (kh·Wp·C, OW·OC), which holds the kernel once per output column, each copy shifted one
   pixel further, are the OW·OC outputs of the row::
 
@@ -99,6 +100,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
 def conv2d_backward(dy, cache, input_grad: bool = True):
     """dy: (N, OH, OW, OC) -> dx: (N, H, W, C), dweight: (OC, C, kh, kw), dbias: (OC,) (None
     for a convolution without bias). dx is None, and not computed, when ``input_grad`` is False."""
+    dbias = None  # the banded product computes it; the other paths sum dY below
     if cache.src.path == "pointwise":
         dx, dwt = _pointwise_backward(dy, cache, input_grad)
     else:
@@ -115,8 +117,8 @@ def conv2d_backward(dy, cache, input_grad: bool = True):
             dx = _input_grad_by_flipped_conv(dy, cache)
         else:
             dx = _input_grad_by_col2im(dy, cache)
-    if cache.src.path != "banded":
-        dbias = column_sums(dy.reshape(-1, dy.shape[3])) if cache.has_bias else None
+    if cache.has_bias and dbias is None:
+        dbias = column_sums(dy.reshape(-1, dy.shape[3]))
     return dx, dwt.transpose(0, 3, 1, 2), dbias
 
 

@@ -139,11 +139,8 @@ def test_lenet_layers_take_the_banded_path_and_match_naive():
     ToChannelsLast gives it: with one channel NumPy calls it contiguous although its channel
     stride is not the item size, which the row view of the banded path must not trust."""
     rng = np.random.default_rng(5)
-    x = np.transpose(rng.standard_normal((2, 1, 12, 12)), (0, 2, 3, 1))
-    x6 = rng.standard_normal((2, 9, 9, 6))
-    layers = [(C.Conv2D(1, 3, 5, padding=2), x), (C.Conv2D(1, 3, 5), x), (C.Conv2D(6, 4, 5), x6)]
-    for conv, inputs in layers:
-        conv = conv.astype(np.float64)
+
+    def banded_equals_naive(conv, inputs):
         conv.bias.data[...] = rng.standard_normal(conv.out_channels)
         y = conv(inputs)
         assert conv.cache.src.path == "banded"
@@ -154,18 +151,18 @@ def test_lenet_layers_take_the_banded_path_and_match_naive():
         np.testing.assert_allclose(conv.backward(dy), nhwc(rdx), atol=1e-12)
         np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
         np.testing.assert_allclose(conv.bias.grad, rdb, atol=1e-12)
-    assert_grads_ok(layers[2][0], x6)
-    for conv, size, segments in [(C.Conv2D(1, 6, 5, padding=2), 28, 2), (C.Conv2D(6, 16, 5), 14, 2)]:
+        return y
+
+    x = np.transpose(rng.standard_normal((2, 1, 12, 12)), (0, 2, 3, 1))
+    x6 = rng.standard_normal((2, 9, 9, 6))
+    second = C.Conv2D(6, 4, 5).astype(np.float64)
+    for conv, inputs in [(C.Conv2D(1, 3, 5, padding=2), x), (C.Conv2D(1, 3, 5), x), (second, x6)]:
+        banded_equals_naive(conv.astype(np.float64), inputs)
+    assert_grads_ok(second, x6)
+    for conv, size in [(C.Conv2D(1, 6, 5, padding=2), 28), (C.Conv2D(6, 16, 5), 14)]:
         conv = conv.astype(np.float64)  # LeNet's own sizes: each output row is cut into two segments
-        inputs = rng.standard_normal((1, size, size, conv.in_channels))
-        y = conv(inputs)
-        assert conv.cache.src.path == "banded" and y.shape[2] // conv.cache.src.seg_ow == segments
-        ref = naive.conv2d_naive(nchw(inputs), conv.weight.data, conv.bias.data, conv.stride, conv.pads, conv.dilation, 1)
-        np.testing.assert_allclose(y, nhwc(ref), atol=1e-12)
-        dy = rng.standard_normal(y.shape)
-        rdx, rdw, _rdb = naive.conv2d_backward_naive(nchw(dy), nchw(inputs), conv.weight.data, conv.stride, conv.pads)
-        np.testing.assert_allclose(conv.backward(dy), nhwc(rdx), atol=1e-12)
-        np.testing.assert_allclose(conv.weight.grad, rdw, atol=1e-12)
+        y = banded_equals_naive(conv, rng.standard_normal((1, size, size, conv.in_channels)))
+        assert y.shape[2] // conv.cache.src.seg_ow == 2
     wide = C.Conv2D(8, 4, 5)            # kw*C = 40: columns, not a band
     wide(rng.standard_normal((2, 9, 9, 8)))
     assert wide.cache.src.path == "gather"
