@@ -89,7 +89,7 @@ def test_trajectory_matches_torch(name):
 def test_adam_in_slices_on_every_core_matches_torch(name, monkeypatch):
     """A parameter above SMALL_PASS_BYTES is updated slice by slice in run_blocks: forced here
     with tiny thresholds (slices of 4 values, uneven ones at the end), the trajectory still
-    follows torch's, and equals the whole-array update to the bit."""
+    follows torch's, and equals the update of all (small) parameters as one flat array to the bit."""
     from common import backend
     from vectorized import optim
 
@@ -100,6 +100,7 @@ def test_adam_in_slices_on_every_core_matches_torch(name, monkeypatch):
     ref = torch_twin(torch, model)
     whole = train_ours(twin, make_ours(twin.parameters()), 5)
     monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(optim, "ADAM_FLAT_BYTES", 0)
     monkeypatch.setattr(optim, "ADAM_BLOCK_BYTES", 4 * 8)
     counts = []
 
@@ -114,6 +115,42 @@ def test_adam_in_slices_on_every_core_matches_torch(name, monkeypatch):
     for a, b in zip(sliced, whole):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["adam", "adam-wd", "adamw"])
+@pytest.mark.parametrize("flat_bytes", [8 * 8, 2**18])
+def test_adam_flat_step_of_small_parameters_equals_one_by_one(name, flat_bytes, monkeypatch):
+    """Small parameters take Adam's step as one flat array: all of them (2**18), or only the
+    small ones next to larger ones updated one by one (8 * 8 bytes: the three biases). The same
+    numbers to the bit as every parameter on its own, state_dict gives the per-parameter
+    moments, and a state loaded halfway (which replaces the flat arrays) resumes exactly."""
+    from vectorized import optim
+
+    make_ours = CONFIGS[name][0]
+    model, twin, resumed = small_mlp(), small_mlp(), small_mlp()
+    twin.load_state_dict(model.state_dict())
+    resumed.load_state_dict(model.state_dict())
+    monkeypatch.setattr(optim, "ADAM_FLAT_BYTES", 0)
+    alone_opt = make_ours(twin.parameters())
+    alone = train_ours(twin, alone_opt, 5)
+    monkeypatch.setattr(optim, "ADAM_FLAT_BYTES", flat_bytes)
+    flat_opt = make_ours(model.parameters())
+    flat = train_ours(model, flat_opt, 5)
+    assert flat_opt._flat is not None and len(flat_opt._flat["m"]) >= 2  # the flat path ran
+    for a, b in zip(flat, alone):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    got, want = flat_opt.state_dict()["state"], alone_opt.state_dict()["state"]
+    assert sorted(got) == sorted(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    first = make_ours(resumed.parameters())
+    train_ours(resumed, first, 2)
+    second = make_ours(resumed.parameters())
+    second.load_state_dict(first.state_dict())
+    rest = train_ours(resumed, second, 3, start=2)
+    for key in rest[-1]:
+        np.testing.assert_array_equal(rest[-1][key], flat[-1][key], err_msg=key)
 
 
 def test_clip_grad_norm_matches_torch():
