@@ -63,7 +63,7 @@ from types import SimpleNamespace
 
 from common import backend
 from common.backend import channel_map, column_sums, gemm, run_blocks, sum_blocks, xp
-from convolutional.geometry import image_blocks, pad_nhwc, window, windows
+from convolutional.geometry import copy_pixels, image_blocks, pad_nhwc, window, windows
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
 COLUMNS_MAX_K = 64
@@ -83,6 +83,9 @@ BAND_MAX_WASTE = 8
 #: seg_OW output pixels (fewer zeros: (seg_OW + kw - 1) / kw times the needed multiply-adds
 #: instead of Wp / kw), as long as a segment keeps at least this many output columns (seg_OW·OC).
 BAND_MIN_COLUMNS = 64
+#: The input rows' runs of seg_w·C values are copied one run per item up to this size
+#: (:func:`convolutional.geometry.copy_pixels`): LeNet's 18 and 54 values, 2.4x and 1.2x faster.
+BAND_ITEM_BYTES = 256
 
 
 def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
@@ -316,11 +319,12 @@ def _input_grad_by_flipped_conv(dy, cache):
 
 
 # ------------------------------------------------------------------------------ banded
-def _band_diagonal(band, j, ow):
-    """The view (kh, OW, C, OC) of ``band`` (kh, Wp, C, OW, OC) at w = ow + j: kernel column j."""
+def _band_diagonals(band, kw, ow):
+    """The view (kh, kw, OW, C, OC) of ``band`` (kh, Wp, C, OW, OC) at w = ow + j: the kernel's
+    column j is the diagonal j of every kernel row's block, repeated once per output column."""
     s = band.strides
-    return xp.lib.stride_tricks.as_strided(band[:, j:], shape=(band.shape[0], ow, band.shape[2], band.shape[4]),
-                                           strides=(s[0], s[1] + s[3], s[2], s[4]))
+    return xp.lib.stride_tricks.as_strided(band, shape=(band.shape[0], kw, ow, band.shape[2], band.shape[4]),
+                                           strides=(s[0], s[1], s[1] + s[3], s[2], s[4]))
 
 
 def _band_matrix(wk, wp, ow, bias=None):
@@ -330,8 +334,7 @@ def _band_matrix(wk, wp, ow, bias=None):
     k = kh * wp * c
     band = xp.zeros((k + (bias is not None), ow * oc), dtype=wk.dtype)
     weights = band[:k].reshape(kh, wp, c, ow, oc)
-    for j in range(kw):
-        _band_diagonal(weights, j, ow)[...] = wk[:, j][:, None]
+    _band_diagonals(weights, kw, ow)[...] = wk[:, :, None]
     if bias is not None:
         band[k] = xp.tile(bias, ow)
     return band
@@ -355,7 +358,8 @@ def _input_rows(x_pad, kh, oh, seg_ow, seg_w, ones=False):
                                            strides=(hp * row, row, seg_ow * c * item, row, item))
     k = kh * seg_w * c
     rows = xp.empty((n, oh, segments, k + ones), dtype=x_pad.dtype)
-    rows[..., :k].reshape(view.shape)[...] = view  # splitting the last axis: always a view
+    # splitting the last axis is always a view; each run of seg_w·C values is copied as one item
+    copy_pixels(rows[..., :k].reshape(view.shape), view, max_item_bytes=BAND_ITEM_BYTES)
     if ones:
         rows[..., k] = 1
     return rows.reshape(n * oh * segments, k + ones)
@@ -386,7 +390,7 @@ def _banded_weight_grad(dy, cache):
     dband = gemm(cache.src.rows.T, dy.reshape(-1, seg_ow * oc))
     dbias = dband[k].reshape(seg_ow, oc).sum(axis=0) if cache.has_bias else None
     weights = dband[:k].reshape(kh, -1, c, seg_ow, oc)
-    dwt = xp.stack([_band_diagonal(weights, j, seg_ow).sum(axis=1) for j in range(kw)], axis=1)
+    dwt = _band_diagonals(weights, kw, seg_ow).sum(axis=2)
     return dwt.transpose(3, 0, 1, 2), dbias
 
 

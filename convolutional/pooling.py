@@ -23,9 +23,9 @@ from vectorized.module import Module
 #: A ufunc over a strided view whose innermost runs hold at most this many values (channels-last
 #: pixels of C values, every kw-th one) runs one short loop per run, several times slower than on a
 #: contiguous array, while a copy of such a view is cheap (cheaper still pixel by pixel,
-#: :func:`convolutional.geometry.copy_pixels`): the 2x2 max-pool on LeNet's maps copies its
-#: columns of pixels out before comparing them, and its backward pass on 6 channels writes each
-#: offset's gradient through a contiguous buffer.
+#: :func:`convolutional.geometry.copy_pixels`): a max-pool over maps of this few channels copies
+#: each window view out to a contiguous plane before comparing it (LeNet's maps of 6 and 16),
+#: and its backward pass on 6 channels writes each offset's gradient through a contiguous buffer.
 SHORT_RUN = 16
 
 
@@ -86,9 +86,11 @@ class MaxPool2D(_Pool2D):
 
     Both passes work on blocks of a few images shared out to every core
     (:func:`common.backend.run_blocks`), so the passes over a block stay in cache. The usual
-    case, windows that tile the input (stride = kernel, no padding: LeNet's and VGG's 2x2), has
-    its own faster pass: first the maximum of every kw neighbours along each row, then of every
-    kh of those rows, the second step on whole rows of OW*C values at a time.
+    case, windows that tile the input (stride = kernel, no padding: VGG's 2x2), has its own
+    faster pass: first the maximum of every kw neighbours along each row, then of every kh of
+    those rows, the second step on whole rows of OW*C values at a time. On maps of few channels
+    (``SHORT_RUN``: LeNet's) the general pass is faster still, with each window copied out to a
+    contiguous plane first: every comparison then runs on contiguous arrays.
 
     A ReLU listed just before it runs after it in a ``Sequential`` (``commutes_with_relu``):
     the same numbers, with ReLU on the pooled values only.
@@ -103,7 +105,8 @@ class MaxPool2D(_Pool2D):
         out = xp.empty((n, oh, ow, c), dtype=x.dtype)
         arg = xp.zeros(out.shape, dtype=xp.uint8 if len(self._offsets()) < 256 else xp.int32)
         self.arg = arg
-        if self._tiles():
+        short = c <= SHORT_RUN
+        if self._tiles() and not short:
             run_blocks(_pass_blocks(n, x[0].nbytes), lambda n0, n1, buf: self._tile_max(x, out, arg, n0, n1, buf))
             return out
         x_pad = pad_nhwc(x, self.pads, value=-float("inf"))
@@ -114,9 +117,12 @@ class MaxPool2D(_Pool2D):
             shape = (blocks[0][1], oh, ow, c)
             better = buf.setdefault("better", xp.empty(shape, dtype=bool))[:n1 - n0]
             won = buf.setdefault("won", xp.empty(shape, dtype=arg.dtype))[:n1 - n0]
-            ob[...] = window(xb, 0, 0, oh, ow, self.stride)
+            plane = buf.setdefault("plane", xp.empty(shape, dtype=x.dtype))[:n1 - n0] if short else None
+            copy_pixels(ob, window(xb, 0, 0, oh, ow, self.stride))
             for k, (i, j) in enumerate(self._offsets()[1:], start=1):
                 view = window(xb, i, j, oh, ow, self.stride)
+                if short:  # runs of C values: copied out to a contiguous plane, the ufuncs run faster there
+                    view = copy_pixels(plane, view)
                 xp.greater(view, ob, out=better)  # strict: on a tie the earlier offset keeps the gradient
                 # arg = k where this offset is better: offsets only grow, so max(arg, better * k)
                 # does it (a masked copy, copyto with where=, measured 6-14x slower)
@@ -142,19 +148,9 @@ class MaxPool2D(_Pool2D):
         row_max = _scratch(buf, "row_max", shape, x.dtype)
         row_arg = _scratch(buf, "row_arg", shape, arg.dtype)
         better = _scratch(buf, "better", shape, bool)
-        short = c <= SHORT_RUN
-
-        def column(j):
-            """Pixels j, j+kw, j+2kw... of every row: a view, or a contiguous copy of it when its runs
-            of C values are too short for a ufunc (see SHORT_RUN)."""
-            view = xb[:, :, j:ow * kw:kw]
-            if not short:
-                return view
-            return copy_pixels(_scratch(buf, f"column{j % 2}", shape, x.dtype), view)
-
-        best = column(0)
+        best = xb[:, :, 0:ow * kw:kw]  # pixels j, j+kw, j+2kw... of every row
         for j in range(1, kw):
-            view = column(j)
+            view = xb[:, :, j:ow * kw:kw]
             if j == 1 and arg.itemsize == 1:  # arg is 1 exactly where offset 1 beats offset 0
                 xp.greater(view, best, out=row_arg.view(bool))
             else:

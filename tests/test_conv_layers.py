@@ -76,7 +76,8 @@ def conv_path(request, monkeypatch):
     the default blocks and as tiny ones (one image each) shared out to the worker threads;
     and 'banded' (whole output rows times a banded matrix, forward, dW and dX), which every
     stride-1, dilation-1 case takes under that setting (the others fall back to 'gather'), once
-    with whole rows and once cut into one-pixel segments ('banded-segments').
+    with whole rows and once cut into one-pixel segments ('banded-segments'), their input rows
+    copied as plain values in the first and one run per item in the second (BAND_ITEM_BYTES).
     1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting.
     Depthwise layers sum their k² taps with one einsum on the CPU, or one pass per tap
     ('taps', the GPU's way)."""
@@ -85,6 +86,7 @@ def conv_path(request, monkeypatch):
     for name in ("BAND_MAX_RUN", "BAND_MAX_WASTE"):
         monkeypatch.setattr(kernels, name, 10**9 if banded else 0)
     monkeypatch.setattr(kernels, "BAND_MIN_COLUMNS", 1 if request.param == "banded-segments" else 10**9)
+    monkeypatch.setattr(kernels, "BAND_ITEM_BYTES", 10**9 if request.param == "banded-segments" else 0)
     columns = request.param.startswith("columns")
     monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if columns else 0)
     monkeypatch.setattr(kernels, "KEEP_COLUMNS_BYTES", 2**40 if columns else 0)
@@ -197,7 +199,13 @@ POOL_CASES = [(2, None, 0, 6, 6), (3, 2, 1, 7, 8), (3, 1, 1, 5, 5), (2, 2, 0, 5,
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
-def test_maxpool_fast_equals_naive_and_gradients(case):
+@pytest.mark.parametrize("short_run", [0, 10**9], ids=["views", "copied-planes"])
+def test_maxpool_fast_equals_naive_and_gradients(case, short_run, monkeypatch):
+    """Both ways of reading the k² windows: strided views, and (few channels, ``SHORT_RUN``) each
+    window copied out to a contiguous plane first."""
+    from convolutional import pooling
+
+    monkeypatch.setattr(pooling, "SHORT_RUN", short_run)
     k, s, p, h, w = case
     pool = C.MaxPool2D(k, s, p)
     x = np.random.default_rng(h * w).standard_normal((3, h, w, 3))  # 3 images: blocks of 2 and 1
@@ -236,12 +244,13 @@ def test_maxpool_tie_sends_the_gradient_to_the_first_maximum_only():
 
 @pytest.mark.parametrize("kernel, shape", [(2, (3, 7, 10, 4)), (3, (3, 7, 10, 4)), ((2, 3), (3, 7, 10, 4)),
                                            (16, (2, 16, 33, 2))])  # 256 offsets: an int32 arg
-@pytest.mark.parametrize("short_run", [0, 10**9], ids=["views", "copied-columns"])
+@pytest.mark.parametrize("short_run", [0, 10**9], ids=["views", "copied-planes"])
 def test_tiling_maxpool_with_many_ties_matches_naive(kernel, shape, short_run, monkeypatch):
-    """The tiling pass (stride = kernel) reduces along rows, then down columns; with values from
-    {0, 1, 2} most windows hold ties, and each must still credit its first maximum in row-major
-    order, like the loops and PyTorch. Both ways of reading and writing the pixel columns:
-    strided views, and contiguous copies (few channels: ``SHORT_RUN``, ``PIXEL_ITEM_BYTES``)."""
+    """Windows that tile the input (stride = kernel): with values from {0, 1, 2} most windows
+    hold ties, and each must still credit its first maximum in row-major order, like the loops
+    and PyTorch. Both passes: the tiling pass on strided views (along rows, then down columns),
+    and for few channels (``SHORT_RUN``, ``PIXEL_ITEM_BYTES``) the window-by-window pass on
+    contiguous copies, with a backward pass that writes through a contiguous buffer."""
     from convolutional import pooling
 
     monkeypatch.setattr(pooling, "SHORT_RUN", short_run)
