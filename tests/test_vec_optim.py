@@ -86,10 +86,12 @@ def test_trajectory_matches_torch(name):
 
 
 @pytest.mark.parametrize("name", ["adam", "adam-wd", "adamw"])
-def test_adam_in_slices_on_every_core_matches_torch(name, monkeypatch):
-    """A parameter above SMALL_PASS_BYTES is updated slice by slice in run_blocks: forced here
-    with tiny thresholds (slices of 4 values, uneven ones at the end), the trajectory still
-    follows torch's, and equals the update of all (small) parameters as one flat array to the bit."""
+@pytest.mark.parametrize("shared", [True, False], ids=["every-core", "calling-thread"])
+def test_adam_in_slices_matches_torch(name, shared, monkeypatch):
+    """A parameter is updated in slices of ADAM_BLOCK_BYTES: above SMALL_PASS_BYTES shared out
+    with run_blocks, below it one after another on the calling thread. Forced here with tiny
+    thresholds (slices of 4 values, uneven ones at the end), the trajectory still follows
+    torch's, and equals the update of all (small) parameters as one flat array to the bit."""
     from common import backend
     from vectorized import optim
 
@@ -99,18 +101,27 @@ def test_adam_in_slices_on_every_core_matches_torch(name, monkeypatch):
     twin.load_state_dict(model.state_dict())
     ref = torch_twin(torch, model)
     whole = train_ours(twin, make_ours(twin.parameters()), 5)
-    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
+    if shared:
+        monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
     monkeypatch.setattr(optim, "ADAM_FLAT_BYTES", 0)
     monkeypatch.setattr(optim, "ADAM_BLOCK_BYTES", 4 * 8)
-    counts = []
+    counts, slices = [], []
 
     def counting(ranges, work, scratch=dict):
         counts.append(len(ranges))
         return backend.run_blocks(ranges, work, scratch)
 
+    step = optim.Adam._moments_and_step
+
+    def counting_slices(self, m, v, g, tmp, step_size, bias2):
+        slices.append(m.size)
+        return step(self, m, v, g, tmp, step_size, bias2)
+
     monkeypatch.setattr(optim, "run_blocks", counting)
+    monkeypatch.setattr(optim.Adam, "_moments_and_step", counting_slices)
     sliced = train_ours(model, make_ours(model.parameters()), 5)
-    assert len(counts) == 5 * 6 and min(counts) >= 2  # every parameter of every step, in slices
+    assert len(counts) == (5 * 6 if shared else 0) and min(counts, default=2) >= 2
+    assert max(slices) == 4 and len(slices) > 5 * 6  # every parameter of every step, in slices
     assert_same_trajectory(sliced, train_torch(torch, ref, make_theirs(torch, ref.parameters()), 5))
     for a, b in zip(sliced, whole):
         for key in a:

@@ -230,17 +230,19 @@ class Adam(Optimizer):
         factors = self._factors()
 
         def part(a, b, buf):
-            # slice by slice: each slice's passes stay in the core's cache, and the slices are
-            # shared out to every core (a large model's Adam step reads and writes four arrays
-            # of every parameter: 235 MB for VGG16)
+            # slice by slice: each slice's passes stay in the core's cache, and for a large
+            # parameter the slices are shared out to every core (a large model's Adam step
+            # reads and writes four arrays of every parameter: 235 MB for VGG16)
             tmp = buf.get("tmp")
             if tmp is None or tmp.size < blocks[0][1] or tmp.dtype != w.dtype or type(tmp) is not type(w):
                 tmp = buf["tmp"] = xp.empty(blocks[0][1], dtype=w.dtype)
             w[a:b] -= self._moments_and_step(m[a:b], v[a:b], g[a:b], tmp[:b - a], *factors)
 
-        if w.nbytes <= backend.SMALL_PASS_BYTES:  # one slice: no need to share it out
-            blocks = [(0, w.size)]
-            part(0, w.size, self._scratch)
+        if w.nbytes <= backend.SMALL_PASS_BYTES:  # not worth sharing out: in slices on this thread
+            per_slice = max(1, ADAM_BLOCK_BYTES // w.itemsize)
+            blocks = [(a, min(a + per_slice, w.size)) for a in range(0, w.size, per_slice)]
+            for a, b in blocks:
+                part(a, b, self._scratch)
         else:
             blocks = backend.blocks_of(w.size, w.itemsize, ADAM_BLOCK_BYTES, backend.SMALL_PASS_BYTES)
             run_blocks(blocks, part)
