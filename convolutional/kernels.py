@@ -255,11 +255,17 @@ def _gather_forward(x, wk, pads, src):
 
 
 def _weight_grad(dy, cache):
-    """dW in the (OC, kh, kw, C) layout: dYᵀ @ cols per block of images, one running sum per worker."""
+    """dW in the (OC, kh, kw, C) layout: dYᵀ @ cols per block of images, one running sum per worker.
+
+    A thin column matrix (k·k·C ≤ ``COLUMNS_MAX_K``: a first layer) takes colsᵀ @ dY instead, the
+    same sums as a (k·k·C, OC) matrix, and transposes that small result: BLAS ran this orientation
+    1.2-1.3x faster on 9 and 27 columns (0.44 against 0.57 ms for BaselineCNN's first layer),
+    where the wide products gain nothing from it."""
     src = cache.src
     kh, kw, c, oc = cache.wk.shape
     kc = kh * kw * c
     oh, ow = src.out_hw
+    thin = kc <= COLUMNS_MAX_K
     blocks = _column_blocks(src, dy.shape[0], kc * dy.itemsize)
 
     def part(n0, n1, buf):
@@ -268,10 +274,13 @@ def _weight_grad(dy, cache):
         else:
             cols = buf.setdefault("cols", xp.empty((blocks[0][1], oh, ow, kh * kw, c), dtype=dy.dtype))
             block = _fill_columns(cols[:n1 - n0], src, n0, n1)
-        out = buf.setdefault("part", xp.empty((oc, kc), dtype=dy.dtype))
-        return xp.matmul(dy[n0:n1].reshape(-1, oc).T, block.reshape(-1, kc), out=out)
+        dy2, cols2 = dy[n0:n1].reshape(-1, oc), block.reshape(-1, kc)
+        if thin:
+            return xp.matmul(cols2.T, dy2, out=buf.setdefault("part", xp.empty((kc, oc), dtype=dy.dtype)))
+        return xp.matmul(dy2.T, cols2, out=buf.setdefault("part", xp.empty((oc, kc), dtype=dy.dtype)))
 
-    return sum_blocks(blocks, part).reshape(oc, kh, kw, c)
+    total = sum_blocks(blocks, part)
+    return (xp.ascontiguousarray(total.T) if thin else total).reshape(oc, kh, kw, c)
 
 
 def _input_grad_by_col2im(dy, cache):
