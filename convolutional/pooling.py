@@ -115,9 +115,9 @@ class MaxPool2D(_Pool2D):
         def work(n0, n1, buf):
             xb, ob, ab = x_pad[n0:n1], out[n0:n1], arg[n0:n1]
             shape = (blocks[0][1], oh, ow, c)
-            better = buf.setdefault("better", xp.empty(shape, dtype=bool))[:n1 - n0]
-            won = buf.setdefault("won", xp.empty(shape, dtype=arg.dtype))[:n1 - n0]
-            plane = buf.setdefault("plane", xp.empty(shape, dtype=x.dtype))[:n1 - n0] if short else None
+            better = _scratch(buf, "better", shape, bool)[:n1 - n0]
+            won = _scratch(buf, "won", shape, arg.dtype)[:n1 - n0]
+            plane = _scratch(buf, "plane", shape, x.dtype)[:n1 - n0] if short else None
             copy_pixels(ob, window(xb, 0, 0, oh, ow, self.stride))
             for k, (i, j) in enumerate(self._offsets()[1:], start=1):
                 view = window(xb, i, j, oh, ow, self.stride)
@@ -209,7 +209,7 @@ class MaxPool2D(_Pool2D):
 
         def work(n0, n1, buf):
             gb, ab, dxb = grad_out[n0:n1], self.arg[n0:n1], dx_pad[n0:n1]
-            tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], *grad_out.shape[1:]), dtype=grad_out.dtype))[:n1 - n0]
+            tmp = _scratch(buf, "tmp", (blocks[0][1], *grad_out.shape[1:]), grad_out.dtype)[:n1 - n0]
             for k, (i, j) in enumerate(self._offsets()):
                 xp.multiply(gb, ab == k, out=tmp)  # the gradient of windows this offset won
                 view = window(dxb, i, j, oh, ow, self.stride)

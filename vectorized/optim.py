@@ -8,6 +8,7 @@ Notation in the docstrings: w a parameter, g its gradient, lr the learning rate,
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -195,7 +196,7 @@ class Adam(Optimizer):
                 and all(self.m[i] is flat["m"][k] and self.v[i] is flat["v"][k] for k, i in enumerate(idx))):
             return flat
         sizes = [p.data.size for p in ps]
-        offsets = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
+        offsets = [0, *itertools.accumulate(sizes)]
         flat = {"key": key, "offsets": offsets, "m": [], "v": []}
         for slot in ("m", "v"):
             whole = flat[f"{slot}_flat"] = xp.zeros(offsets[-1], dtype=ps[0].data.dtype)
