@@ -546,6 +546,16 @@ def run_blocks(ranges, work, scratch=dict):
         future.result()
 
 
+def scratch(buffers, name, shape, dtype):
+    """A worker's scratch array ``name`` of this shape, kept in its ``buffers`` dict (the one
+    :func:`run_blocks` passes to ``work``) for its next block: allocated once per call of
+    ``run_blocks``, not once per block."""
+    key = (name, tuple(shape))
+    if key not in buffers:
+        buffers[key] = xp.empty(shape, dtype=dtype)
+    return buffers[key]
+
+
 def blocks_of(total: int, item_bytes: int, block_bytes: int = 2**20, small_bytes: int | None = None):
     """Ranges (i0, i1) covering ``range(total)``, each about ``block_bytes`` of items of
     ``item_bytes``: at least one item per block and at least one block per worker. One block on

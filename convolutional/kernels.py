@@ -62,7 +62,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from common import backend
-from common.backend import channel_map, column_sums, gemm, run_blocks, sum_blocks, xp
+from common.backend import channel_map, column_sums, gemm, run_blocks, scratch, sum_blocks, xp
 from convolutional.geometry import copy_pixels, image_blocks, pad_nhwc, window, windows
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
@@ -246,7 +246,7 @@ def _gather_forward(x, wk, pads, src):
         if keep:
             block = src.cols[n0:n1]
         else:
-            block = buf.setdefault("cols", xp.empty((blocks[0][1], oh, ow, kh * kw, c), dtype=x.dtype))[:n1 - n0]
+            block = scratch(buf, "cols", (blocks[0][1], oh, ow, kh * kw, c), x.dtype)[:n1 - n0]
         _fill_columns(block, src, n0, n1)
         xp.matmul(block.reshape(-1, kc), w2, out=out[n0:n1].reshape(-1, oc))
 
@@ -272,12 +272,12 @@ def _weight_grad(dy, cache):
         if src.cols is not None:
             block = src.cols[n0:n1]
         else:
-            cols = buf.setdefault("cols", xp.empty((blocks[0][1], oh, ow, kh * kw, c), dtype=dy.dtype))
+            cols = scratch(buf, "cols", (blocks[0][1], oh, ow, kh * kw, c), dy.dtype)
             block = _fill_columns(cols[:n1 - n0], src, n0, n1)
         dy2, cols2 = dy[n0:n1].reshape(-1, oc), block.reshape(-1, kc)
         if thin:
-            return xp.matmul(cols2.T, dy2, out=buf.setdefault("part", xp.empty((kc, oc), dtype=dy.dtype)))
-        return xp.matmul(dy2.T, cols2, out=buf.setdefault("part", xp.empty((oc, kc), dtype=dy.dtype)))
+            return xp.matmul(cols2.T, dy2, out=scratch(buf, "part", (kc, oc), dy.dtype))
+        return xp.matmul(dy2.T, cols2, out=scratch(buf, "part", (oc, kc), dy.dtype))
 
     total = sum_blocks(blocks, part)
     return (xp.ascontiguousarray(total.T) if thin else total).reshape(oc, kh, kw, c)
@@ -294,7 +294,7 @@ def _input_grad_by_col2im(dy, cache):
     blocks = _column_blocks(src, dy.shape[0], kc * dy.itemsize)
 
     def work(n0, n1, buf):
-        dcols = buf.setdefault("dcols", xp.empty((blocks[0][1], oh, ow, kh * kw, c), dtype=dy.dtype))[:n1 - n0]
+        dcols = scratch(buf, "dcols", (blocks[0][1], oh, ow, kh * kw, c), dy.dtype)[:n1 - n0]
         xp.matmul(dy[n0:n1].reshape(-1, oc), wmat_t, out=dcols.reshape(-1, kc))
         for k, (i, j) in enumerate(_offsets(kh, kw)):
             view = window(dx_pad[n0:n1], i, j, oh, ow, src.stride, src.dilation)
@@ -418,7 +418,7 @@ def _input_grad_banded(dy, cache):
     blocks = image_blocks(n, oh * segments * kh * seg_w * c * dy.itemsize, BLOCK_BYTES)
 
     def work(n0, n1, buf):  # a block of images: its product, then its row additions, in cache
-        drows = buf.setdefault("drows", xp.empty((blocks[0][1], oh, segments, kh, seg_w * c), dtype=dy.dtype))[:n1 - n0]
+        drows = scratch(buf, "drows", (blocks[0][1], oh, segments, kh, seg_w * c), dy.dtype)[:n1 - n0]
         xp.matmul(dy_rows[n0:n1].reshape(-1, seg_ow * oc), band_t, out=drows.reshape(-1, kh * seg_w * c))
         for i in range(kh):
             for s in range(segments):  # one add per segment: neighbouring segments overlap by kw - 1 pixels
@@ -517,17 +517,17 @@ def depthwise_backward(dy, cache):
         xb, dyb = x_pad[n0:n1], dy[n0:n1]
         if _fused_taps():
             dwk = xp.einsum("nhwijc,nhwc->ijc", windows(xb, (kh, kw), (oh, ow), stride, dilation), dyb,
-                            out=buf.setdefault("dw", xp.empty(wk.shape, dtype=dy.dtype)))
+                            out=scratch(buf, "dw", wk.shape, dy.dtype))
         else:
-            dwk = buf.setdefault("dw", xp.empty(wk.shape, dtype=dy.dtype))
-            tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype))[:n1 - n0]
+            dwk = scratch(buf, "dw", wk.shape, dy.dtype)
+            tb = scratch(buf, "tmp", (blocks[0][1], oh, ow, c), dy.dtype)[:n1 - n0]
             for i, j in _offsets(kh, kw):
                 xp.multiply(window(xb, i, j, oh, ow, stride, dilation), dyb, out=tb)
                 dwk[i, j] = column_sums(tb.reshape(-1, c))
         if flipped:
             _depthwise_sum(pad_nhwc(dy_src[n0:n1], dy_pads), wk_flipped, dx[n0:n1], (1, 1), dilation)
         else:
-            tb = buf.setdefault("tmp", xp.empty((blocks[0][1], oh, ow, c), dtype=dy.dtype))[:n1 - n0]
+            tb = scratch(buf, "tmp", (blocks[0][1], oh, ow, c), dy.dtype)[:n1 - n0]
             dxb = dx_pad[n0:n1]
             for i, j in _offsets(kh, kw):
                 xp.multiply(dyb, wk[i, j], out=tb)

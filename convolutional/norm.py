@@ -23,8 +23,8 @@ import math
 import numpy as np
 
 from common import backend
-from common.backend import (DTYPE, WIDE_VALUES, blocks_of, column_sums, row_means, run_blocks, sum_blocks,
-                            to_device, xp)
+from common.backend import (DTYPE, WIDE_VALUES, blocks_of, column_sums, row_means, run_blocks, scratch,
+                            sum_blocks, to_device, xp)
 from common.errors import UserError
 from convolutional.geometry import check_nhwc
 from vectorized.module import Module, parameter
@@ -218,11 +218,11 @@ class LayerNorm2D(Module):
 
         def part(r0, r1, buf):
             gb, hb, db = g2[r0:r1], x_hat[r0:r1], dx[r0:r1]
-            sums = buf.setdefault("sums", xp.empty((2, c), dtype=g2.dtype))
+            sums = scratch(buf, "sums", (2, c), g2.dtype)
             sums[0] = column_sums(xp.multiply(gb, hb, out=db))       # dgamma: sum of g * x_hat
             sums[1] = column_sums(gb)                                # dbeta: sum of g
             gw = xp.multiply(gb, weight, out=db)                     # dL/dx_hat
-            tmp = buf.setdefault("tmp", xp.empty((blocks[0][1], c), dtype=g2.dtype))[:r1 - r0]
+            tmp = scratch(buf, "tmp", (blocks[0][1], c), g2.dtype)[:r1 - r0]
             a = row_means(xp.multiply(gw, hb, out=tmp))             # mean_C(g * x_hat) per position
             b = row_means(gw)                                       # mean_C(g)
             # dx = (g - mean_C(g) - x_hat * mean_C(g * x_hat)) / sigma, per position

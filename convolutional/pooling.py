@@ -13,7 +13,7 @@ The loop twins are :func:`convolutional.naive.maxpool2d_naive` and friends.
 from __future__ import annotations
 
 from common import backend
-from common.backend import run_blocks, xp
+from common.backend import run_blocks, scratch, xp
 from common.errors import UserError
 from convolutional.geometry import (PIXEL_ITEM_BYTES, check_nhwc, copy_pixels, image_blocks, output_size, pad_nhwc,
                                    pair, window)
@@ -33,14 +33,6 @@ def _pass_blocks(n, per_image_bytes):
     """Blocks of images for a pooling pass: a few cheap operations per value, so small inputs
     stay on the calling thread (common.backend.SMALL_PASS_BYTES)."""
     return image_blocks(n, per_image_bytes, small_bytes=backend.SMALL_PASS_BYTES)
-
-
-def _scratch(buffers, name, shape, dtype):
-    """A worker's scratch array of this shape (kept in its ``buffers`` dict for the next block)."""
-    key = (name, shape)
-    if key not in buffers:
-        buffers[key] = xp.empty(shape, dtype=dtype)
-    return buffers[key]
 
 
 class _Pool2D(Module):
@@ -115,9 +107,9 @@ class MaxPool2D(_Pool2D):
         def work(n0, n1, buf):
             xb, ob, ab = x_pad[n0:n1], out[n0:n1], arg[n0:n1]
             shape = (blocks[0][1], oh, ow, c)
-            better = _scratch(buf, "better", shape, bool)[:n1 - n0]
-            won = _scratch(buf, "won", shape, arg.dtype)[:n1 - n0]
-            plane = _scratch(buf, "plane", shape, x.dtype)[:n1 - n0] if short else None
+            better = scratch(buf, "better", shape, bool)[:n1 - n0]
+            won = scratch(buf, "won", shape, arg.dtype)[:n1 - n0]
+            plane = scratch(buf, "plane", shape, x.dtype)[:n1 - n0] if short else None
             copy_pixels(ob, window(xb, 0, 0, oh, ow, self.stride))
             for k, (i, j) in enumerate(self._offsets()[1:], start=1):
                 view = window(xb, i, j, oh, ow, self.stride)
@@ -145,9 +137,9 @@ class MaxPool2D(_Pool2D):
         xb = x[n0:n1, :oh * kh]
         # 1) along each input row: the maximum of every kw neighbours and which j won (the first on a tie)
         shape = (nb, oh * kh, ow, c)
-        row_max = _scratch(buf, "row_max", shape, x.dtype)
-        row_arg = _scratch(buf, "row_arg", shape, arg.dtype)
-        better = _scratch(buf, "better", shape, bool)
+        row_max = scratch(buf, "row_max", shape, x.dtype)
+        row_arg = scratch(buf, "row_arg", shape, arg.dtype)
+        better = scratch(buf, "better", shape, bool)
         best = xb[:, :, 0:ow * kw:kw]  # pixels j, j+kw, j+2kw... of every row
         for j in range(1, kw):
             view = xb[:, :, j:ow * kw:kw]
@@ -166,8 +158,8 @@ class MaxPool2D(_Pool2D):
         row_max = row_max.reshape(nb, oh, kh, ow * c)
         row_arg = row_arg.reshape(nb, oh, kh, ow * c)
         ob, ab = out[n0:n1].reshape(nb, oh, ow * c), arg[n0:n1].reshape(nb, oh, ow * c)
-        better = _scratch(buf, "better_rows", ob.shape, bool)
-        step = _scratch(buf, "step", ob.shape, arg.dtype)
+        better = scratch(buf, "better_rows", ob.shape, bool)
+        step = scratch(buf, "step", ob.shape, arg.dtype)
         best = row_max[:, :, 0]
         ab[...] = row_arg[:, :, 0]
         for i in range(1, kh):
@@ -193,9 +185,9 @@ class MaxPool2D(_Pool2D):
 
             def write(n0, n1, buf):
                 gb, ab, dxb = grad_out[n0:n1], self.arg[n0:n1], dx[n0:n1]
-                won = _scratch(buf, "won", ab.shape, bool)
+                won = scratch(buf, "won", ab.shape, bool)
                 short = gb.shape[3] * gb.itemsize <= PIXEL_ITEM_BYTES  # copied a pixel at a time
-                part = _scratch(buf, "part", gb.shape, gb.dtype) if short else None
+                part = scratch(buf, "part", gb.shape, gb.dtype) if short else None
                 for k, (i, j) in enumerate(self._offsets()):
                     view = window(dxb, i, j, oh, ow, self.stride)
                     xp.multiply(gb, xp.equal(ab, k, out=won), out=part if short else view)
@@ -209,7 +201,7 @@ class MaxPool2D(_Pool2D):
 
         def work(n0, n1, buf):
             gb, ab, dxb = grad_out[n0:n1], self.arg[n0:n1], dx_pad[n0:n1]
-            tmp = _scratch(buf, "tmp", (blocks[0][1], *grad_out.shape[1:]), grad_out.dtype)[:n1 - n0]
+            tmp = scratch(buf, "tmp", (blocks[0][1], *grad_out.shape[1:]), grad_out.dtype)[:n1 - n0]
             for k, (i, j) in enumerate(self._offsets()):
                 xp.multiply(gb, ab == k, out=tmp)  # the gradient of windows this offset won
                 view = window(dxb, i, j, oh, ow, self.stride)
