@@ -546,13 +546,13 @@ def run_blocks(ranges, work, scratch=dict):
         future.result()
 
 
-def scratch(buffers, name, shape, dtype):
+def scratch(buffers, name, shape, dtype, zeros=False):
     """A worker's scratch array ``name`` of this shape, kept in its ``buffers`` dict (the one
     :func:`run_blocks` passes to ``work``) for its next block: allocated once per call of
-    ``run_blocks``, not once per block."""
+    ``run_blocks``, not once per block; filled with zeros when made if ``zeros``."""
     key = (name, tuple(shape))
     if key not in buffers:
-        buffers[key] = xp.empty(shape, dtype=dtype)
+        buffers[key] = (xp.zeros if zeros else xp.empty)(shape, dtype=dtype)
     return buffers[key]
 
 

@@ -9,8 +9,8 @@ side, the k² windows give every output pixel its k·k·C inputs in one row of t
 
 The whole matrix is k² times the input (150 MB for one ResNet-CIFAR layer at batch 64), so it is
 built a **block of whole images** at a time (``BLOCK_BYTES``, about what one core's cache holds),
-with one strided copy (:func:`convolutional.geometry.windows`), and each block goes through one
-product straight into its rows of ``out``. :func:`common.backend.run_blocks` shares the blocks out
+with one strided copy (:func:`convolutional.geometry.windows`) from the block's own padded images
+(:func:`_padded_images`), and each block goes through one product straight into its rows of ``out``. :func:`common.backend.run_blocks` shares the blocks out
 to every core, BLAS running one thread per core, so the copies run in parallel too and each
 block's columns are still in cache when its product reads them.
 
@@ -206,14 +206,14 @@ def _pointwise_backward(dy, cache, input_grad=True):
 
 
 # ------------------------------------------------------------------------------ gather / columns
-def _fill_columns(block, src, n0, n1):
+def _fill_columns(block, src, n0, n1, buf):
     """block (n1-n0, OH, OW, kh*kw, C) <- the k² windows of images n0..n1-1, as one strided copy.
 
     NumPy copies a strided view one innermost run at a time, and here a run is kw·C values.
     With one channel that is only kw values (3 for a 3x3 kernel on a grey image), so the k²
     windows are copied one by one instead, each a run of OW values per row (3x faster on
     BaselineCNN's first layer)."""
-    x_pad = src.x_pad[n0:n1]
+    x_pad = _padded_images(src, n0, n1, buf)
     if x_pad.shape[3] == 1:
         oh, ow = src.out_hw
         for k, (i, j) in enumerate(_offsets(*src.kernel)):
@@ -222,6 +222,22 @@ def _fill_columns(block, src, n0, n1):
     view = windows(x_pad, src.kernel, src.out_hw, src.stride, src.dilation)
     block.reshape(view.shape)[...] = view
     return block
+
+
+def _padded_images(src, n0, n1, buf):
+    """Images n0..n1-1 of the layer's input ``src.x`` with their zero border ``src.pads``.
+
+    Each block pads its own images into a worker's buffer (zeroed once: only the inside is
+    written, the border stays 0), so the padding runs on every core, in cache, right before the
+    column copy reads it, and no padded copy of the whole batch is made or kept."""
+    x, (top, bottom, left, right) = src.x, src.pads
+    if not any(src.pads):
+        return x[n0:n1]
+    _n, h, w, c = x.shape
+    shape = (src.block_images, h + top + bottom, w + left + right, c)
+    padded = scratch(buf, "x_pad", shape, x.dtype, zeros=True)[:n1 - n0]
+    padded[:, top:top + h, left:left + w] = x[n0:n1]
+    return padded
 
 
 def _column_blocks(src, n, row_bytes):
@@ -236,18 +252,19 @@ def _gather_forward(x, wk, pads, src):
     oh, ow = src.out_hw
     kc = kh * kw * c
     w2 = wmat(wk)
-    src.x_pad = pad_nhwc(x, pads)
+    src.x, src.pads = x, pads
     out = xp.empty((n, oh, ow, oc), dtype=x.dtype)
     keep = src.path == "columns" or n * oh * ow * kc * x.itemsize <= KEEP_COLUMNS_BYTES
     src.cols = xp.empty((n, oh, ow, kh * kw, c), dtype=x.dtype) if keep else None
     blocks = _column_blocks(src, n, kc * x.itemsize)
+    src.block_images = blocks[0][1]  # the largest block (blocks_of puts one first)
 
     def work(n0, n1, buf):
         if keep:
             block = src.cols[n0:n1]
         else:
             block = scratch(buf, "cols", (blocks[0][1], oh, ow, kh * kw, c), x.dtype)[:n1 - n0]
-        _fill_columns(block, src, n0, n1)
+        _fill_columns(block, src, n0, n1, buf)
         xp.matmul(block.reshape(-1, kc), w2, out=out[n0:n1].reshape(-1, oc))
 
     run_blocks(blocks, work)
@@ -273,7 +290,7 @@ def _weight_grad(dy, cache):
             block = src.cols[n0:n1]
         else:
             cols = scratch(buf, "cols", (blocks[0][1], oh, ow, kh * kw, c), dy.dtype)
-            block = _fill_columns(cols[:n1 - n0], src, n0, n1)
+            block = _fill_columns(cols[:n1 - n0], src, n0, n1, buf)
         dy2, cols2 = dy[n0:n1].reshape(-1, oc), block.reshape(-1, kc)
         if thin:
             return xp.matmul(cols2.T, dy2, out=scratch(buf, "part", (kc, oc), dy.dtype))
@@ -290,7 +307,9 @@ def _input_grad_by_col2im(dy, cache):
     kc = kh * kw * c
     oh, ow = src.out_hw
     wmat_t = xp.ascontiguousarray(wmat(cache.wk).T)  # contiguous (a view of a kernel_view): BLAS's fast path
-    dx_pad = xp.zeros(src.x_pad.shape, dtype=dy.dtype)
+    n, h, w, c = cache.x_shape
+    top, bottom, left, right = cache.pads
+    dx_pad = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=dy.dtype)
     blocks = _column_blocks(src, dy.shape[0], kc * dy.itemsize)
 
     def work(n0, n1, buf):
