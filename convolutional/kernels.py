@@ -301,7 +301,9 @@ def _weight_grad(dy, cache):
 
 
 def _input_grad_by_col2im(dy, cache):
-    """Stride > 1 or thin layers: dcols = dY @ Wmatᵀ per block of images; each window of dX takes back its share."""
+    """Stride > 1 or thin layers: dcols = dY @ Wmatᵀ per block of images; each window of dX takes
+    back its share. A block adds into its own zeroed, padded buffer and copies the inside out to
+    dX, so zeroing and unpadding run on every core, in cache, not once over the batch."""
     src = cache.src
     kh, kw, c, oc = cache.wk.shape
     kc = kh * kw * c
@@ -309,18 +311,26 @@ def _input_grad_by_col2im(dy, cache):
     wmat_t = xp.ascontiguousarray(wmat(cache.wk).T)  # contiguous (a view of a kernel_view): BLAS's fast path
     n, h, w, c = cache.x_shape
     top, bottom, left, right = cache.pads
-    dx_pad = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=dy.dtype)
+    dx = xp.empty((n, h, w, c), dtype=dy.dtype)
     blocks = _column_blocks(src, dy.shape[0], kc * dy.itemsize)
 
     def work(n0, n1, buf):
         dcols = scratch(buf, "dcols", (blocks[0][1], oh, ow, kh * kw, c), dy.dtype)[:n1 - n0]
         xp.matmul(dy[n0:n1].reshape(-1, oc), wmat_t, out=dcols.reshape(-1, kc))
+        if any(cache.pads):
+            dx_pad = scratch(buf, "dx_pad", (blocks[0][1], h + top + bottom, w + left + right, c),
+                             dy.dtype)[:n1 - n0]
+        else:
+            dx_pad = dx[n0:n1]
+        dx_pad[...] = 0
         for k, (i, j) in enumerate(_offsets(kh, kw)):
-            view = window(dx_pad[n0:n1], i, j, oh, ow, src.stride, src.dilation)
+            view = window(dx_pad, i, j, oh, ow, src.stride, src.dilation)
             view += dcols[:, :, :, k, :]
+        if any(cache.pads):
+            dx[n0:n1] = dx_pad[:, top:top + h, left:left + w]
 
     run_blocks(blocks, work)
-    return _unpad(dx_pad, cache)
+    return dx
 
 
 def _flipped_input(dy, cache):
