@@ -9,10 +9,11 @@ side, the k² windows give every output pixel its k·k·C inputs in one row of t
 
 The whole matrix is k² times the input (150 MB for one ResNet-CIFAR layer at batch 64), so it is
 built a **block of whole images** at a time (``BLOCK_BYTES``, about what one core's cache holds),
-with one strided copy (:func:`convolutional.geometry.windows`) from the block's own padded images
-(:func:`_padded_images`), and each block goes through one product straight into its rows of ``out``. :func:`common.backend.run_blocks` shares the blocks out
-to every core, BLAS running one thread per core, so the copies run in parallel too and each
-block's columns are still in cache when its product reads them.
+with one strided copy (:func:`convolutional.geometry.windows`) from the block's own padded
+images (:func:`_padded_images`), and each block goes through one product straight into its rows
+of ``out``. :func:`common.backend.run_blocks` shares the blocks out to every core, BLAS running
+one thread per core, so the copies run in parallel too and each block's columns are still in
+cache when its product reads them.
 
 Four paths, picked per layer:
 
@@ -309,15 +310,16 @@ def _input_grad_by_col2im(dy, cache):
     kc = kh * kw * c
     oh, ow = src.out_hw
     wmat_t = xp.ascontiguousarray(wmat(cache.wk).T)  # contiguous (a view of a kernel_view): BLAS's fast path
-    n, h, w, c = cache.x_shape
+    n, h, w, _c = cache.x_shape
     top, bottom, left, right = cache.pads
+    padded = any(cache.pads)
     dx = xp.empty((n, h, w, c), dtype=dy.dtype)
     blocks = _column_blocks(src, dy.shape[0], kc * dy.itemsize)
 
     def work(n0, n1, buf):
         dcols = scratch(buf, "dcols", (blocks[0][1], oh, ow, kh * kw, c), dy.dtype)[:n1 - n0]
         xp.matmul(dy[n0:n1].reshape(-1, oc), wmat_t, out=dcols.reshape(-1, kc))
-        if any(cache.pads):
+        if padded:
             dx_pad = scratch(buf, "dx_pad", (blocks[0][1], h + top + bottom, w + left + right, c),
                              dy.dtype)[:n1 - n0]
         else:
@@ -326,7 +328,7 @@ def _input_grad_by_col2im(dy, cache):
         for k, (i, j) in enumerate(_offsets(kh, kw)):
             view = window(dx_pad, i, j, oh, ow, src.stride, src.dilation)
             view += dcols[:, :, :, k, :]
-        if any(cache.pads):
+        if padded:
             dx[n0:n1] = dx_pad[:, top:top + h, left:left + w]
 
     run_blocks(blocks, work)
