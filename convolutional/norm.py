@@ -105,11 +105,10 @@ class BatchNorm2D(Module):
 
         def grad(r0, r1, buf):
             dxb = dx[r0:r1]
-            if "tmp" not in buf:
-                buf["tmp"] = xp.empty((rows.blocks[0][1], g.shape[1]), dtype=g.dtype)
+            tmp = scratch(buf, "tmp", (rows.blocks[0][1], g.shape[1]), g.dtype)[:r1 - r0]
             xp.multiply(centred[r0:r1], a, out=dxb)
             dxb += b
-            dxb += xp.multiply(g[r0:r1], scale_w, out=buf["tmp"][:r1 - r0])
+            dxb += xp.multiply(g[r0:r1], scale_w, out=tmp)
 
         run_blocks(rows.blocks, grad)
         return dx.reshape(grad_out.shape)

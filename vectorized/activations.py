@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from common.backend import blocks_of, elementwise, run_blocks, xp
+from common.backend import blocks_of, elementwise, run_blocks, scratch, xp
 from common.errors import UserError
 from vectorized.layers import Identity
 from vectorized.module import Module
@@ -182,9 +182,7 @@ def _gelu_float32(x):
 
     def work(r0, r1, buf):
         n = r1 - r0
-        if "z" not in buf:
-            buf.update({k: xp.empty(size, dtype=x.dtype) for k in ("z", "t", "p", "e")})
-        z, t, p, e = (buf[k][:n] for k in ("z", "t", "p", "e"))
+        z, t, p, e = (scratch(buf, k, (size,), x.dtype)[:n] for k in ("z", "t", "p", "e"))
         xb = flat[r0:r1]
         xp.abs(xb, out=z)
         z *= 1 / math.sqrt(2)
