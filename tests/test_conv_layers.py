@@ -456,6 +456,54 @@ def test_batchnorm_statistics_in_long_rows_keep_float32_precision(shape):
     np.testing.assert_allclose(dx, 0, atol=1e-2)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_in_blocks_on_every_core_equals_the_formula(monkeypatch, training):
+    """Wide rows cut into uneven blocks (forced), each block taking its own mean and sum of
+    squares, combined afterwards: the statistics, output, dx and parameter gradients equal the
+    whole-array formula, and the gradients still check."""
+    from common import backend
+    from convolutional import norm
+
+    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(norm, "WIDE_VALUES", 14)  # R = 2 rows of 7 channels per wide row
+    monkeypatch.setattr(norm, "blocks_of", lambda total, item, small_bytes=None:
+                        backend.blocks_of(total, item, 5 * item, small_bytes))
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 4, 3, 7)) * 3 + rng.uniform(-50, 50, 7)
+    g = rng.standard_normal(x.shape)
+    bn = C.BatchNorm2D(7, momentum=1.0).astype(np.float64)
+    bn.weight.data[...] = rng.uniform(0.5, 2, 7)
+    bn.bias.data[...] = rng.standard_normal(7)
+    bn.running_mean[...] = rng.standard_normal(7)
+    bn.running_var[...] = rng.uniform(0.5, 2, 7)
+    bn.train(training)
+    rows = x.reshape(-1, 7)
+    if training:
+        mean, var = rows.mean(0), rows.var(0)
+    else:
+        mean, var = bn.running_mean.copy(), bn.running_var.copy()
+    y = bn(x)
+    assert len(bn.rows.blocks) >= 4 and len({r1 - r0 for r0, r1 in bn.rows.blocks}) == 2  # uneven
+    if training:
+        np.testing.assert_allclose(bn.running_mean, mean, rtol=1e-12)
+        np.testing.assert_allclose(bn.running_var, var * 36 / 35, rtol=1e-12)
+    inv_std = 1 / np.sqrt(var + bn.eps)
+    x_hat = (x - mean) * inv_std
+    np.testing.assert_allclose(y, x_hat * bn.weight.data + bn.bias.data, rtol=1e-12, atol=1e-12)
+    dx = bn.backward(g)
+    gw = g * bn.weight.data
+    if training:
+        expected = (gw - gw.mean(axis=(0, 1, 2)) - x_hat * (gw * x_hat).mean(axis=(0, 1, 2))) * inv_std
+    else:
+        expected = gw * inv_std
+    np.testing.assert_allclose(dx, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bn.weight.grad, (g * x_hat).sum(axis=(0, 1, 2)), rtol=1e-10)
+    np.testing.assert_allclose(bn.bias.grad, g.sum(axis=(0, 1, 2)), rtol=1e-10)
+    layer = C.BatchNorm2D(7).train(training)
+    layer.running_var[...] = 2.0
+    assert_grads_ok(layer, x)
+
+
 @pytest.mark.parametrize("block", [
     lambda: C.BasicBlock(3, 3, 1), lambda: C.BasicBlock(2, 4, 2),
     lambda: C.MBConv(4, 4, 3, 1, 1), lambda: C.MBConv(3, 5, 5, 2, 2, se_ratio=0.25, activation="silu"),
