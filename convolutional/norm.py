@@ -52,24 +52,21 @@ class BatchNorm2D(Module):
         check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
         rows = _Rows(x.shape, x.itemsize)
         xw, m = rows.wide(x), rows.count
-        if self.training:
-            if m < 2:
-                raise UserError("BatchNorm2D needs more than one value per channel in training mode "
-                                "(batch size 1 with a 1x1 map)")
-            mean, var, centred = rows.moments(xw)  # var biased
-            self.running_mean *= 1 - self.momentum
-            self.running_mean += self.momentum * mean
-            self.running_var *= 1 - self.momentum
-            self.running_var += (self.momentum * m / (m - 1)) * var
-            self.num_batches_tracked += 1
-        else:
-            mean, var = self.running_mean, self.running_var
-            mean_w, centred = rows.spread(mean), xp.empty_like(xw)
-            run_blocks(rows.blocks, lambda r0, r1, _buf: xp.subtract(xw[r0:r1], mean_w, out=centred[r0:r1]))
+        if not self.training:
+            return self._evaluate(x, rows, xw)
+        if m < 2:
+            raise UserError("BatchNorm2D needs more than one value per channel in training mode "
+                            "(batch size 1 with a 1x1 map)")
+        mean, var, centred = rows.moments(xw)  # var biased
+        self.running_mean *= 1 - self.momentum
+        self.running_mean += self.momentum * mean
+        self.running_var *= 1 - self.momentum
+        self.running_var += (self.momentum * m / (m - 1)) * var
+        self.num_batches_tracked += 1
         # x - mean is kept for backward (x itself is not); x_hat = (x - mean) * inv_std is never
         # stored, which saves a pass here and a buffer the size of x. y = (x - mean) * (gamma *
         # inv_std) + beta.
-        self.rows, self.centred = rows, centred
+        self.rows, self.centred, self.x = rows, centred, None
         self.inv_std = 1 / xp.sqrt(var + self.eps)
         scale_w, beta_w = rows.spread(self.weight.data * self.inv_std), rows.spread(self.bias.data)
         out = xp.empty_like(xw)
@@ -82,12 +79,39 @@ class BatchNorm2D(Module):
         run_blocks(rows.blocks, affine)
         return out.reshape(x.shape)
 
+    def _evaluate(self, x, rows, xw):
+        """Evaluation: the running statistics are constants, so y = x * scale + shift with
+        scale = gamma / sqrt(running_var + eps) and shift = beta - running_mean * scale: two
+        operations a block and no x - mean buffer (PyTorch's inference formula too). Only
+        x is kept; a backward pass in evaluation mode makes x - mean itself, a block at a time."""
+        self.rows, self.centred, self.x, self.mean = rows, None, xw, self.running_mean.copy()
+        self.inv_std = 1 / xp.sqrt(self.running_var + self.eps)
+        scale = self.weight.data * self.inv_std
+        scale_w, shift_w = rows.spread(scale), rows.spread(self.bias.data - self.mean * scale)
+        out = xp.empty_like(xw)
+
+        def affine(r0, r1, _buf):
+            ob = xp.multiply(xw[r0:r1], scale_w, out=out[r0:r1])
+            ob += shift_w
+
+        run_blocks(rows.blocks, affine)
+        return out.reshape(x.shape)
+
     def backward(self, grad_out):
         rows, centred, inv_std = self.rows, self.centred, self.inv_std
         g = rows.wide(grad_out)
         m = rows.count
-        sums = rows.fold(sum_blocks(rows.blocks, lambda r0, r1, _buf: xp.stack(
-            [g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])])))
+        if centred is None:  # after an evaluation-mode forward pass: x - mean a block at a time
+            mean_w = rows.spread(self.mean)
+
+            def part(r0, r1, buf):
+                c = scratch(buf, "centred", (rows.blocks[0][1], g.shape[1]), g.dtype)[:r1 - r0]
+                xp.subtract(self.x[r0:r1], mean_w, out=c)
+                return xp.stack([g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], c)])
+        else:
+            def part(r0, r1, _buf):
+                return xp.stack([g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])])
+        sums = rows.fold(sum_blocks(rows.blocks, part))
         dbeta, g_centred = sums[0], sums[1]            # sum of g, sum of g * (x - mean), per channel
         self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat
         self.bias.grad += dbeta

@@ -116,3 +116,34 @@ def test_gelu_float32_blocks_match_float64(block, monkeypatch):
     assert y.dtype == slope.dtype == np.float32 and y.shape == x64.shape
     np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-6)
     np.testing.assert_allclose(slope, ref_slope, rtol=2e-6, atol=1e-6)
+
+
+def test_evaluation_mode_forward_leaves_work_for_backward_only():
+    """In evaluation mode the float32 GELU skips its slope, BatchNorm2D applies the running
+    statistics as one scale and shift, and ReLU6 runs in blocks: a backward pass afterwards
+    still gives the training-mode formulas' gradients."""
+    import convolutional as C
+
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((4, 6, 5, 8)) * 3).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    gelu = GELU().eval()
+    y = gelu(x)
+    assert gelu.slope is None
+    np.testing.assert_array_equal(y, GELU()(x))
+    trained = GELU()
+    trained(x)
+    np.testing.assert_array_equal(gelu.backward(g), trained.backward(g))
+    relu6 = ReLU6()
+    np.testing.assert_array_equal(relu6(x), np.clip(x, 0, 6))
+    np.testing.assert_array_equal(relu6.backward(g), g * ((x > 0) & (x < 6)))
+    bn = C.BatchNorm2D(8).eval()
+    bn.running_mean[...] = rng.standard_normal(8)
+    bn.running_var[...] = rng.uniform(0.5, 2, 8)
+    bn.weight.data[...] = rng.uniform(0.5, 2, 8)
+    bn.bias.data[...] = rng.standard_normal(8)
+    scale = bn.weight.data / np.sqrt(bn.running_var + bn.eps)
+    x_hat = (x - bn.running_mean) / np.sqrt(bn.running_var + bn.eps)
+    np.testing.assert_allclose(bn(x), x_hat * bn.weight.data + bn.bias.data, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bn.backward(g), g * scale, rtol=1e-6)
+    np.testing.assert_allclose(bn.weight.grad, (g * x_hat).sum(axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)

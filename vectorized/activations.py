@@ -112,14 +112,23 @@ class SiLU(Module):
 
 
 class ReLU6(Module):
-    """min(max(x, 0), 6), the clipped ReLU of MobileNet."""
+    """min(max(x, 0), 6), the clipped ReLU of MobileNet. Both passes on blocks shared out to
+    every core, like :class:`ReLU`."""
 
     def forward(self, x):
         self.x = x
-        return xp.clip(x, 0, 6)
+        out = xp.empty(x.shape, dtype=x.dtype)
+        return elementwise(lambda o, a: xp.clip(a, 0, 6, out=o), out, x)
 
     def backward(self, grad_out):
-        return grad_out * ((self.x > 0) & (self.x < 6))
+        dx = xp.empty(grad_out.shape, dtype=grad_out.dtype)
+
+        def grad(o, g, a):  # g where 0 < x < 6, else 0
+            inside = xp.greater(a, 0)
+            inside &= a < 6
+            xp.multiply(g, inside, out=o)
+
+        return elementwise(grad, dx, grad_out, self.x)
 
 
 # ----------------------------------------------------------------------------- GELU
@@ -165,8 +174,9 @@ def normal_cdf(x):
 GELU_BLOCK = 2**16
 
 
-def _gelu_float32(x):
-    """GELU(x) = x Phi(x) and its slope Phi(x) + x phi(x), float32, one cache-sized block at a time.
+def _gelu_float32(x, with_slope: bool = True):
+    """GELU(x) = x Phi(x) and its slope Phi(x) + x phi(x) (None unless ``with_slope``), float32,
+    one cache-sized block at a time.
 
     The same erfc fit as :func:`normal_cdf`, evaluated in place (Horner's rule with ``*=`` and
     ``+=``) on blocks shared out to every core by :func:`common.backend.run_blocks`: on a
@@ -176,7 +186,7 @@ def _gelu_float32(x):
     """
     flat = x.reshape(-1)
     out = xp.empty_like(flat)
-    slope = xp.empty_like(flat)
+    slope = xp.empty_like(flat) if with_slope else None
     blocks = blocks_of(flat.size, flat.itemsize, GELU_BLOCK * flat.itemsize)  # one block on a GPU
     size = blocks[0][1]  # the first block is a largest
 
@@ -205,13 +215,14 @@ def _gelu_float32(x):
         cdf += 1
         cdf *= xb >= 0
         cdf += p
-        xp.exp(xp.negative(e, out=e), out=e)        # e^(-x^2/2), since z^2 = x^2/2
-        e *= xb * (1 / math.sqrt(2 * math.pi))      # x phi(x)
-        xp.add(cdf, e, out=slope[r0:r1])
+        if with_slope:
+            xp.exp(xp.negative(e, out=e), out=e)    # e^(-x^2/2), since z^2 = x^2/2
+            e *= xb * (1 / math.sqrt(2 * math.pi))  # x phi(x)
+            xp.add(cdf, e, out=slope[r0:r1])
         cdf *= xb                                   # x Phi(x)
 
     run_blocks(blocks, work)
-    return out.reshape(x.shape), slope.reshape(x.shape)
+    return out.reshape(x.shape), None if slope is None else slope.reshape(x.shape)
 
 
 def _erf_series(x, z_max: float = 6.0):
@@ -250,8 +261,8 @@ class GELU(Module):
             k = math.sqrt(2 / math.pi)
             self.th = xp.tanh(k * (x + 0.044715 * x * x * x))
             return 0.5 * x * (1 + self.th)
-        if x.dtype == xp.float32:
-            out, self.slope = _gelu_float32(x)
+        if x.dtype == xp.float32:  # in evaluation mode without the slope (made in backward if asked)
+            out, self.slope = _gelu_float32(x, with_slope=self.training)
             return out
         cdf, pdf = normal_cdf(x)
         self.slope = cdf + x * pdf
@@ -263,6 +274,8 @@ class GELU(Module):
             k = math.sqrt(2 / math.pi)
             du = k * (1 + 3 * 0.044715 * x * x)
             return grad_out * (0.5 * (1 + self.th) + 0.5 * x * (1 - self.th * self.th) * du)
+        if self.slope is None:  # an evaluation-mode forward pass left it out
+            self.slope = _gelu_float32(x)[1]
         return grad_out * self.slope
 
     def extra_repr(self):
