@@ -365,7 +365,7 @@ strict = _StrictNamespace(np, "strict")
 #   (OPENBLAS_NUM_THREADS and friends; by default one per core), keeps that many worker threads
 #   of its own, and sets BLAS to ONE thread. Every multi-core step is then a list of blocks
 #   shared out to the workers (run_blocks), each block doing its copies, additions and
-#   one-thread matrix products in its own core's cache. Mixing the two kinds of threads was
+#   one-thread matrix products on its own core. Mixing the two kinds of threads was
 #   measured to cost up to 1.5x: after a two-thread BLAS call, OpenBLAS's helper thread keeps
 #   spinning for a while and takes a core away from the workers.
 # * "blas": one Python thread does everything, and BLAS runs its matrix products on all the
@@ -508,7 +508,7 @@ def run_blocks(ranges, work, scratch=dict):
 
     The blocks are shared out to :func:`cpu_workers` threads, the calling thread and pool threads
     (NumPy releases the GIL in its loops and in BLAS, which runs on one thread per worker), so
-    everything a block does runs in parallel and its data stays in that core's cache. Worker t
+    everything a block does runs in parallel, on that core. Worker t
     always takes blocks t, t + workers, t + 2·workers...: the same blocks in the same order on every
     call, so sums over blocks (:func:`sum_blocks`) come out the same every time. The caller works
     on its own share instead of waiting, which spares it a thread wake-up per call. ``scratch()``

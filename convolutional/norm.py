@@ -11,8 +11,9 @@ gamma and beta; they differ in *which* numbers share a mean:
 With channels last, BatchNorm2D reduces over the rows of an (N*H*W, C) matrix and LayerNorm2D
 over its columns. BatchNorm2D views those rows a few hundred at a time as long rows
 (:class:`_Rows`) and works on blocks of them shared out to every core
-(:func:`common.backend.run_blocks`): per-channel sums are totalled per worker, and the
-elementwise passes run in each core's cache. A layer under
+(:func:`common.backend.run_blocks`; about one block per core, see
+:data:`common.backend.BLOCK_BYTES`): per-channel sums are totalled per worker, and the
+elementwise passes run on every core. A layer under
 ``common.backend.SMALL_PASS_BYTES`` runs on the calling thread (handing it to the workers would
 cost more than it saves).
 """
