@@ -102,17 +102,17 @@ class BatchNorm2D(Module):
         rows, centred, inv_std = self.rows, self.centred, self.inv_std
         g = rows.wide(grad_out)
         m = rows.count
-        if centred is None:  # after an evaluation-mode forward pass: x - mean a block at a time
+        if centred is None:  # after an evaluation-mode forward pass: x - mean, a block at a time
             mean_w = rows.spread(self.mean)
 
-            def part(r0, r1, buf):
+            def centred_rows(r0, r1, buf):
                 c = scratch(buf, "centred", (rows.blocks[0][1], g.shape[1]), g.dtype)[:r1 - r0]
-                xp.subtract(self.x[r0:r1], mean_w, out=c)
-                return xp.stack([g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], c)])
+                return xp.subtract(self.x[r0:r1], mean_w, out=c)
         else:
-            def part(r0, r1, _buf):
-                return xp.stack([g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], centred[r0:r1])])
-        sums = rows.fold(sum_blocks(rows.blocks, part))
+            def centred_rows(r0, r1, _buf):
+                return centred[r0:r1]
+        sums = rows.fold(sum_blocks(rows.blocks, lambda r0, r1, buf: xp.stack(
+            [g[r0:r1].sum(axis=0), xp.einsum("mc,mc->c", g[r0:r1], centred_rows(r0, r1, buf))])))
         dbeta, g_centred = sums[0], sums[1]            # sum of g, sum of g * (x - mean), per channel
         self.weight.grad += g_centred * inv_std        # dgamma = sum of g * x_hat
         self.bias.grad += dbeta
