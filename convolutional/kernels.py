@@ -20,8 +20,10 @@ Four paths, picked per layer:
 * **pointwise** (1×1, stride 1, no padding): the input already is the matrix, (M, C). One product.
 * **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``: 5×5 on grey images, 3×3 on RGB): the whole
   column matrix is small, so it is built once and kept for the backward pass.
-* **gather** (everything else): blocks built in the forward pass and built again in the backward
-  (kept too when the whole matrix is at most ``KEEP_COLUMNS_BYTES``).
+* **gather** (everything else): blocks built in the forward pass and built again in the backward,
+  so memory stays at one block per core. (Keeping a whole column matrix of 7-14 MB from the
+  forward pass instead, BaselineCNN's, made its step 2-5 % slower: rebuilt blocks are read
+  right after they are written, kept ones come back from memory.)
 * **banded** (stride 1, few input channels: LeNet's two layers): a column-matrix row holds
   k runs of only kw·C values (5 on a grey image, 30 on LeNet's 6-channel maps), and copying such
   short runs into a product with few output channels costs more than a larger product.
@@ -68,8 +70,6 @@ from convolutional.geometry import copy_pixels, image_blocks, pad_nhwc, window, 
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
 COLUMNS_MAX_K = 64
-#: A column matrix up to this size is kept from the forward pass for dW instead of rebuilt.
-KEEP_COLUMNS_BYTES = 2**23
 #: Bytes of column rows in one block. Blocks of 1 MiB, which fit a core's 2 MiB cache next to the
 #: operands, measured slower than blocks of 4 MiB on the 2-core Intel machine: each block costs
 #: tens of microseconds of NumPy set-up and interpreter-lock hand-offs (BaselineCNN's 32->64 layer
@@ -258,7 +258,7 @@ def _gather_forward(x, wk, pads, src):
     w2 = wmat(wk)
     src.x, src.pads = x, pads
     out = xp.empty((n, oh, ow, oc), dtype=x.dtype)
-    keep = src.path == "columns" or n * oh * ow * kc * x.itemsize <= KEEP_COLUMNS_BYTES
+    keep = src.path == "columns"
     src.cols = xp.empty((n, oh, ow, kh * kw, c), dtype=x.dtype) if keep else None
     blocks = _column_blocks(src, n, kc * x.itemsize)
     src.block_images = blocks[0][1]  # the largest block (blocks_of puts one first)

@@ -71,8 +71,7 @@ CONV_CASES = [
 @pytest.fixture(params=["gather", "columns", "gather-blocks", "columns-blocks", "banded", "banded-segments", "taps"])
 def conv_path(request, monkeypatch):
     """Run a test once per fast path: 'gather' (column blocks built in forward and again in
-    backward) and 'columns' (the whole column matrix, kept; used for thin first layers and any
-    matrix up to KEEP_COLUMNS_BYTES), each as
+    backward) and 'columns' (the whole column matrix, kept; used for thin first layers), each as
     the default blocks and as tiny ones (one image each) shared out to the worker threads;
     and 'banded' (whole output rows times a banded matrix, forward, dW and dX), which every
     stride-1, dilation-1 case takes under that setting (the others fall back to 'gather'), once
@@ -89,7 +88,6 @@ def conv_path(request, monkeypatch):
     monkeypatch.setattr(kernels, "BAND_ITEM_BYTES", 10**9 if request.param == "banded-segments" else 0)
     columns = request.param.startswith("columns")
     monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if columns else 0)
-    monkeypatch.setattr(kernels, "KEEP_COLUMNS_BYTES", 2**40 if columns else 0)
     if request.param.endswith("blocks"):
         monkeypatch.setattr(kernels, "BLOCK_BYTES", 1)
         monkeypatch.setattr(kernels, "MIN_BLOCK_ROWS", 1)
