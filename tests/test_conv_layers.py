@@ -456,9 +456,9 @@ def test_batchnorm_statistics_in_long_rows_keep_float32_precision(shape):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm_in_blocks_on_every_core_equals_the_formula(monkeypatch, training):
-    """Wide rows cut into uneven blocks (forced), each block taking its own mean and sum of
-    squares, combined afterwards: the statistics, output, dx and parameter gradients equal the
-    whole-array formula, and the gradients still check."""
+    """Wide rows cut into uneven blocks (forced) shared out to the workers, with per-worker sums
+    folded back per channel: the statistics, output, dx and parameter gradients equal the
+    whole-array formula, in training and in evaluation mode, and the gradients still check."""
     from common import backend
     from convolutional import norm
 
