@@ -96,6 +96,17 @@ def pad_nhwc(x, pads, value=0.0):
     return out
 
 
+def unpad_nhwc(x_pad, pads, shape):
+    """The inverse of :func:`pad_nhwc`: the (N, H, W, C) = ``shape`` inside of ``x_pad`` without its
+    ``pads`` border, contiguous (``x_pad`` itself when there is no border). A padded input's
+    gradient comes back to the input itself this way."""
+    if tuple(x_pad.shape) == tuple(shape):
+        return x_pad
+    top, _, left, _ = pads
+    _n, h, w, _c = shape
+    return xp.ascontiguousarray(x_pad[:, top:top + h, left:left + w, :])
+
+
 #: Pixels of at most this many bytes (C values) are copied as single items (:func:`copy_pixels`).
 PIXEL_ITEM_BYTES = 32
 

@@ -66,7 +66,7 @@ from types import SimpleNamespace
 
 from common import backend
 from common.backend import channel_map, column_sums, gemm, run_blocks, scratch, sum_blocks, xp
-from convolutional.geometry import copy_pixels, image_blocks, pad_nhwc, window, windows
+from convolutional.geometry import copy_pixels, image_blocks, pad_nhwc, unpad_nhwc, window, windows
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
 COLUMNS_MAX_K = 64
@@ -153,15 +153,6 @@ def wmat(wk):
 
 def _offsets(kh, kw):
     return [(i, j) for i in range(kh) for j in range(kw)]
-
-
-def _unpad(dx_pad, cache):
-    """The gradient w.r.t. the padded input -> w.r.t. the input itself (drop the padding border)."""
-    n, h, w, _c = cache.x_shape
-    if dx_pad.shape == tuple(cache.x_shape):
-        return dx_pad
-    top, _, left, _ = cache.pads
-    return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
 
 
 def _banded(wk_shape, width, pads, stride, dilation):
@@ -463,7 +454,7 @@ def _input_grad_banded(dy, cache):
                 dx_pad[n0:n1, i:i + oh, x0:x0 + seg_w * c] += drows[:, :, s, i]
 
     run_blocks(blocks, work)
-    return _unpad(dx_pad.reshape(n, hp, wp, c), cache)
+    return unpad_nhwc(dx_pad.reshape(n, hp, wp, c), cache.pads, cache.x_shape)
 
 
 # ------------------------------------------------------------------------------ depthwise
@@ -574,5 +565,5 @@ def depthwise_backward(dy, cache):
 
     dwk = sum_blocks(blocks, part)
     if not flipped:
-        dx = _unpad(dx_pad, cache)
+        dx = unpad_nhwc(dx_pad, cache.pads, cache.x_shape)
     return dx, dwk.transpose(2, 0, 1)[:, None], column_sums(dy.reshape(-1, c))

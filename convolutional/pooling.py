@@ -16,7 +16,7 @@ from common import backend
 from common.backend import run_blocks, scratch, xp
 from common.errors import UserError
 from convolutional.geometry import (PIXEL_ITEM_BYTES, check_nhwc, copy_pixels, image_blocks, output_size, pad_nhwc,
-                                   pair, window)
+                                   pair, unpad_nhwc, window)
 from vectorized.module import Module
 
 
@@ -61,13 +61,6 @@ class _Pool2D(Module):
     def _offsets(self):
         kh, kw = self.kernel_size
         return [(i, j) for i in range(kh) for j in range(kw)]
-
-    def _grad_input(self, dx_pad):
-        _n, h, w, _c = self.x_shape
-        top, _, left, _ = self.pads
-        if dx_pad.shape == self.x_shape:
-            return dx_pad
-        return xp.ascontiguousarray(dx_pad[:, top:top + h, left:left + w, :])
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -208,7 +201,7 @@ class MaxPool2D(_Pool2D):
                 view += tmp
 
         run_blocks(blocks, work)
-        return self._grad_input(dx_pad)
+        return unpad_nhwc(dx_pad, self.pads, self.x_shape)
 
 
 class AvgPool2D(_Pool2D):
@@ -232,7 +225,7 @@ class AvgPool2D(_Pool2D):
         for i, j in self._offsets():
             view = window(dx_pad, i, j, oh, ow, self.stride)
             view += share
-        return self._grad_input(dx_pad)
+        return unpad_nhwc(dx_pad, self.pads, self.x_shape)
 
 
 class GlobalAvgPool2D(Module):
