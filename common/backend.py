@@ -15,8 +15,11 @@ backend whose arrays refuse to mix with NumPy arrays exactly as CuPy's do.
 """
 from __future__ import annotations
 
+import functools
 import operator
+import os
 import threading
+import time
 import types
 
 import numpy as np
@@ -392,7 +395,6 @@ _blas = None     # threadpoolctl's controllers of NumPy's BLAS, found on first u
 _cores = None    # cores NNOTT uses; None until first use (then BLAS's thread count at that moment)
 _workers = None  # NNOTT's worker count; None until first use
 _parallelism = "blocks"
-_pool = None     # the thread pool of run_blocks, created on first use
 _in_block = threading.local()  # .active: this thread is running blocks of run_blocks
 
 
@@ -464,6 +466,7 @@ def use_blas_threads(count: int | None = None) -> int:
     for lib in libs:
         lib.set_num_threads(_cores)
     _workers, _parallelism = 1, "blas"
+    _park_workers()  # a spinning worker would take a core from BLAS's threads
     return _cores
 
 
@@ -506,27 +509,30 @@ def cpu_workers() -> int:
 def run_blocks(ranges, work, scratch=dict):
     """Call ``work(r0, r1, buffers)`` for every ``(r0, r1)`` in ``ranges``, on all CPU cores.
 
-    The blocks are shared out to :func:`cpu_workers` threads, the calling thread and pool threads
+    The blocks are shared out to :func:`cpu_workers` threads, the calling thread and worker threads
     (NumPy releases the GIL in its loops and in BLAS, which runs on one thread per worker), so
     everything a block does runs in parallel, on that core. Worker t
     always takes blocks t, t + workers, t + 2·workers...: the same blocks in the same order on every
     call, so sums over blocks (:func:`sum_blocks`) come out the same every time. The caller works
     on its own share instead of waiting, which spares it a thread wake-up per call. ``scratch()``
     makes each worker's private buffers (a dict by default); the blocks must write disjoint parts
-    of the output. On a GPU, the strict backend, with one worker, or when called from inside a
-    block (a worker never waits for its own pool), the blocks simply run in order.
+    of the output. On a GPU, the strict backend, with one worker, when called from inside a
+    block (a worker never waits for its own pool), or while another thread's call has the workers,
+    the blocks simply run in order on the calling thread.
     """
-    global _pool
     workers = min(cpu_workers(), len(ranges))
-    if workers <= 1 or getattr(_in_block, "active", False):
-        buffers = scratch()
+    if workers <= 1 or getattr(_in_block, "active", False) or not _dispatch.acquire(blocking=False):
+        buffers = scratch()  # one worker, a call from inside a block, or another thread has the workers
         for r0, r1 in ranges:
             work(r0, r1, buffers)
         return
-    if _pool is None or _pool._max_workers < workers - 1:
-        from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="nnott-blocks")
+    try:
+        _share_out(ranges, work, scratch, workers)
+    finally:
+        _dispatch.release()
 
+
+def _share_out(ranges, work, scratch, workers):
     def run(share):
         buffers = scratch()
         _in_block.active = True
@@ -536,14 +542,180 @@ def run_blocks(ranges, work, scratch=dict):
         finally:
             _in_block.active = False
 
-    futures = [_pool.submit(run, ranges[t::workers]) for t in range(1, workers)]
+    helpers = _worker_threads(workers - 1)
+    for t, helper in enumerate(helpers, 1):
+        helper.start(lambda share=ranges[t::workers]: run(share))
     try:
         run(ranges[0::workers])
     finally:
-        for future in futures:  # every block has finished before anything is returned or raised
-            future.exception()
-    for future in futures:
-        future.result()
+        errors = [helper.finish() for helper in helpers]  # every block has finished before anything is returned or raised
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+# --------------------------------------------------------------------------- worker threads
+# Between two calls of run_blocks a worker thread waits for its next share. Sleeping (a lock)
+# is the usual way, but waking a sleeping thread costs 20-100 us: the kernel has to schedule
+# it, and on a virtual machine whose idle cores halt (this project's benchmark machine) the
+# core itself has to be woken first. A BaselineCNN step makes about 20 calls, so that is a few
+# milliseconds a step. OpenMP runtimes (PyTorch's threads) avoid it by spinning a while before
+# they sleep, and so do NNOTT's workers: each waits on a *spinlock* (pthread_spin_lock through
+# ctypes, which releases the GIL while the C function spins), sees its next share within a
+# microsecond, and after SPIN_SECONDS without work is sent to sleep by a small "parker" thread.
+# The caller waits for the workers' shares the same way. Where the C library has no spinlocks
+# (macOS, Windows), or with SPIN_SECONDS = 0, the workers sleep on ordinary locks.
+
+#: Seconds an idle worker spins (one core busy-waiting) before it sleeps; 0: never spin.
+SPIN_SECONDS = 0.02
+
+
+def _spin_functions():
+    """(lock, unlock, init) of the C library's pthread spinlocks, or None where there are none."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        fns = [getattr(libc, f"pthread_spin_{name}") for name in ("lock", "unlock", "init")]
+    except (OSError, AttributeError, TypeError):  # no such functions, or no C library by that call
+        return None
+    return fns
+
+
+_SPIN = _spin_functions()
+
+
+class _Gate:
+    """A flag one thread opens and another waits for (and closes again): ``open()``, ``wait()``.
+
+    A pthread spinlock held closed when SPIN_SECONDS > 0 and the C library has them (the waiter
+    busy-waits in C, the GIL released), else a threading.Lock (the waiter sleeps)."""
+
+    def __init__(self):
+        if SPIN_SECONDS > 0 and _SPIN is not None:
+            import ctypes
+
+            self._word = ctypes.c_int(0)  # pthread_spinlock_t is an int (glibc, musl)
+            address = ctypes.byref(self._word)
+            lock, unlock, init = _SPIN
+            init(address, 0)
+            lock(address)
+            self.open, self.wait = functools.partial(unlock, address), functools.partial(lock, address)
+            self.spins = True
+        else:
+            gate = threading.Lock()
+            gate.acquire()
+            self.open, self.wait, self.spins = gate.release, gate.acquire, False
+
+
+class _Worker:
+    """One worker thread of run_blocks.
+
+    ``start(job)`` hands it a job, ``finish()`` waits for the job and returns its exception (or
+    None). Between jobs it is "spinning" (waiting at ``go``); the parker sends it to sleep by
+    opening ``go`` without a job ("parking"), and it then sleeps on ``wake`` ("parked") until the
+    next start. ``lock`` orders those state changes between the caller, the parker and this thread."""
+
+    def __init__(self, index):
+        self.go, self.done = _Gate(), _Gate()
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.lock = threading.Lock()
+        self.job, self.error, self.state, self.idle_since = None, None, "spinning", time.monotonic()
+        threading.Thread(target=self._loop, name=f"nnott-blocks-{index}", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            self.go.wait()
+            job = self.job
+            if job is None:  # opened by the parker
+                job = self._sleep()
+            try:
+                job()
+            except BaseException as error:  # noqa: BLE001 -- handed to the caller by finish()
+                self.error = error
+            self.idle_since = time.monotonic()
+            self.job = None
+            self.done.open()
+
+    def _sleep(self):
+        with self.lock:
+            job = self.job  # start() may have come in between
+            if job is None:
+                self.state = "parked"
+        if job is None:
+            self.wake.acquire()  # released by start() with the next job
+            job = self.job
+        return job
+
+    def start(self, job):
+        self.error = None
+        with self.lock:
+            self.job, was, self.state = job, self.state, "spinning"
+            if was == "spinning":
+                self.go.open()
+            elif was == "parked":
+                self.wake.release()
+            # "parking": the parker's opening of go is still to be taken, and the job with it
+        if was != "spinning":
+            _parker_awake.set()
+
+    def finish(self):
+        self.done.wait()
+        return self.error
+
+    def park(self, now):
+        """Called by the parker (and :func:`_park_workers`): send a worker idle since ``now`` -
+        SPIN_SECONDS to sleep. Returns whether it is asleep or on its way."""
+        with self.lock:
+            if self.state == "spinning" and self.job is None and now - self.idle_since >= SPIN_SECONDS:
+                self.state = "parking"
+                self.go.open()
+            return self.state != "spinning"
+
+
+_threads: list = []                # the worker threads, created on first use
+_dispatch = threading.Lock()       # held by the run_blocks call that is using the workers
+_parker_awake = threading.Event()  # set while some worker may be spinning
+
+
+def _worker_threads(count):
+    while len(_threads) < count:
+        _threads.append(_Worker(len(_threads)))
+        if _threads[-1].go.spins:
+            if len(_threads) == 1:
+                threading.Thread(target=_parker, name="nnott-parker", daemon=True).start()
+            _parker_awake.set()
+    return _threads[:count]
+
+
+def _parker():
+    """Every SPIN_SECONDS, send the workers that have been idle that long to sleep; sleep itself
+    while every worker does."""
+    while True:
+        _parker_awake.wait()
+        time.sleep(SPIN_SECONDS)
+        if all([w.park(time.monotonic()) for w in list(_threads)]):
+            _parker_awake.clear()
+            if any(w.state == "spinning" for w in list(_threads)):
+                _parker_awake.set()  # a worker was started in between
+
+
+def _park_workers():
+    """Send every idle spinning worker to sleep now."""
+    if _threads and _threads[0].go.spins:
+        for w in list(_threads):
+            w.park(float("inf"))
+
+
+def _forget_workers():
+    """In a forked child: the parent's threads do not exist there; new ones are made on first use."""
+    global _threads, _parker_awake, _dispatch
+    _threads, _parker_awake, _dispatch = [], threading.Event(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def scratch(buffers, name, shape, dtype, zeros=False):

@@ -108,6 +108,122 @@ def test_run_blocks_gives_every_worker_the_same_share_each_call_and_waits_on_err
     assert sorted(done) == [1, 2, 4, 5, 7]  # the other workers' shares, all finished
 
 
+def _eventually(condition, seconds=5.0):
+    import time
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("spins", [True, False], ids=["spinlock", "sleeping-lock"])
+def test_worker_thread_runs_jobs_parks_and_takes_the_next_job_after_sleeping(monkeypatch, spins):
+    """A worker of run_blocks waits for jobs spinning (or, without spinlocks, on a lock), returns
+    a job's exception to the caller, and is sent to sleep by park(): a start() finds it whether it
+    is asleep already or still on its way ("parking")."""
+    if spins and backend._SPIN is None:
+        pytest.skip("no pthread spinlocks in this C library")
+    if not spins:
+        monkeypatch.setattr(backend, "_SPIN", None)
+    worker = backend._Worker(99)
+    assert worker.go.spins is spins
+    ran = []
+
+    def job():
+        ran.append(threading.current_thread().name)
+
+    worker.start(job)
+    assert worker.finish() is None and ran == ["nnott-blocks-99"]
+    worker.start(lambda: 1 / 0)
+    assert isinstance(worker.finish(), ZeroDivisionError)
+    assert worker.park(float("inf"))               # idle: sent to sleep
+    _eventually(lambda: worker.state == "parked")
+    worker.start(job)
+    assert worker.finish() is None and len(ran) == 2 and worker.state == "spinning"
+    assert not worker.park(0.0)                    # not idle long enough: keeps spinning
+    worker.park(float("inf"))
+    worker.start(job)                              # started while "parking"
+    assert worker.finish() is None and len(ran) == 3
+    if spins:  # the parker and the caller both opening the gate: the worker only sleeps early
+        worker.go.open()
+        for _ in range(3):
+            worker.start(job)
+            assert worker.finish() is None
+        assert len(ran) == 6
+
+
+def test_idle_workers_are_parked_and_woken_by_the_next_call(monkeypatch):
+    """Spinning workers are sent to sleep after SPIN_SECONDS without work (by the parker thread),
+    so an idle program does not keep a core busy; the next run_blocks call wakes them."""
+    if backend._SPIN is None:
+        pytest.skip("no pthread spinlocks in this C library")
+    monkeypatch.setattr(backend, "_workers", 3)
+    monkeypatch.setattr(backend, "SPIN_SECONDS", 0.01)
+    ranges = [(i, i + 1) for i in range(6)]
+    total = backend.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r0)]))
+    assert total[0] == 15.0
+    _eventually(lambda: all(w.state == "parked" for w in backend._threads))
+    total = backend.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r1)]))
+    assert total[0] == 21.0
+    _eventually(lambda: all(w.state == "parked" for w in backend._threads))
+
+
+def test_run_blocks_from_two_threads_at_once(monkeypatch):
+    """One call uses the workers; a call from another thread meanwhile runs its blocks itself."""
+    monkeypatch.setattr(backend, "_workers", 2)
+    ranges = [(i, i + 1) for i in range(10)]
+    results, errors = [], []
+
+    def caller(offset):
+        try:
+            for _ in range(50):
+                results.append(backend.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r0 + offset)]))[0])
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in (0, 100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(set(results)) == [45.0, 1045.0] and len(results) == 100
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_run_blocks_in_a_forked_child(monkeypatch):
+    """A forked child has none of the parent's threads: it makes its own workers instead of
+    waiting for the parent's forever."""
+    import os
+    import time
+    import warnings
+
+    monkeypatch.setattr(backend, "_workers", 2)
+    backend.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: None)  # the parent's workers exist
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork with threads running
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            seen = []
+            backend.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: seen.append(r0))
+            code = 0 if sorted(seen) == [0, 1] else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("run_blocks hung in a forked child")
+        time.sleep(0.01)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 def test_gemm_split_over_workers_equals_matmul():
     from common.backend import GEMM_SPLIT_MIN_MACS, gemm
     rng = np.random.default_rng(0)
