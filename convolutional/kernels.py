@@ -8,7 +8,7 @@ side, the k² windows give every output pixel its k·k·C inputs in one row of t
     out (M, OC) = cols (M, k·k·C) @ Wmat (k·k·C, OC)      M = N·OH·OW, rows of Wmat in (i, j, c) order
 
 The whole matrix is k² times the input (150 MB for one ResNet-CIFAR layer at batch 64), so it is
-built a **block of whole images** at a time (``BLOCK_BYTES``, 4 MiB of columns),
+built a **block of whole images** at a time (``BLOCK_BYTES``, 2 MiB of columns),
 with one strided copy (:func:`convolutional.geometry.windows`) from the block's own padded
 images (:func:`_padded_images`), and each block goes through one product straight into its rows
 of ``out``. :func:`common.backend.run_blocks` shares the blocks out to every core, BLAS running
@@ -70,14 +70,18 @@ from convolutional.geometry import copy_pixels, image_blocks, pad_nhwc, unpad_nh
 
 #: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
 COLUMNS_MAX_K = 64
-#: Bytes of column rows in one block. Blocks of 1 MiB, which fit a core's 2 MiB cache next to the
-#: operands, measured slower than blocks of 4 MiB on the 2-core Intel machine: each block costs
-#: tens of microseconds of NumPy set-up and interpreter-lock hand-offs (BaselineCNN's 32->64 layer
-#: forward 3.8 -> 3.4 ms, its 64->128 layer 3.4 -> 2.9 ms; ResNet18's wide layers unchanged).
-BLOCK_BYTES = 2**22
+#: Bytes of column rows in one block. Each block costs tens of microseconds of NumPy set-up and
+#: interpreter-lock hand-offs, so blocks much smaller than this are slow (1 MiB against 4 MiB on the
+#: 2-core Intel machine: BaselineCNN's 32->64 layer forward 3.8 -> 3.4 ms); blocks much larger
+#: leave the caches (BaselineCNN's step on the 2-core AMD EPYC machine, whose cores have 1 MiB of
+#: L2 each: 5 to 9 % faster at 2 MiB than at 4 MiB, 1 to 12 % faster than at 1 MiB or 512 KiB;
+#: 2 and 4 MiB measured the same on the Intel machine, whose cores have 2 MiB).
+BLOCK_BYTES = 2**21
 #: ... but at least this many rows, so that each product reads its (k·k·C, OC) weights for
-#: enough rows to pay for them (ResNet's 4x4 stage has 4608x512 weights and 16 rows per image).
-MIN_BLOCK_ROWS = 256
+#: enough rows to pay for them (ResNet's 4x4 stage has 4608x512 weights and 16 rows per image;
+#: with 2 MiB blocks and at least 256 rows, VGG16's step, whose 16x16 layers then run one image
+#: a block, measured 5 % slower than with 4 MiB blocks; with at least 512 rows, 2 % faster).
+MIN_BLOCK_ROWS = 512
 #: The banded path replaces the column matrix when one window row has at most this many values
 #: (kw·C; a 5x5 kernel on a grey image: 5, on LeNet's 6-channel maps: 30) ...
 BAND_MAX_RUN = 32
