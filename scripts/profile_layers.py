@@ -17,6 +17,18 @@ see where a model's time goes. The wrappers cost a few microseconds per call: ne
 the conv models, visible for a tiny MLP (compare the step time with ``scripts/benchmark.py``).
 
 On a shared machine, compare profiles taken in one session, never absolute times alone.
+
+``--ab MODULE.NAME=A,B`` compares two values of a module-level setting instead (no per-layer
+table): the training steps alternate between A and B in one process, in the order A B B A A B...,
+so both values see the same moments of a noisy machine, and the script prints the median step
+for each and in how many pairs of neighbouring steps B was faster::
+
+    python scripts/profile_layers.py baseline --steps 60 --ab convolutional.kernels.BLOCK_BYTES=2**22,2**21
+
+Two runs of one command in separate processes can differ by a third on a shared virtual
+machine; steps that alternate within one process moved together, which is how the block sizes
+in ``tutorial/performance-notes.md`` were chosen. Only settings read when they are used can be
+flipped this way (a constant copied into a default argument is not).
 """
 from __future__ import annotations
 
@@ -156,6 +168,67 @@ def render(rows, step_ms, by: str) -> str:
     return "\n".join(lines)
 
 
+def parse_value(text: str):
+    """A Python literal (1e-3, True, 'blas') or a power of integers (2**21)."""
+    import ast
+
+    base, sep, exp = text.partition("**")
+    if sep and base.strip().isdigit() and exp.strip().isdigit():
+        return int(base) ** int(exp)
+    return ast.literal_eval(text)
+
+
+def parse_ab(text: str):
+    """MODULE.NAME=A,B -> (module, name, a, b); the module must import and have NAME."""
+    import importlib
+
+    target, eq, values = text.partition("=")
+    module_name, _, name = target.strip().rpartition(".")
+    parts = values.split(",")
+    if not eq or not module_name or not name or len(parts) != 2:
+        raise argparse.ArgumentTypeError(
+            f"--ab must be MODULE.NAME=A,B (e.g. convolutional.kernels.BLOCK_BYTES=2**22,2**21), got {text!r}")
+    try:
+        a, b = (parse_value(v.strip()) for v in parts)
+    except (ValueError, SyntaxError):
+        raise argparse.ArgumentTypeError(f"--ab values must be Python literals or powers like 2**21, got {values!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise argparse.ArgumentTypeError(f"--ab: no module {module_name!r} (use a dotted path such as common.backend)")
+    if not hasattr(module, name):
+        raise argparse.ArgumentTypeError(f"--ab: module {module_name} has no setting {name!r}")
+    return module, name, a, b
+
+
+def ab_steps(model, x, y, flips, steps: int, warmup: int):
+    """Training steps alternating between the A and the B values of ``flips`` (A B B A A B B A ...);
+    returns the step seconds of each side, in pairs. The values in force before are put back."""
+    from vectorized.losses import CrossEntropyLoss
+    from vectorized.optim import Adam
+
+    loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)
+    model.train()
+    before = [getattr(module, name) for module, name, _a, _b in flips]
+    times = ([], [])
+    try:
+        for k in range(2 * (warmup + steps)):
+            side = k % 2 if (k // 2) % 2 == 0 else 1 - k % 2
+            for module, name, a, b in flips:
+                setattr(module, name, (a, b)[side])
+            t0 = time.perf_counter()
+            model.zero_grad()
+            loss_fn.forward(model(x), y)
+            model.backward_params(loss_fn.backward())
+            opt.step()
+            if k >= 2 * warmup:
+                times[side].append(time.perf_counter() - t0)
+    finally:
+        for (module, name, _a, _b), value in zip(flips, before):
+            setattr(module, name, value)
+    return times
+
+
 def parse_shape(text: str):
     try:
         shape = tuple(int(s) for s in text.split(","))
@@ -176,6 +249,7 @@ def main(argv=None) -> int:
                "  python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type\n"
                "  python scripts/profile_layers.py lenet --steps 30 --top 8\n"
                "  python scripts/profile_layers.py mlp --json mlp_profile.json\n"
+               "  python scripts/profile_layers.py baseline --steps 60 --ab convolutional.kernels.BLOCK_BYTES=2**22,2**21\n"
                "models: 'mlp' (784-256-128-64-10) or any architecture of convolutional.architectures.\n"
                "The 'glue' row is step time no leaf layer accounts for (residual adds, SE products).\n"
                "Times are medians per row; rows need not add up exactly to the median step.",
@@ -197,6 +271,10 @@ def main(argv=None) -> int:
                              "('blocks'), one thread with BLAS on all cores ('blas'), or as the Trainer "
                              "picks it from the model's FLOPs per batch ('auto', default)")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="also write the rows to this file")
+    parser.add_argument("--ab", metavar="MODULE.NAME=A,B", type=parse_ab, action="append", default=[],
+                        help="compare two values of a module-level setting instead of profiling layers: "
+                             "steps alternate A B B A ... in one process, and the median step of each "
+                             "is printed (repeat the flag to change several settings together)")
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--batch-size and --steps must be at least 1, --warmup at least 0")
@@ -220,6 +298,8 @@ def main(argv=None) -> int:
     if flat:
         x = x.reshape(args.batch_size, -1)
     y = rng.integers(0, 10, size=args.batch_size).astype(np.int64)
+    if args.ab:
+        return report_ab(args, model, to_device(x), to_device(y), shape)
     timers, step_times, _ = profile(model, to_device(x), to_device(y), args.steps, args.warmup)
     rows, step_ms = table(timers, step_times, model, args.by, args.top)
     print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} "
@@ -232,6 +312,26 @@ def main(argv=None) -> int:
             "model": args.model, "input_shape": shape, "batch_size": args.batch_size, "step_ms": step_ms,
             "rows": [dict(zip(("name", "forward_ms", "backward_ms", "other_ms", "total_ms", "count"), r))
                      for r in rows]}, indent=1))
+    return 0
+
+
+def report_ab(args, model, x, y, shape) -> int:
+    from common.backend import cpu_cores, parallelism
+
+    a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup)
+    a_ms, b_ms = (1e3 * statistics.median(t) for t in (a_times, b_times))
+    wins = sum(b < a for a, b in zip(a_times, b_times))
+    settings = ", ".join(f"{m.__name__}.{name} = {a!r} (A) / {b!r} (B)" for m, name, a, b in args.ab)
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} steps of each after {args.warmup} "
+          f"warm-up; {cpu_cores()} cores, parallelism '{parallelism()}'")
+    print(settings)
+    print(f"A {a_ms:.2f} ms  B {b_ms:.2f} ms  B/A {b_ms / a_ms:.3f}  B faster in {wins} of {len(b_times)} pairs")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": args.model, "input_shape": shape, "batch_size": args.batch_size,
+            "settings": [{"name": f"{m.__name__}.{name}", "a": a, "b": b} for m, name, a, b in args.ab],
+            "a_ms": a_ms, "b_ms": b_ms, "b_faster_pairs": wins, "pairs": len(b_times),
+            "a_steps_ms": [1e3 * t for t in a_times], "b_steps_ms": [1e3 * t for t in b_times]}, indent=1))
     return 0
 
 

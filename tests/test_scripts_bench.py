@@ -116,3 +116,44 @@ def test_busy_machine_warning_ignores_the_benchmarks_own_load():
     assert other_load(report) == pytest.approx(3.0)   # three cores' worth of someone else's work
     report["machine"]["load_average_at_start"] = [6.5, 6.0, 6.0]
     assert other_load(report) == pytest.approx(6.5)
+
+
+def test_profile_layers_ab_alternates_and_restores_the_setting():
+    """--ab: the steps alternate A B B A ... and the setting is put back afterwards."""
+    sys.path.insert(0, str(ROOT))
+    import types
+
+    import numpy as np
+
+    from scripts import profile_layers
+
+    model, _flat = profile_layers.build("mlp", (1, 4, 4), 3, "auto")
+    knob = types.SimpleNamespace(__name__="knob", VALUE="before")
+    seen = []
+    forward = model.forward
+    model.forward = lambda x: (seen.append(knob.VALUE), forward(x))[1]
+    x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    y = np.arange(8) % 3
+    a_times, b_times = profile_layers.ab_steps(model, x, y, [(knob, "VALUE", "a", "b")], steps=3, warmup=1)
+    assert seen == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert len(a_times) == len(b_times) == 3 and min(a_times + b_times) > 0
+    assert knob.VALUE == "before"
+
+
+def test_profile_layers_ab_command_and_its_errors(tmp_path):
+    script = ROOT / "scripts" / "profile_layers.py"
+    out = tmp_path / "ab.json"
+    proc = run([script, "lenet", "--steps", "2", "--warmup", "0", "--json", out,
+                "--ab", "convolutional.kernels.BLOCK_BYTES=2**22,2**21"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "B faster in" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["settings"] == [{"name": "convolutional.kernels.BLOCK_BYTES", "a": 2**22, "b": 2**21}]
+    assert report["pairs"] == 2 and len(report["a_steps_ms"]) == 2 and report["a_ms"] > 0
+    for bad, message in [("nosuch.module.X=1,2", "no module 'nosuch.module'"),
+                         ("convolutional.kernels.NOPE=1,2", "has no setting 'NOPE'"),
+                         ("convolutional.kernels.BLOCK_BYTES=1", "must be MODULE.NAME=A,B"),
+                         ("convolutional.kernels.BLOCK_BYTES=big,2", "Python literals")]:
+        proc = run([script, "lenet", "--ab", bad], cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
