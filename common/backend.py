@@ -737,12 +737,14 @@ def scratch(buffers, name, shape, dtype, zeros=False):
 BLOCK_BYTES = 2**22
 
 
-def blocks_of(total: int, item_bytes: int, block_bytes: int = BLOCK_BYTES, small_bytes: int | None = None):
+def blocks_of(total: int, item_bytes: int, block_bytes: int | None = None, small_bytes: int | None = None):
     """Ranges (i0, i1) covering ``range(total)``, each about ``block_bytes`` of items of
-    ``item_bytes``: at least one item per block and at least one block per worker. One block on
+    ``item_bytes`` (default ``BLOCK_BYTES``, read at each call): at least one item per block and
+    at least one block per worker. One block on
     a GPU (no cache to fit), and for work under ``small_bytes`` (default ``SMALL_WORK_BYTES``),
     which costs less than handing it to the workers."""
     small = SMALL_WORK_BYTES if small_bytes is None else small_bytes
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
     if total == 0 or _state["name"] == "gpu" or total * item_bytes <= small:
         return [(0, total)]
     workers = cpu_workers()
@@ -753,7 +755,7 @@ def blocks_of(total: int, item_bytes: int, block_bytes: int = BLOCK_BYTES, small
     return [(-(-i * total // count), -(-(i + 1) * total // count)) for i in range(count)]
 
 
-def elementwise(fn, out, *inputs, block_bytes: int = BLOCK_BYTES):
+def elementwise(fn, out, *inputs, block_bytes: int | None = None):
     """``fn(out_part, *input_parts)`` over flat parts of ``out`` and ``inputs`` (same size), on every
     core with :func:`run_blocks`; returns ``out``. ``fn`` writes its part of ``out`` (``out=``).
     Inputs that are not contiguous are copied first; ``out`` must be contiguous."""

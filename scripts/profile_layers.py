@@ -318,7 +318,12 @@ def main(argv=None) -> int:
 def report_ab(args, model, x, y, shape) -> int:
     from common.backend import cpu_cores, parallelism
 
-    a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup)
+    try:
+        a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup)
+    except (TypeError, ValueError, ZeroDivisionError) as exc:  # a value the setting cannot take
+        print(f"error: --ab: a training step failed with these values ({type(exc).__name__}: {exc}); "
+              "give each setting values of the type it has now", file=sys.stderr)
+        return 2
     a_ms, b_ms = (1e3 * statistics.median(t) for t in (a_times, b_times))
     wins = sum(b < a for a, b in zip(a_times, b_times))
     settings = ", ".join(f"{m.__name__}.{name} = {a!r} (A) / {b!r} (B)" for m, name, a, b in args.ab)

@@ -153,7 +153,8 @@ def test_profile_layers_ab_command_and_its_errors(tmp_path):
     for bad, message in [("nosuch.module.X=1,2", "no module 'nosuch.module'"),
                          ("convolutional.kernels.NOPE=1,2", "has no setting 'NOPE'"),
                          ("convolutional.kernels.BLOCK_BYTES=1", "must be MODULE.NAME=A,B"),
-                         ("convolutional.kernels.BLOCK_BYTES=big,2", "Python literals")]:
+                         ("convolutional.kernels.BLOCK_BYTES=big,2", "Python literals"),
+                         ("convolutional.kernels.BAND_MAX_RUN=32,'x'", "a training step failed")]:
         proc = run([script, "lenet", "--ab", bad], cwd=tmp_path, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
