@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -121,7 +122,7 @@ def test_no_mix_flags_without_allow_mix(capsys):
 
 
 def test_old_noise_clip_flag_is_accepted_with_one_warning(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_warned", set())
+    monkeypatch.setattr(cli.flags, "_warned", set())
     p = full_parser()
     p.parse_args(["--augment-noise-clip", "3"])
     p.parse_args(["--augment-noise-clip", "2"])
@@ -231,7 +232,7 @@ def test_resume_command_for_a_console_script():
 
 def test_entry_point_runs_from_any_folder(tmp_path):
     """The two-line bootstrap makes `python <tier>/main.py` work outside the repo root."""
-    root = cli.Path(cli.__file__).resolve().parents[1]
+    root = Path(cli.__file__).resolve().parents[2]  # common/cli/__init__.py -> repository root
     tier = tmp_path / "tier"
     tier.mkdir()
     (tier / "main.py").write_text(textwrap.dedent(f"""
