@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.backend import column_sums
 from common.errors import UserError
 from convolutional.conv import Conv2D, DepthwiseConv2D, PointwiseLinear
 from convolutional.norm import BatchNorm2D, LayerNorm2D
@@ -147,7 +146,7 @@ class ConvNeXtBlock(Module):
     def backward(self, grad_out):
         g = self.drop_path.backward(grad_out)
         if self.gamma is not None:
-            self.gamma.grad += column_sums((g * self.branch).reshape(-1, self.dim))
+            self.gamma.grad += (g * self.branch).reshape(-1, self.dim).sum(axis=0)
             g = g * self.gamma.data
         dx = self.dwconv.backward(self.norm.backward(self.pwconv1.backward(self.act.backward(self.pwconv2.backward(g)))))
         dx += grad_out

@@ -2,8 +2,9 @@
 
 Parameters keep PyTorch's layout (``weight: (out, in/groups, kh, kw)``), so state dicts move
 between NNOTT and PyTorch by name; only the activations are channels-last ``(N, H, W, C)``.
-The arithmetic lives in :mod:`convolutional.kernels` (fast) and :mod:`convolutional.naive`
-(the loop twins the tests compare against).
+Each window of the padded input is a strided view (:func:`convolutional.geometry.windows`), so a
+convolution is one sum over windows and kernel offsets (``einsum``). The loop twins in
+:mod:`convolutional.naive` check it; the fast engine (``engine.convolution``) replaces it.
 """
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ import math
 import numpy as np
 
 from common.backend import xp
+from common.dispatch import accelerated
 from common.errors import UserError
-from convolutional import kernels
-from convolutional.geometry import check_nhwc, output_size, pair, resolve_padding
+from convolutional.geometry import (check_nhwc, output_size, pad_nhwc, pair, resolve_padding, unpad_nhwc, window,
+                                   windows)
 from vectorized.init import canonical_scheme, init_weight
 from vectorized.layers import Linear
 from vectorized.module import Module, parameter
 
 
+@accelerated("forward", "backward")
 class Conv2D(Module):
     """2-D convolution.   x: (N, H, W, in_channels) -> (N, OH, OW, out_channels).
 
@@ -63,49 +66,42 @@ class Conv2D(Module):
         return (output_size(h, kh, sh, top, bottom, dh, what), output_size(w, kw, sw, left, right, dw, what))
 
     def forward(self, x):
+        """out[n, y, x, o] = b[o] + sum over (i, j, c) of x_pad[n, y*s + i*d, x*s + j*d, c] * w[o, c, i, j],
+        c running over the input channels of o's group."""
         check_nhwc(x, self.in_channels, repr(self).split("\n")[0])
-        out_hw = self.output_hw(x.shape[1], x.shape[2])
-        bias = None if self.bias is None else self.bias.data
-        geometry = (self.stride, self.pads, self.dilation, out_hw)
-        if self.depthwise:
-            out, self.cache = kernels.depthwise_forward(x, self.weight.data, bias, *geometry)
-        elif self.groups == 1:
-            out, self.cache = kernels.conv2d_forward(x, self.weight.data, bias, *geometry)
-        else:  # a grouped convolution is `groups` independent convolutions side by side
-            cg, og = self.in_channels // self.groups, self.out_channels // self.groups
-            outs, self.cache = [], []
-            for g in range(self.groups):
-                b = None if bias is None else bias[g * og:(g + 1) * og]
-                o, cache = kernels.conv2d_forward(x[..., g * cg:(g + 1) * cg],
-                                                  self.weight.data[g * og:(g + 1) * og], b, *geometry)
-                outs.append(o)
-                self.cache.append(cache)
-            out = xp.concatenate(outs, axis=3)
-        return out
-
-    @property
-    def can_skip_input_grad(self) -> bool:
-        """Whether backward can leave out dL/dx (Module.backward_params): not for depthwise layers,
-        whose kernel computes dx and dw in the same passes."""
-        return not self.depthwise
+        oh, ow = self.output_hw(x.shape[1], x.shape[2])
+        x_pad = pad_nhwc(x, self.pads)
+        self.patches = self._grouped(windows(x_pad, self.kernel_size, (oh, ow), self.stride, self.dilation))
+        self.x_shape, self.pad_shape = x.shape, x_pad.shape
+        out = xp.einsum("nyxijgc,gocij->nyxgo", self.patches, self._grouped_weight(), optimize=True)
+        out = out.reshape(x.shape[0], oh, ow, self.out_channels)
+        return out if self.bias is None else out + self.bias.data
 
     def backward(self, grad_out):
-        if self.depthwise:
-            dx, dw, db = kernels.depthwise_backward(grad_out, self.cache)
-        elif self.groups == 1:
-            dx, dw, db = kernels.conv2d_backward(grad_out, self.cache, self.input_grad)
-        else:
-            og = self.out_channels // self.groups
-            parts = [kernels.conv2d_backward(xp.ascontiguousarray(grad_out[..., g * og:(g + 1) * og]), cache,
-                                             self.input_grad)
-                     for g, cache in enumerate(self.cache)]
-            dx = xp.concatenate([p[0] for p in parts], axis=3) if self.input_grad else None
-            dw = xp.concatenate([p[1] for p in parts], axis=0)
-            db = None if self.bias is None else xp.concatenate([p[2] for p in parts], axis=0)
-        self.weight.grad += dw
+        """dW = sum over (n, y, x) of dY x patch;  dX: each patch gives back dY @ W to the pixels it read."""
+        n, oh, ow, _ = grad_out.shape
+        g = grad_out.reshape(n, oh, ow, self.groups, self.out_channels // self.groups)    # (N, OH, OW, G, OC/G)
+        self.weight.grad += xp.einsum("nyxgo,nyxijgc->gocij", g, self.patches,
+                                      optimize=True).reshape(self.weight.shape)
         if self.bias is not None:
-            self.bias.grad += db
-        return dx
+            self.bias.grad += grad_out.sum(axis=(0, 1, 2))
+        dpatches = xp.einsum("nyxgo,gocij->nyxijgc", g, self._grouped_weight(), optimize=True)
+        dx_pad = xp.zeros(self.pad_shape, dtype=grad_out.dtype)
+        kh, kw = self.kernel_size
+        for i in range(kh):
+            for j in range(kw):  # the pixels kernel offset (i, j) read, for every output position
+                view = window(dx_pad, i, j, oh, ow, self.stride, self.dilation)
+                view += dpatches[:, :, :, i, j].reshape(n, oh, ow, self.in_channels)
+        return unpad_nhwc(dx_pad, self.pads, self.x_shape)
+
+    def _grouped(self, patches):
+        """Windows (N, OH, OW, kh, kw, C) -> (N, OH, OW, kh, kw, G, C/G): channels split by group."""
+        return patches.reshape(*patches.shape[:5], self.groups, self.in_channels // self.groups)
+
+    def _grouped_weight(self):
+        """weight (OC, C/G, kh, kw) -> (G, OC/G, C/G, kh, kw)."""
+        oc, cg, kh, kw = self.weight.shape
+        return self.weight.data.reshape(self.groups, oc // self.groups, cg, kh, kw)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -122,8 +118,8 @@ class Conv2D(Module):
 class DepthwiseConv2D(Conv2D):
     """One k×k filter per channel (groups = channels).   (N, H, W, C) -> (N, OH, OW, C).
 
-    weight: (C, 1, kh, kw) like PyTorch's ``Conv2d(C, C, k, groups=C)``. The fast path is k²
-    fused multiply-adds on strided views (no matrix product: each channel is on its own).
+    weight: (C, 1, kh, kw) like PyTorch's ``Conv2d(C, C, k, groups=C)``: each channel is
+    convolved with its own filter, and no channel mixes with another.
     """
 
     def __init__(self, channels: int, kernel_size, stride=1, padding=0, dilation=1, bias: bool = True,

@@ -3,13 +3,12 @@
 Every conv-tier layer works on channels-last activations ``(N, H, W, C)``. A kernel offset
 ``(i, j)`` of a k×k window touches the input rows ``i*d, i*d + s, i*d + 2s, ...`` (d = dilation,
 s = stride); :func:`window` returns exactly those rows and columns as a strided *view*, which
-is the building block of every fast kernel here (shift-and-accumulate).
+is the building block of the convolutions and pools.
 """
 from __future__ import annotations
 
-import numpy as np
 
-from common.backend import blocks_of, xp
+from common.backend import xp
 from common.errors import UserError
 
 
@@ -107,47 +106,8 @@ def unpad_nhwc(x_pad, pads, shape):
     return xp.ascontiguousarray(x_pad[:, top:top + h, left:left + w, :])
 
 
-#: Pixels of at most this many bytes (C values) are copied as single items (:func:`copy_pixels`).
-PIXEL_ITEM_BYTES = 32
-
-
-def copy_pixels(dst, src, max_item_bytes=None):
-    """``dst[...] = src`` for channels-last arrays of the same shape whose last axis (the C values
-    of a pixel) is contiguous, as in a strided view of every kw-th pixel.
-
-    NumPy copies a strided view one innermost run at a time, and with few channels a run is only
-    C values (6 for LeNet's first maps). Viewing each pixel's C values as one item of C·itemsize
-    bytes (a NumPy ``void`` dtype) makes the pixel the unit of the copy instead: 3.7x faster for
-    6 float32 channels, the same from 16 on, hence ``PIXEL_ITEM_BYTES`` (``max_item_bytes``
-    sets another limit: the banded convolution's runs of 18 to 54 values gain too). A plain
-    copy on the GPU, or when a last axis is not contiguous."""
-    nbytes = src.shape[-1] * src.itemsize
-    limit = PIXEL_ITEM_BYTES if max_item_bytes is None else max_item_bytes
-    if (nbytes > limit or type(src) is not np.ndarray or type(dst) is not np.ndarray
-            or src.dtype != dst.dtype or src.strides[-1] != src.itemsize or dst.strides[-1] != dst.itemsize):
-        dst[...] = src
-        return dst
-    item = f"V{nbytes}"
-    dst.view(item)[...] = src.view(item)
-    return dst
-
-
 def check_nhwc(x, channels: int | None, what: str):
     """UserError unless ``x`` is 4-D channels-last with ``channels`` channels (None: any)."""
     if x.ndim != 4 or (channels is not None and x.shape[3] != channels):
         want = f"(N, H, W, {channels})" if channels is not None else "(N, H, W, C)"
         raise UserError(f"{what} got input of shape {tuple(x.shape)}; expected channels-last {want}")
-
-
-#: Bytes of input per block of :func:`image_blocks` (max-pool): as large as
-#: :data:`common.backend.BLOCK_BYTES`, for the same measured reason (fewer blocks beat blocks that fit
-#: a core's cache: 64x28x28x32 max-pool forward 2.3 ms in blocks of 512 KiB, 1.6 ms in 4 MiB).
-IMAGE_BLOCK_BYTES = 2**22
-
-
-def image_blocks(n: int, per_image_bytes: int, block_bytes: int | None = None, small_bytes: int | None = None):
-    """Ranges (n0, n1) of whole images, about ``block_bytes`` (default IMAGE_BLOCK_BYTES) each:
-    at least one image per block and at least one block per worker of
-    :func:`common.backend.run_blocks`. On a GPU, or for less work than ``small_bytes`` (see
-    :func:`common.backend.blocks_of`): one block."""
-    return blocks_of(n, per_image_bytes, block_bytes or IMAGE_BLOCK_BYTES, small_bytes)

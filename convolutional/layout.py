@@ -14,15 +14,13 @@ from vectorized.module import Module
 class ToChannelsLast(Module):
     """(N, C, H, W) -> (N, H, W, C), contiguous; backward transposes the gradient back."""
 
-    passes_no_grad = True
-
     def forward(self, x):
         if x.ndim != 4:
             raise UserError(f"ToChannelsLast expects images (N, C, H, W), got shape {tuple(x.shape)}")
         return xp.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
     def backward(self, grad_out):
-        if grad_out is None:  # a training step that wants no input gradient (Module.backward_params)
+        if grad_out is None:  # the layer after this one computed no input gradient (a training step's first)
             return None
         return xp.ascontiguousarray(grad_out.transpose(0, 3, 1, 2))
 
@@ -32,8 +30,6 @@ class Flatten(Module):
 
     2-D input (N, F) passes through unchanged.
     """
-
-    passes_no_grad = True
 
     def forward(self, x):
         self.in_shape = x.shape

@@ -71,6 +71,9 @@ def summary_shape(args):
 
 def _main(argv=None):
     args = build_parser().parse_args(argv)
+    import engine
+
+    engine.use(args.engine)  # the layers' reference code, or the engine's replacements
     if args.skip_train and not (args.load or args.resume):
         raise UserError("--skip-train evaluates a trained model: add --load PATH")
     build = model_builder(args)

@@ -1,9 +1,8 @@
-"""Saving and moving scalar networks: HDF5 checkpoints and export to/from the vectorized MLP.
+"""Saving scalar networks: HDF5 checkpoints.
 
-This is the scalar tier's only bridge to NumPy and to the vectorized tier. The vectorized
-tier is imported inside the export functions, so the scalar tier itself never depends on it.
-Weights travel under the vectorized MLP's names ('0.weight' (out, in), '0.bias' (out,), ...),
-so checkpoints and exports interoperate between the tiers.
+Weights are saved under the vectorized MLP's names ('0.weight' (out, in), '0.bias' (out,), ...),
+so checkpoints interoperate between the tiers (moving a model from one tier to the other lives
+above both tiers, in :mod:`parity.convert`).
 """
 from __future__ import annotations
 
@@ -12,61 +11,13 @@ import random
 import numpy as np
 
 from common.checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint
-from common.errors import CheckpointError, UserError
+from common.errors import CheckpointError
 from scalar.network import Network
 
 
 def state_arrays(network: Network) -> dict[str, np.ndarray]:
     """The network's state dict as float64 NumPy arrays."""
     return {k: np.array(v, dtype=np.float64) for k, v in network.state_dict().items()}
-
-
-# ---------------------------------------------------------------------- scalar <-> vectorized
-_VECTORIZED_NAMES = {"ReLU": "relu", "LeakyReLU": "leaky_relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
-                     "GELU": "gelu", "Identity": "linear"}
-
-
-def to_vectorized(network: Network, dtype=np.float64):
-    """The same MLP as a vectorized ``Sequential`` (Linear, activation, [Dropout], ...).
-
-    float64 by default, so its outputs equal the scalar network's to rounding.
-    """
-    from vectorized.mlp import build_mlp
-    c = network.config
-    model = build_mlp(c["input_size"], c["num_classes"], c["hidden_sizes"], c["activations"], c["dropouts"])
-    model.astype(dtype)
-    model.load_state_dict(state_arrays(network))
-    return model
-
-
-def from_vectorized(model, seed: int = 0) -> Network:
-    """A scalar Network with the weights of a vectorized MLP built by ``build_mlp`` (no batch norm)."""
-    linears, activations, dropouts = [], [], []
-    for layer in model:
-        kind = type(layer).__name__
-        if kind == "Linear":
-            linears.append(layer)
-            activations.append("linear")
-            dropouts.append(0.0)
-        elif kind in _VECTORIZED_NAMES and linears:
-            if kind == "LeakyReLU" and layer.negative_slope != 0.01:
-                raise UserError("the scalar tier's leaky_relu has slope 0.01; "
-                                f"this model uses {layer.negative_slope}")
-            if kind == "GELU" and layer.approximate != "none":
-                raise UserError("the scalar tier has the exact GELU only, not approximate='tanh'")
-            activations[-1] = _VECTORIZED_NAMES[kind]
-        elif kind == "Dropout" and linears:
-            dropouts[-1] = layer.p
-        else:
-            raise UserError(f"cannot turn a {kind} layer into the scalar tier (Linear, activations "
-                            "and Dropout only)")
-    if activations[-1] != "linear":
-        raise UserError("the model must end with a Linear layer that gives the logits")
-    net = Network(linears[0].in_features, linears[-1].out_features,
-                  [lin.out_features for lin in linears[:-1]], activations[:-1] or "relu",
-                  dropouts[:-1] or 0.0, seed=seed)
-    net.load_state_dict(model.state_dict())
-    return net
 
 
 # ---------------------------------------------------------------------- checkpoints

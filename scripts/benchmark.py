@@ -51,7 +51,7 @@ class BenchError(Exception):
 class Worker:
     """A running ``scripts/bench/worker.py``: send a JSON command, read one ``@@`` JSON reply."""
 
-    def __init__(self, role: str, model: str, args, workdir: Path, log_name: str):
+    def __init__(self, role: str, model: str, args, workdir: Path, log_name: str, engine: str | None = None):
         self.log_path = workdir / f"{log_name}.log"
         env = dict(os.environ)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -62,7 +62,7 @@ class Worker:
         if args.gpu:
             cmd.append("--gpu")
         if role == "ours":
-            cmd += ["--parallelism", args.parallelism]
+            cmd += ["--parallelism", args.parallelism, "--engine", engine or args.engine]
         if role == "gemm":
             cmd += ["--gemm-size", str(args.gemm_size), "--gemm-repeats", str(3 if args.quick else 7)]
             if args.torch_side:
@@ -143,6 +143,9 @@ def measure_model(name: str, args, workdir: Path, bar) -> dict:
                         segments[side][mode].append(seg)
                 bar.update(1)
     finals = {side: w.close() for side, w in sides.items()}
+    if args.reference and workload.tier != "scalar" and "error" not in ready["ours"]:
+        sides["reference"], ready["reference"], finals["reference"] = None, {}, {}
+        segments["reference"] = measure_reference(name, args, mdir, bar, steps, ready, finals, errors)
     for side in sides:
         info = {k: v for k, v in ready[side].items() if k not in ("ready", "error")}
         info.update({k: v for k, v in finals[side].items() if k != "error"})
@@ -176,7 +179,33 @@ def measure_model(name: str, args, workdir: Path, bar) -> dict:
                 result[f"ratio_{mode}"] = spread([x / y for x, y in zip(a, b)])
         if ours.get("peak_rss_mb") and result["torch"].get("peak_rss_mb"):
             result["rss_ratio"] = ours["peak_rss_mb"] / result["torch"]["peak_rss_mb"]
+    ref = result.get("reference", {})
+    for mode in modes:
+        if ours.get(f"{mode}_ips") and ref.get(f"{mode}_ips"):
+            result[f"engine_speedup_{mode}"] = ours[f"{mode}_ips"] / ref[f"{mode}_ips"]
     return result
+
+
+def measure_reference(name, args, mdir, bar, steps, ready, finals, errors) -> dict:
+    """The same model on the reference engine (each layer's own readable code): one train and one
+    inference measurement of a few steps, so the table can show what the engine's tricks buy."""
+    worker = Worker("ours", name, args, mdir, "reference", engine="reference")
+    ready["reference"] = worker.read()
+    segs = {"train": [], "infer": []}
+    if "error" in ready["reference"]:
+        errors["reference"] = ready["reference"]["error"]
+    else:
+        for mode in segs:
+            bar.set_postfix_str(f"{name} reference {mode}")
+            time.sleep(args.gap)
+            seg = worker.ask(cmd=mode, steps=min(steps, 3), warmup=1, budget=args.budget)
+            if "error" in seg:
+                errors["reference"] = seg["error"]
+                break
+            segs[mode].append(seg)
+            bar.update(1)
+    finals["reference"] = worker.close()
+    return segs
 
 
 def measure_gemm(args, workdir: Path) -> dict:
@@ -206,7 +235,7 @@ def table_rows(report: dict) -> list[list[str]]:
     peak = (report.get("gemm") or {}).get("gflops")
     rows = [["model", "input", "params", "fwd MFLOP", "train ours", "train torch", "train ratio",
              "infer ours", "infer torch", "infer ratio", "GFLOP/s ours", "GFLOP/s torch",
-             "RSS ours MB", "RSS torch MB"]]
+             "RSS ours MB", "RSS torch MB", "train ref", "fast/ref"]]
     for m in report["models"]:
         o, t = m.get("ours", {}), m.get("torch", {})
 
@@ -218,7 +247,9 @@ def table_rows(report: dict) -> list[list[str]]:
             "-" if not m.get("flops_fwd") else f"{m['flops_fwd'] / 1e6:.2f}",
             fmt_num(o.get("train_ips"), 1), fmt_num(t.get("train_ips"), 1), fmt_ratio(m.get("ratio_train")),
             fmt_num(o.get("infer_ips"), 1), fmt_num(t.get("infer_ips"), 1), fmt_ratio(m.get("ratio_infer")),
-            gf(o), gf(t), fmt_num(o.get("peak_rss_mb")), fmt_num(t.get("peak_rss_mb"))])
+            gf(o), gf(t), fmt_num(o.get("peak_rss_mb")), fmt_num(t.get("peak_rss_mb")),
+            fmt_num(m.get("reference", {}).get("train_ips"), 1),
+            "-" if not m.get("engine_speedup_train") else f"{m['engine_speedup_train']:.1f}x"])
     return rows
 
 
@@ -237,7 +268,7 @@ def print_table(report: dict) -> None:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     for m in report["models"]:
-        for side in ("ours", "torch"):
+        for side in ("ours", "torch", "reference"):
             err = m.get(side, {}).get("error")
             if err:
                 print(f"[{m['model']} {side}] {err}")
@@ -268,6 +299,12 @@ def parse_args(argv=None):
                    help="how NNOTT shares its cores: worker threads with one-thread BLAS ('blocks'), one thread "
                         "with BLAS on all cores ('blas'), or as the Trainer picks it from the FLOPs per batch "
                         "('auto', default)")
+    p.add_argument("--engine", choices=("fast", "reference"), default="fast",
+                   help="which engine 'ours' runs: the engine's replacements (fast) or every layer's own "
+                        "readable code (reference)")
+    p.add_argument("--no-reference", dest="reference", action="store_false",
+                   help="skip the reference-engine measurement (by default each model is also timed for a "
+                        "few steps on the reference engine, and the table shows fast/ref)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write every figure to this file")
     p.add_argument("--quick", action="store_true", help="few steps, one round, small GEMM: a smoke run")
     p.add_argument("--gpu", action="store_true", help="CuPy against torch CUDA instead of the CPU")
@@ -304,6 +341,7 @@ def resolve(args) -> list[str]:
         reason = gpu_unavailable_reason()
         if reason:
             raise BenchError(f"--gpu needs CuPy and a CUDA device: {reason}")
+    args.reference = args.reference and args.engine == "fast"
     args.threads = args.threads or blas_threads()
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.budget = args.budget or (5.0 if args.quick else 15.0)
@@ -332,6 +370,7 @@ def main(argv=None) -> int:
     for n in names:
         sides = 2 if args.torch_side and MODELS[n].has_torch else 1
         total += (1 if MODELS[n].tier == "scalar" else args.repeats) * 2 * sides
+        total += 2 if args.reference and MODELS[n].tier != "scalar" else 0
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nnott-bench-") as tmp:
         workdir = Path(tmp)
@@ -350,7 +389,8 @@ def main(argv=None) -> int:
     if args.json:
         write_json(report, args.json)
         print(f"wrote {args.json}")
-    failed = [m["model"] for m in report["models"] if any("error" in m.get(s, {}) for s in ("ours", "torch"))]
+    failed = [m["model"] for m in report["models"]
+              if any("error" in m.get(s, {}) for s in ("ours", "torch", "reference"))]
     return 1 if failed else 0
 
 

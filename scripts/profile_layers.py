@@ -23,7 +23,7 @@ table): the training steps alternate between A and B in one process, in the orde
 so both values see the same moments of a noisy machine, and the script prints the median step
 for each and in how many pairs of neighbouring steps B was faster::
 
-    python scripts/profile_layers.py baseline --steps 60 --ab convolutional.kernels.BLOCK_BYTES=2**22,2**21
+    python scripts/profile_layers.py baseline --steps 60 --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21
 
 Two runs of one command in separate processes can differ by a third on a shared virtual
 machine; steps that alternate within one process moved together, which is how the block sizes
@@ -105,6 +105,7 @@ class Timers:
 
 def profile(model, x, y, steps: int, warmup: int):
     """Run warmup + steps training steps; return (timers, list of step seconds)."""
+    from common import dispatch
     from vectorized.losses import CrossEntropyLoss
     from vectorized.optim import Adam
 
@@ -122,7 +123,7 @@ def profile(model, x, y, steps: int, warmup: int):
         logits = model(x)
         timers.time(("(loss)", "forward"), loss_fn.forward, logits, y)
         g = timers.time(("(loss)", "backward"), loss_fn.backward)
-        model.backward_params(g)  # a training step's backward, as in the Trainer and the benchmark
+        dispatch.training_backward(model, g)  # a training step's backward, as in the Trainer and the benchmark
         timers.time(("(Adam step)", "step"), opt.step)
         dt = time.perf_counter() - t0
         timers.end_step(record=k >= warmup)
@@ -187,7 +188,7 @@ def parse_ab(text: str):
     parts = values.split(",")
     if not eq or not module_name or not name or len(parts) != 2:
         raise argparse.ArgumentTypeError(
-            f"--ab must be MODULE.NAME=A,B (e.g. convolutional.kernels.BLOCK_BYTES=2**22,2**21), got {text!r}")
+            f"--ab must be MODULE.NAME=A,B (e.g. engine.tuning.CONV_BLOCK_BYTES=2**22,2**21), got {text!r}")
     try:
         a, b = (parse_value(v.strip()) for v in parts)
     except (ValueError, SyntaxError):
@@ -204,6 +205,7 @@ def parse_ab(text: str):
 def ab_steps(model, x, y, flips, steps: int, warmup: int):
     """Training steps alternating between the A and the B values of ``flips`` (A B B A A B B A ...);
     returns the step seconds of each side, in pairs. The values in force before are put back."""
+    from common import dispatch
     from vectorized.losses import CrossEntropyLoss
     from vectorized.optim import Adam
 
@@ -219,7 +221,7 @@ def ab_steps(model, x, y, flips, steps: int, warmup: int):
             t0 = time.perf_counter()
             model.zero_grad()
             loss_fn.forward(model(x), y)
-            model.backward_params(loss_fn.backward())
+            dispatch.training_backward(model, loss_fn.backward())
             opt.step()
             if k >= 2 * warmup:
                 times[side].append(time.perf_counter() - t0)
@@ -249,7 +251,7 @@ def main(argv=None) -> int:
                "  python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type\n"
                "  python scripts/profile_layers.py lenet --steps 30 --top 8\n"
                "  python scripts/profile_layers.py mlp --json mlp_profile.json\n"
-               "  python scripts/profile_layers.py baseline --steps 60 --ab convolutional.kernels.BLOCK_BYTES=2**22,2**21\n"
+               "  python scripts/profile_layers.py baseline --steps 60 --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21\n"
                "models: 'mlp' (784-256-128-64-10) or any architecture of convolutional.architectures.\n"
                "The 'glue' row is step time no leaf layer accounts for (residual adds, SE products).\n"
                "Times are medians per row; rows need not add up exactly to the median step.",
@@ -288,7 +290,11 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from common.backend import choose_parallelism, cpu_cores, parallelism, to_device
+    import engine
+
+    engine.use("fast")  # the layers' fast replacements: what is profiled is what trains
+    from common.backend import to_device
+    from engine.parallel import choose_parallelism, cpu_cores, parallelism
 
     choose_parallelism(model.forward_flops(shape if not flat else (int(np.prod(shape)),)) * args.batch_size,
                        args.threads, args.parallelism)
@@ -316,7 +322,7 @@ def main(argv=None) -> int:
 
 
 def report_ab(args, model, x, y, shape) -> int:
-    from common.backend import cpu_cores, parallelism
+    from engine.parallel import cpu_cores, parallelism
 
     try:
         a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup)

@@ -116,6 +116,9 @@ def arch_compare(args, run, out):
 
 def _main(argv=None):
     args = build_parser().parse_args(argv)
+    import engine
+
+    engine.use(args.engine)  # the layers' reference code, or the engine's replacements
     out = scenario_dir(args, args.scenario)
     print(f"[quickstart] scenario {args.scenario}: results in {out}")
     run = _run()

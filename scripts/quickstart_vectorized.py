@@ -55,6 +55,9 @@ SUITED_LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adam": 1e-3, "ada
 
 def _main(argv=None):
     args = build_parser().parse_args(argv)
+    import engine
+
+    engine.use(args.engine)  # the layers' reference code, or the engine's replacements
     from vectorized.experiment import run_experiment
     from vectorized.main import model_builder
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: every test starts on the NumPy backend (worker-thread parallelism) with a fresh seed and a private data dir."""
+"""Shared fixtures: every test starts on the NumPy backend and the fast engine (worker-thread
+parallelism) with a fresh seed and a private data dir."""
 import os
 import sys
 from pathlib import Path
@@ -16,13 +17,17 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def _cpu_backend():
     """The NumPy backend with worker threads ("blocks"), whatever the previous test chose
     (the Trainer picks "blas" parallelism for small models)."""
+    import engine
     from common import backend
+    from engine import parallel
 
     backend.use_cpu()
-    backend.set_cpu_workers()
+    engine.use("fast")
+    parallel.set_cpu_workers()
     yield
     backend.use_cpu()
-    backend.set_cpu_workers()
+    engine.use("fast")
+    parallel.set_cpu_workers()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 
 from common import backend
 from common.backend import StrictArray, to_device, to_numpy, xp
+from engine import parallel, tuning
 
 
 def test_xp_defaults_to_numpy():
@@ -15,7 +16,7 @@ def test_xp_defaults_to_numpy():
 
 
 def test_use_gpu_without_cupy_warns_and_stays_on_cpu(capsys, monkeypatch):
-    monkeypatch.setattr(backend, "gpu_unavailable_reason", lambda: "CuPy is not installed")
+    monkeypatch.setattr(backend.arrays, "gpu_unavailable_reason", lambda: "CuPy is not installed")
     assert backend.use_gpu() is False
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "running on the CPU" in out
@@ -64,7 +65,7 @@ def test_device_name_is_reported():
 
 
 def test_run_blocks_covers_every_block_once_and_nests_safely():
-    from common.backend import run_blocks
+    from engine.parallel import run_blocks
     seen = []
     outer = [(i, i + 3) for i in range(0, 30, 3)]
 
@@ -86,12 +87,11 @@ def test_run_blocks_gives_every_worker_the_same_share_each_call_and_waits_on_err
     import threading
     import time
 
-    from common import backend
-    monkeypatch.setattr(backend, "_workers", 3)
+    monkeypatch.setattr(parallel, "_workers", 3)
     ranges = [(i, i + 1) for i in range(8)]
     for _ in range(3):
         owner = {}
-        backend.run_blocks(ranges, lambda r0, r1, buf: owner.setdefault(r0, threading.current_thread().name))
+        parallel.run_blocks(ranges, lambda r0, r1, buf: owner.setdefault(r0, threading.current_thread().name))
         caller = threading.current_thread().name
         assert {owner[r] for r in (0, 3, 6)} == {caller}
         assert all(len({owner[r] for r in range(t, 8, 3)}) == 1 for t in range(3))
@@ -104,7 +104,7 @@ def test_run_blocks_gives_every_worker_the_same_share_each_call_and_waits_on_err
         done.append(r0)
 
     with pytest.raises(ValueError, match="block 0"):
-        backend.run_blocks(ranges, work)
+        parallel.run_blocks(ranges, work)
     assert sorted(done) == [1, 2, 4, 5, 7]  # the other workers' shares, all finished
 
 
@@ -121,11 +121,11 @@ def test_worker_thread_runs_jobs_parks_and_takes_the_next_job_after_sleeping(mon
     """A worker of run_blocks waits for jobs spinning (or, without spinlocks, on a lock), returns
     a job's exception to the caller, and is sent to sleep by park(): a start() finds it whether it
     is asleep already or still on its way ("parking")."""
-    if spins and backend._SPIN is None:
+    if spins and parallel._SPIN is None:
         pytest.skip("no pthread spinlocks in this C library")
     if not spins:
-        monkeypatch.setattr(backend, "_SPIN", None)
-    worker = backend._Worker(99)
+        monkeypatch.setattr(parallel, "_SPIN", None)
+    worker = parallel._Worker(99)
     assert worker.go.spins is spins
     ran = []
 
@@ -155,29 +155,29 @@ def test_worker_thread_runs_jobs_parks_and_takes_the_next_job_after_sleeping(mon
 def test_idle_workers_are_parked_and_woken_by_the_next_call(monkeypatch):
     """Spinning workers are sent to sleep after SPIN_SECONDS without work (by the parker thread),
     so an idle program does not keep a core busy; the next run_blocks call wakes them."""
-    if backend._SPIN is None:
+    if parallel._SPIN is None:
         pytest.skip("no pthread spinlocks in this C library")
-    monkeypatch.setattr(backend, "_workers", 3)
-    monkeypatch.setattr(backend, "SPIN_SECONDS", 0.01)
+    monkeypatch.setattr(parallel, "_workers", 3)
+    monkeypatch.setattr(tuning, "SPIN_SECONDS", 0.01)
     ranges = [(i, i + 1) for i in range(6)]
-    total = backend.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r0)]))
+    total = parallel.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r0)]))
     assert total[0] == 15.0
-    _eventually(lambda: all(w.state == "parked" for w in backend._threads))
-    total = backend.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r1)]))
+    _eventually(lambda: all(w.state == "parked" for w in parallel._threads))
+    total = parallel.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r1)]))
     assert total[0] == 21.0
-    _eventually(lambda: all(w.state == "parked" for w in backend._threads))
+    _eventually(lambda: all(w.state == "parked" for w in parallel._threads))
 
 
 def test_run_blocks_from_two_threads_at_once(monkeypatch):
     """One call uses the workers; a call from another thread meanwhile runs its blocks itself."""
-    monkeypatch.setattr(backend, "_workers", 2)
+    monkeypatch.setattr(parallel, "_workers", 2)
     ranges = [(i, i + 1) for i in range(10)]
     results, errors = [], []
 
     def caller(offset):
         try:
             for _ in range(50):
-                results.append(backend.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r0 + offset)]))[0])
+                results.append(parallel.sum_blocks(ranges, lambda r0, r1, buf: np.array([float(r0 + offset)]))[0])
         except Exception as error:  # reported below
             errors.append(error)
 
@@ -198,8 +198,8 @@ def test_run_blocks_in_a_forked_child(monkeypatch):
     import time
     import warnings
 
-    monkeypatch.setattr(backend, "_workers", 2)
-    backend.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: None)  # the parent's workers exist
+    monkeypatch.setattr(parallel, "_workers", 2)
+    parallel.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: None)  # the parent's workers exist
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork with threads running
         pid = os.fork()
@@ -207,7 +207,7 @@ def test_run_blocks_in_a_forked_child(monkeypatch):
         code = 1
         try:
             seen = []
-            backend.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: seen.append(r0))
+            parallel.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: seen.append(r0))
             code = 0 if sorted(seen) == [0, 1] else 1
         finally:
             os._exit(code)
@@ -225,7 +225,8 @@ def test_run_blocks_in_a_forked_child(monkeypatch):
 
 
 def test_gemm_split_over_workers_equals_matmul():
-    from common.backend import GEMM_SPLIT_MIN_MACS, gemm
+    from engine.arrays import gemm
+    from engine.tuning import GEMM_SPLIT_MIN_MACS
     rng = np.random.default_rng(0)
     for m, k, n in [(300, 256, 240), (40, 512, 1100), (3, 4, 5)]:
         a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
@@ -237,7 +238,7 @@ def test_gemm_split_over_workers_equals_matmul():
 
 
 def test_sum_blocks_adds_every_blocks_partial_once():
-    from common.backend import sum_blocks
+    from engine.parallel import sum_blocks
     ranges = [(i, i + 1) for i in range(7)]
 
     def partial(r0, r1, buf):  # reuses one buffer per worker, as the kernels do
@@ -249,22 +250,22 @@ def test_sum_blocks_adds_every_blocks_partial_once():
 
 
 def test_blocks_of_gives_every_worker_as_many_blocks_and_the_largest_first(monkeypatch):
-    from common import backend
-    monkeypatch.setattr(backend, "_workers", 2)
+    monkeypatch.setattr(parallel, "_workers", 2)
     for total, item_bytes in [(64, 100_000), (64, 200_000), (50176, 128), (10, 300_000), (7, 2**20)]:
-        blocks = backend.blocks_of(total, item_bytes)
+        blocks = parallel.blocks_of(total, item_bytes)
         sizes = [r1 - r0 for r0, r1 in blocks]
         assert blocks[0][0] == 0 and blocks[-1][1] == total
         assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))          # contiguous, in order
         assert max(sizes) - min(sizes) <= 1 and sizes[0] == max(sizes)       # even; scratch sized by the first
         assert len(blocks) % 2 == 0 or len(blocks) == total                   # both workers get the same count
-    assert backend.blocks_of(1000, 4) == [(0, 1000)]                           # small work: one block
-    assert backend.blocks_of(1000, 4, small_bytes=0) != [(0, 1000)]            # ... unless told otherwise
-    assert len(backend.blocks_of(2**19, 4, small_bytes=2**21)) == 1            # a memory-bound pass under 2 MiB
+    assert parallel.blocks_of(1000, 4) == [(0, 1000)]                           # small work: one block
+    assert parallel.blocks_of(1000, 4, small_bytes=0) != [(0, 1000)]            # ... unless told otherwise
+    assert len(parallel.blocks_of(2**19, 4, small_bytes=2**21)) == 1            # a memory-bound pass under 2 MiB
 
 
 def test_channel_map_equals_broadcasting_for_every_row_count():
-    from common.backend import WIDE_VALUES, channel_map
+    from engine.arrays import channel_map
+    from engine.tuning import WIDE_VALUES
     rng = np.random.default_rng(1)
     for m, c in [(1, 6), (WIDE_VALUES // 6 + 5, 6), (3 * (WIDE_VALUES // 32), 32), (17, 200), (50, 9000)]:
         a, vec = rng.standard_normal((m, c)), rng.standard_normal(c)
@@ -277,21 +278,19 @@ def test_channel_map_equals_broadcasting_for_every_row_count():
 
 
 def test_elementwise_runs_a_pass_over_flat_blocks(monkeypatch):
-    from common import backend
-    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(tuning, "SMALL_PASS_BYTES", 0)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((5, 7, 9, 3))
     g = np.asfortranarray(rng.standard_normal((5, 7, 9, 3)))  # a non-contiguous input is copied first
     out = np.empty_like(x)
-    assert backend.elementwise(lambda o, a, b: np.multiply(a, b > 0, out=o), out, g, x, block_bytes=64) is out
+    assert parallel.elementwise(lambda o, a, b: np.multiply(a, b > 0, out=o), out, g, x, block_bytes=64) is out
     np.testing.assert_array_equal(out, g * (x > 0))
 
 
 def test_keeping_freed_memory_is_harmless():
     """mallopt on glibc, nothing elsewhere; arrays still allocate, free and fill normally."""
-    from common import backend
-    backend._keep_freed_memory()
-    backend._keep_freed_memory()
+    parallel._keep_freed_memory()
+    parallel._keep_freed_memory()
     for _ in range(3):
         a, b = np.ones(2**21, dtype=np.float32), np.full(2**21, 2.0, dtype=np.float32)
         assert float((a + b).sum()) == 3.0 * 2**21
@@ -299,25 +298,24 @@ def test_keeping_freed_memory_is_harmless():
 
 def test_choose_parallelism_by_the_flops_of_a_batch():
     """Small models: one Python thread, BLAS on every core; larger ones: worker threads, one-thread BLAS."""
-    from common import backend
 
-    cores = backend.cpu_cores()
-    blas = backend._blas_controllers()
-    assert backend.choose_parallelism(backend.SMALL_MODEL_FLOPS - 1) == "blas" == backend.parallelism()
-    assert backend.cpu_workers() == 1 and backend.cpu_cores() == cores
+    cores = parallel.cpu_cores()
+    blas = parallel._blas_controllers()
+    assert parallel.choose_parallelism(tuning.SMALL_MODEL_FLOPS - 1) == "blas" == parallel.parallelism()
+    assert parallel.cpu_workers() == 1 and parallel.cpu_cores() == cores
     assert all(lib.get_num_threads() == cores for lib in blas)
     seen = []
-    backend.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: seen.append(threading.current_thread().name))
+    parallel.run_blocks([(0, 1), (1, 2)], lambda r0, r1, buf: seen.append(threading.current_thread().name))
     assert seen == [threading.current_thread().name] * 2  # every block on the caller
-    assert backend.choose_parallelism(backend.SMALL_MODEL_FLOPS) == "blocks" == backend.parallelism()
-    assert backend.cpu_workers() == cores == backend.cpu_cores()
+    assert parallel.choose_parallelism(tuning.SMALL_MODEL_FLOPS) == "blocks" == parallel.parallelism()
+    assert parallel.cpu_workers() == cores == parallel.cpu_cores()
     assert all(lib.get_num_threads() == 1 for lib in blas)
-    assert backend.choose_parallelism(10**12, mode="blas") == "blas"   # forced, whatever the size
-    assert backend.choose_parallelism(1, mode="blocks") == "blocks"
+    assert parallel.choose_parallelism(10**12, mode="blas") == "blas"   # forced, whatever the size
+    assert parallel.choose_parallelism(1, mode="blocks") == "blocks"
     with pytest.raises(ValueError):
-        backend.choose_parallelism(1, mode="fast")
-    assert backend.use_blas_threads(1) == 1 and backend.cpu_cores() == 1  # an explicit core count
-    backend.set_cpu_workers(cores)
+        parallel.choose_parallelism(1, mode="fast")
+    assert parallel.use_blas_threads(1) == 1 and parallel.cpu_cores() == 1  # an explicit core count
+    parallel.set_cpu_workers(cores)
 
 
 def test_both_parallelisms_train_lenet_to_the_same_numbers():
@@ -331,7 +329,7 @@ def test_both_parallelisms_train_lenet_to_the_same_numbers():
     x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 64)
     results = []
-    for choose in (backend.set_cpu_workers, backend.use_blas_threads):
+    for choose in (parallel.set_cpu_workers, parallel.use_blas_threads):
         choose()
         seed_everything(0)
         model = build_model("lenet", input_shape=(1, 28, 28), num_classes=10)

@@ -6,7 +6,8 @@ import pytest
 import convolutional as C
 from common.backend import StrictArray, to_device, to_numpy
 from common.errors import UserError
-from convolutional import kernels, naive
+from convolutional import naive
+from engine import tuning
 from vectorized.gradcheck import check_module_gradients
 
 
@@ -21,10 +22,9 @@ def nhwc(a):
 @pytest.fixture(autouse=True)
 def split_small_work(monkeypatch):
     """The shapes here are tiny; without this they would run as one block on the calling thread
-    (common.backend.SMALL_WORK_BYTES, SMALL_PASS_BYTES) and the multi-worker code would go untested."""
-    from common import backend
-    monkeypatch.setattr(backend, "SMALL_WORK_BYTES", 0)
-    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
+    (engine.tuning.SMALL_WORK_BYTES, SMALL_PASS_BYTES) and the multi-worker code would go untested."""
+    monkeypatch.setattr(tuning, "SMALL_WORK_BYTES", 0)
+    monkeypatch.setattr(tuning, "SMALL_PASS_BYTES", 0)
 
 
 def assert_grads_ok(module, x, **kw):
@@ -80,18 +80,18 @@ def conv_path(request, monkeypatch):
     1x1 stride-1 unpadded cases take the 'pointwise' path (one product) under every setting.
     Depthwise layers sum their k² taps with one einsum on the CPU, or one pass per tap
     ('taps', the GPU's way)."""
-    monkeypatch.setattr(kernels, "DEPTHWISE_EINSUM", request.param != "taps")
+    monkeypatch.setattr(tuning, "DEPTHWISE_EINSUM", request.param != "taps")
     banded = request.param.startswith("banded")
     for name in ("BAND_MAX_RUN", "BAND_MAX_WASTE"):
-        monkeypatch.setattr(kernels, name, 10**9 if banded else 0)
-    monkeypatch.setattr(kernels, "BAND_MIN_COLUMNS", 1 if request.param == "banded-segments" else 10**9)
-    monkeypatch.setattr(kernels, "BAND_ITEM_BYTES", 10**9 if request.param == "banded-segments" else 0)
+        monkeypatch.setattr(tuning, name, 10**9 if banded else 0)
+    monkeypatch.setattr(tuning, "BAND_MIN_COLUMNS", 1 if request.param == "banded-segments" else 10**9)
+    monkeypatch.setattr(tuning, "BAND_ITEM_BYTES", 10**9 if request.param == "banded-segments" else 0)
     columns = request.param.startswith("columns")
-    monkeypatch.setattr(kernels, "COLUMNS_MAX_K", 10**9 if columns else 0)
+    monkeypatch.setattr(tuning, "COLUMNS_MAX_K", 10**9 if columns else 0)
     if request.param.endswith("blocks"):
-        monkeypatch.setattr(kernels, "BLOCK_BYTES", 1)
-        monkeypatch.setattr(kernels, "MIN_BLOCK_ROWS", 1)
-        monkeypatch.setattr(kernels, "DEPTHWISE_BLOCK_BYTES", 1)
+        monkeypatch.setattr(tuning, "CONV_BLOCK_BYTES", 1)
+        monkeypatch.setattr(tuning, "MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(tuning, "DEPTHWISE_BLOCK_BYTES", 1)
     return request.param
 
 
@@ -117,7 +117,7 @@ def test_conv2d_fast_equals_naive(case, conv_path):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
 def test_copy_pixels_equals_a_plain_copy(dtype):
     """Pixels copied as single items (few channels), plainly (many), or when an axis is not a run."""
-    from convolutional.geometry import copy_pixels
+    from engine.arrays import copy_pixels
 
     rng = np.random.default_rng(1)
     for c in (1, 3, 6, 16, 40):
@@ -143,7 +143,7 @@ def test_lenet_layers_take_the_banded_path_and_match_naive():
     def banded_equals_naive(conv, inputs):
         conv.bias.data[...] = rng.standard_normal(conv.out_channels)
         y = conv(inputs)
-        assert conv.cache.src.path == "banded"
+        assert conv.cache.plan.path == "banded"
         ref = naive.conv2d_naive(nchw(inputs), conv.weight.data, conv.bias.data, conv.stride, conv.pads, conv.dilation, 1)
         np.testing.assert_allclose(y, nhwc(ref), atol=1e-12)
         dy = rng.standard_normal(y.shape)
@@ -162,10 +162,10 @@ def test_lenet_layers_take_the_banded_path_and_match_naive():
     for conv, size in [(C.Conv2D(1, 6, 5, padding=2), 28), (C.Conv2D(6, 16, 5), 14)]:
         conv = conv.astype(np.float64)  # LeNet's own sizes: each output row is cut into two segments
         y = banded_equals_naive(conv, rng.standard_normal((1, size, size, conv.in_channels)))
-        assert y.shape[2] // conv.cache.src.seg_ow == 2
+        assert y.shape[2] // conv.cache.plan.seg_ow == 2
     wide = C.Conv2D(8, 4, 5)            # kw*C = 40: columns, not a band
     wide(rng.standard_normal((2, 9, 9, 8)))
-    assert wide.cache.src.path == "gather"
+    assert wide.cache.plan.path == "gather"
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:9])
@@ -203,7 +203,7 @@ def test_maxpool_fast_equals_naive_and_gradients(case, short_run, monkeypatch):
     window copied out to a contiguous plane first."""
     from convolutional import pooling
 
-    monkeypatch.setattr(pooling, "SHORT_RUN", short_run)
+    monkeypatch.setattr(tuning, "SHORT_RUN", short_run)
     k, s, p, h, w = case
     pool = C.MaxPool2D(k, s, p)
     x = np.random.default_rng(h * w).standard_normal((3, h, w, 3))  # 3 images: blocks of 2 and 1
@@ -251,8 +251,8 @@ def test_tiling_maxpool_with_many_ties_matches_naive(kernel, shape, short_run, m
     contiguous copies, with a backward pass that writes through a contiguous buffer."""
     from convolutional import pooling
 
-    monkeypatch.setattr(pooling, "SHORT_RUN", short_run)
-    monkeypatch.setattr(pooling, "PIXEL_ITEM_BYTES", short_run)
+    monkeypatch.setattr(tuning, "SHORT_RUN", short_run)
+    monkeypatch.setattr(tuning, "PIXEL_ITEM_BYTES", short_run)
     x = np.random.default_rng(4).integers(0, 3, size=shape).astype(np.float64)
     pool = C.MaxPool2D(kernel)
     assert pool._tiles()
@@ -299,7 +299,7 @@ def test_sequential_runs_relu_after_max_pool_with_the_same_numbers(pool_args):
 
 
 def test_only_a_plain_relu_before_a_max_pool_moves():
-    from vectorized.module import _run_order
+    from engine.steps import run_order as _run_order
     relu, leaky, pool, avg = C.ReLU(), C.LeakyReLU(), C.MaxPool2D(2), C.AvgPool2D(2)
     assert _run_order([relu, pool]) == [pool, relu]
     assert _run_order([relu, pool, C.ReLU()])[:2] == [pool, relu]
@@ -361,11 +361,10 @@ def test_layernorm2d_normalises_each_position_over_channels_only():
 def test_layernorm2d_in_blocks_on_every_core_equals_the_formula(monkeypatch):
     """Rows cut into uneven blocks of 5 (forced), shared out to the workers: the output, dx and
     the parameter gradients equal the plain whole-array formula, and the gradients still check."""
-    from common import backend
-    from convolutional import norm
+    from engine import norm, parallel
 
-    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
-    monkeypatch.setattr(norm, "LAYERNORM_BLOCK_BYTES", 5 * 7 * 8)
+    monkeypatch.setattr(tuning, "SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(tuning, "LAYERNORM_BLOCK_BYTES", 5 * 7 * 8)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 4, 3, 7)) * 3 + 2
     g = rng.standard_normal(x.shape)
@@ -459,13 +458,12 @@ def test_batchnorm_in_blocks_on_every_core_equals_the_formula(monkeypatch, train
     """Wide rows cut into uneven blocks (forced) shared out to the workers, with per-worker sums
     folded back per channel: the statistics, output, dx and parameter gradients equal the
     whole-array formula, in training and in evaluation mode, and the gradients still check."""
-    from common import backend
-    from convolutional import norm
+    from engine import norm, parallel
 
-    monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
-    monkeypatch.setattr(norm, "WIDE_VALUES", 14)  # R = 2 rows of 7 channels per wide row
+    monkeypatch.setattr(tuning, "SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(tuning, "WIDE_VALUES", 14)  # R = 2 rows of 7 channels per wide row
     monkeypatch.setattr(norm, "blocks_of", lambda total, item, small_bytes=None:
-                        backend.blocks_of(total, item, 5 * item, small_bytes))
+                        parallel.blocks_of(total, item, 5 * item, small_bytes))
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 4, 3, 7)) * 3 + rng.uniform(-50, 50, 7)
     g = rng.standard_normal(x.shape)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from common.errors import CheckpointError, UserError
+from parity import convert
 from scalar import io
 from scalar.network import Network
 from scalar.optimizers import SGD, Adam
@@ -51,12 +52,12 @@ def test_network_from_checkpoint_and_mismatch_messages(tmp_path):
 
 def test_export_to_vectorized_and_back_gives_identical_outputs():
     net = Network(5, 3, (6, 4), ["leaky_relu", "sigmoid"], [0.2, 0.0], seed=4)
-    model = io.to_vectorized(net)
+    model = convert.to_vectorized(net)
     x, _ = _data(7)
     net.eval(), model.eval()
     np.testing.assert_allclose(np.array([net.forward(r) for r in x.tolist()]), model(x), rtol=0, atol=1e-12)
     assert list(model.state_dict()) == list(net.state_dict())
-    back = io.from_vectorized(model)
+    back = convert.from_vectorized(model)
     assert back.state_dict() == net.state_dict() and back.config["dropouts"] == [0.2, 0.0]
     assert back.config["activations"] == ["leaky_relu", "sigmoid"]
 
@@ -64,9 +65,9 @@ def test_export_to_vectorized_and_back_gives_identical_outputs():
 def test_from_vectorized_refuses_what_the_scalar_tier_lacks():
     from vectorized.mlp import build_mlp
     with pytest.raises(UserError, match="BatchNorm1d"):
-        io.from_vectorized(build_mlp(4, 2, (3,), batchnorm=True))
+        convert.from_vectorized(build_mlp(4, 2, (3,), batchnorm=True))
     with pytest.raises(UserError, match="slope"):
-        io.from_vectorized(build_mlp(4, 2, (3,), ["leaky_relu"], leaky_slope=0.2))
+        convert.from_vectorized(build_mlp(4, 2, (3,), ["leaky_relu"], leaky_slope=0.2))
 
 
 def test_vectorized_weights_load_into_the_scalar_tier(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from scalar.network import Network
-from scalar.parity import compare_batch, compare_trajectory
+from parity.compare import compare_batch, compare_trajectory
 
 EXACT = ["relu", "leaky_relu", "sigmoid", "tanh", ["relu", "tanh", "sigmoid"]]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import backend, metrics, plots
+from common import backend, dispatch, metrics, plots
 from common.augment import AugmentConfig, Augmenter
 from common.checkpoint import check_compatible, library_version, load_checkpoint, save_checkpoint
 from common.cli import RunDir, augment_overrides, run_header
@@ -94,7 +94,8 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     print(run_header(tier=tier, model=arch + (f" ({variant})" if variant else ""), dataset=data.name,
                      fell_back=data.fell_back, device=backend.device_name(), seed=args.seed,
                      params=model.num_parameters(),
-                     extra={"input": "x".join(map(str, data.image_shape)), "train": len(data.x_train),
+                     extra={"engine": dispatch.engine_name(), "input": "x".join(map(str, data.image_shape)),
+                            "train": len(data.x_train),
                             "val": len(data.x_val), "test": len(data.x_test), "run": run_dir}), flush=True)
 
     optimizer = build_optimizer(args, model)

@@ -8,12 +8,14 @@ import math
 
 import numpy as np
 
-from common.backend import DTYPE, column_sums, gemm, to_device, xp
+from common.backend import DTYPE, to_device, xp
+from common.dispatch import accelerated
 from common.errors import UserError
 from vectorized.init import canonical_scheme, init_weight
 from vectorized.module import Module, parameter
 
 
+@accelerated("forward", "backward")
 class Linear(Module):
     """y = x @ W.T + b.   x: (N, in_features) -> y: (N, out_features).
 
@@ -25,8 +27,6 @@ class Linear(Module):
     dL/dx = g @ W,  dL/dW = g.T @ x,  dL/db = sum_n g.
     """
 
-    can_skip_input_grad = True  # Module.backward_params: a first Linear can leave dL/dx out
-
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "kaiming",
                  gain: float | None = None):
         super().__init__()
@@ -36,23 +36,24 @@ class Linear(Module):
                                             gain=gain))
         self.bias = parameter(np.zeros(out_features)) if bias else None
 
-    def forward(self, x):
+    def check_input(self, x):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise UserError(f"Linear({self.in_features}, {self.out_features}) got input of shape "
                             f"{tuple(x.shape)}; expected (N, {self.in_features})")
+
+    def forward(self, x):
+        self.check_input(x)
         self.x = x
-        y = gemm(x, self.weight.data.T)
+        y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data
         return y
 
     def backward(self, grad_out):
-        self.weight.grad += gemm(grad_out.T, self.x)
+        self.weight.grad += grad_out.T @ self.x       # dL/dW = g.T @ x   (out, in)
         if self.bias is not None:
-            self.bias.grad += column_sums(grad_out)
-        if not self.input_grad:  # the model's first layer in Module.backward_params
-            return None
-        return gemm(grad_out, self.weight.data)
+            self.bias.grad += grad_out.sum(axis=0)    # dL/db = sum over the batch
+        return grad_out @ self.weight.data            # dL/dx = g @ W     (N, in)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
@@ -86,7 +87,8 @@ class BatchNorm1d(Module):
         if self.training:
             n = x.shape[0]
             if n < 2:
-                raise UserError("BatchNorm1d needs more than 1 sample per batch in training mode")
+                raise UserError(f"{type(self).__name__} needs more than one value per channel in training mode "
+                                "(more than 1 sample per batch, or a map larger than 1x1)")
             mean = x.mean(axis=0)
             var = x.var(axis=0)  # biased: divides by N
             m = self.momentum

@@ -54,6 +54,9 @@ def model_builder(args):
 
 def _main(argv=None):
     args = build_parser().parse_args(argv)
+    import engine
+
+    engine.use(args.engine)  # the layers' reference code, or the engine's replacements
     from vectorized.experiment import run_experiment
 
     cli.mlp_layers(args)  # length checks before any data is loaded

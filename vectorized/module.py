@@ -15,6 +15,7 @@ from collections import OrderedDict
 import numpy as np
 
 from common.backend import DTYPE, to_device, to_numpy, xp
+from common.dispatch import accelerated
 
 
 class Parameter:
@@ -81,45 +82,12 @@ class Module:
         """A non-trainable tensor saved in the state dict (e.g. BatchNorm running statistics)."""
         self._buffers[name] = value
 
-    #: True for a layer that gives the same output and the same input gradient whether a ReLU
-    #: runs just before it or just after it (max-pooling: the largest of ReLU'd values is the
-    #: ReLU of the largest). :class:`Sequential` runs such a ReLU after the layer, on fewer values.
-    commutes_with_relu = False
-    #: False while a training step needs no gradient with respect to this layer's input
-    #: (:meth:`backward_params` sets it on a model's first layer for one backward pass).
-    input_grad = True
-    #: Layers that can then leave dL/dx out (Linear, Conv2D) say so here.
-    can_skip_input_grad = False
-    #: Layers that only reorder or reshape (ToChannelsLast, Flatten): their backward(None) is None.
-    passes_no_grad = False
-    #: Containers whose forward runs their children in listed order (Sequential, Network).
-    runs_children_in_order = False
-
     # ------------------------------------------------------------------ computation
     def forward(self, x):
         raise NotImplementedError
 
     def backward(self, grad_out):
         raise NotImplementedError
-
-    def backward_params(self, grad_out) -> None:
-        """Backward for a training step: every parameter's gradient, but not dL/dx of the model's
-        input, which nothing in a training step uses. (PyTorch does the same: it computes no
-        gradient for an input that does not require one.)
-
-        The model's first layer (found by :func:`_entry_layers`; a convolution or Linear) is told
-        to skip its input gradient for this pass, which for a convolution is a whole product and
-        its col2im. Parameter gradients are exactly those of :meth:`backward`, which still returns
-        dL/dx for whoever needs it (saliency maps, adversarial examples, gradient checks).
-        """
-        entry = _entry_layers(self)
-        for layer in entry:
-            layer.input_grad = False
-        try:
-            self.backward(grad_out)
-        finally:
-            for layer in entry:
-                layer.input_grad = True
 
     def __call__(self, x):
         out = self.forward(x)
@@ -308,16 +276,9 @@ class Module:
 _SHAPE_LOG = None  # a list while Module._trace() records output shapes (summary, forward_flops)
 
 
+@accelerated("forward", "backward")
 class Sequential(Module):
-    """Children named "0", "1", ... run in order; backward runs them in reverse.
-
-    One exception, which changes no number: a ``ReLU`` listed directly before a layer with
-    ``commutes_with_relu`` (a max-pool) runs *after* it. ReLU then touches the pool's output,
-    a quarter of the values behind a 2x2 pool, and backward runs in the reverse of the order
-    forward used. ``summary()`` traces the layers in their listed order.
-    """
-
-    runs_children_in_order = True
+    """Children named "0", "1", ... run in order; backward runs them in reverse."""
 
     def __init__(self, *layers):
         super().__init__()
@@ -338,57 +299,16 @@ class Sequential(Module):
         return self
 
     def forward(self, x):
-        for layer in _run_order(list(self._modules.values())):
+        for layer in self._modules.values():
             x = layer(x)
         return x
 
     def backward(self, grad_out):
-        for layer in reversed(_run_order(list(self._modules.values()))):
+        for layer in reversed(list(self._modules.values())):
             grad_out = layer.backward(grad_out)
         return grad_out
 
 
-def _run_order(layers: list) -> list:
-    """``layers`` in the order to run them: a ReLU directly before a layer that commutes with it
-    moves after that layer (see :class:`Sequential`); listed order while summary() traces shapes.
-
-    Why nothing changes: max(relu(a), relu(b)) = relu(max(a, b)), and in backward the gradient
-    reaches the window's first maximum either way when that maximum is positive, and no input
-    at all when it is not (ReLU's gradient is 0 there).
-    """
-    from vectorized.activations import ReLU  # imported here: activations imports this module
-
-    if _SHAPE_LOG is not None:
-        return layers
-    order = list(layers)
-    for i in range(len(order) - 1):
-        if type(order[i]) is ReLU and order[i + 1].commutes_with_relu:
-            order[i], order[i + 1] = order[i + 1], order[i]
-    return order
-
-
-def _entry_layers(model: Module) -> list:
-    """[the first layer to see the model's input] if that layer can skip its input gradient,
-    else [] (then :meth:`Module.backward_params` computes everything).
-
-    The walk enters containers that run their children in order (Sequential, Network), steps
-    over layers that only reorder values (ToChannelsLast, Flatten: their backward passes None
-    on), and stops at the first other layer. That layer is the answer if it can skip dL/dx
-    (Linear, Conv2D); anything else ends the walk with [] (a residual block, for one, needs its
-    input gradient for the shortcut).
-    """
-    keep_looking = object()
-
-    def walk(layer):  # the layer found, None (stop: nothing to skip) or keep_looking
-        if layer.runs_children_in_order:
-            for child in layer._modules.values():
-                found = walk(child)
-                if found is not keep_looking:
-                    return found
-            return keep_looking
-        if layer.passes_no_grad:
-            return keep_looking
-        return layer if layer.can_skip_input_grad else None
-
-    found = walk(model)
-    return [found] if isinstance(found, Module) else []
+def tracing() -> bool:
+    """True while :meth:`Module.summary` (or ``forward_flops``) records each module's output shape."""
+    return _SHAPE_LOG is not None

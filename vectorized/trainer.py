@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from common.backend import DTYPE, choose_parallelism, to_device, to_float, to_numpy, xp
+from common import dispatch
+from common.backend import DTYPE, to_device, to_float, to_numpy, xp
 from common.checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint
 from common.cli import TrainingInterrupted
 from common.errors import UserError
@@ -128,7 +129,7 @@ class Trainer:
         self.model.zero_grad()
         logits = self.model(x)
         loss = self.loss.forward(logits, targets)
-        self.model.backward_params(self.loss.backward())  # no dL/dx of the images: nothing uses it
+        dispatch.training_backward(self.model, self.loss.backward())  # every parameter's gradient
         if self.grad_clip:
             clip_grad_norm(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -143,7 +144,7 @@ class Trainer:
         x_train, y_train = train
         if len(x_train) == 0:
             raise UserError("the training set is empty; lower --val-split or raise --limit")
-        self._choose_parallelism(x_train, batch_size)
+        self._prepare_engine(x_train, batch_size)
         try:
             with self._deferred_interrupts():
                 for epoch in range(self.epoch, epochs):
@@ -158,11 +159,10 @@ class Trainer:
                   f"{self.early_stopping.metric}={self.early_stopping.best:.4f})")
         return self.history
 
-    def _choose_parallelism(self, x_train, batch_size):
-        """How the CPU cores share the work (worker threads, or BLAS's own threads for a small
-        model: :func:`common.backend.choose_parallelism`), from one batch's forward FLOPs."""
+    def _prepare_engine(self, x_train, batch_size):
+        """Tell the engine one batch's forward FLOPs (the fast engine picks how to share the cores)."""
         shape = self.prepare(x_train[:1])[0].shape[1:]
-        return choose_parallelism(self.model.forward_flops(shape) * min(batch_size, len(x_train)))
+        dispatch.prepare_training(self.model, self.model.forward_flops(shape) * min(batch_size, len(x_train)))
 
     def _train_one_epoch(self, epoch, epochs, x_train, y_train, val, batch_size):
         """Train, validate, schedule, log and checkpoint one epoch. Returns True to stop early."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from common.cli.types import (_schedule_name, broadcast_list, float_list_or_none, float_range,
                               increasing_int_list, name_list, nonneg_float, nonneg_int, positive_float,
                               positive_int, positive_int_list, probability, seed_value)
+from common.dispatch import ENGINES
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "multistep", "cosine", "plateau", "restarts")
@@ -243,6 +244,9 @@ def add_device_args(parser):
     g = parser.add_argument_group("device")
     g.add_argument("--gpu", action="store_true",
                    help="run on the GPU with CuPy (falls back to the CPU with a warning)")
+    g.add_argument("--engine", choices=ENGINES, default="fast",
+                   help="'reference': every layer runs the readable code of its own file (slow); "
+                        "'fast': the engine's blocked, multi-core replacements (same numbers)")
     g.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return g
 

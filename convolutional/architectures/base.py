@@ -15,7 +15,6 @@ class Network(Module):
     """
 
     arch_name = "network"
-    runs_children_in_order = True
     variant = "canonical"
     variant_label = ""
 

@@ -69,8 +69,14 @@ def blas_threads() -> int | None:
 class Ours:
     """Our model: the Trainer's step without its bookkeeping (no clipping, no schedule)."""
 
-    def __init__(self, workload, batch_size, workdir: Path, gpu: bool, parallelism: str = "auto"):
-        from common import backend
+    def __init__(self, workload, batch_size, workdir: Path, gpu: bool, parallelism: str = "auto",
+                 engine_name: str = "fast"):
+        import engine
+        from common import backend, dispatch
+        from engine import parallel
+
+        engine.use(engine_name)
+        self.dispatch = dispatch
 
         if gpu and not backend.use_gpu(warn=False):
             raise RuntimeError(f"--gpu: {backend.gpu_unavailable_reason()}")
@@ -78,7 +84,11 @@ class Ours:
         self.model = build_ours(workload)
         x, y = batch(workload, batch_size)
         self.flops_fwd = self.model.forward_flops(x.shape[1:])
-        self.parallelism = backend.choose_parallelism(self.flops_fwd * batch_size, mode=parallelism)
+        if engine_name == "fast":
+            self.parallelism = parallel.choose_parallelism(self.flops_fwd * batch_size, mode=parallelism)
+        else:  # the reference layers run no worker threads: BLAS gets every core
+            parallel.use_blas_threads()
+            self.parallelism = "blas"
         export_weights(self.model, workdir / "weights.npz")
         self.x, self.y = backend.to_device(x), backend.to_device(y)
         self.model.eval()
@@ -91,7 +101,8 @@ class Ours:
         self.optimizer = Adam(self.model.parameters(), lr=1e-3)
         self.info = {"params": int(self.model.num_parameters()), "flops_fwd": int(self.flops_fwd),
                      "device": backend.device_name(),
-                     "cpu_workers": backend.cpu_workers(), "parallelism": self.parallelism,
+                     "cpu_workers": parallel.cpu_workers(), "parallelism": self.parallelism,
+                     "engine": dispatch.engine_name(),
                      "variant": getattr(self.model, "variant", None),
                      "variant_label": getattr(self.model, "variant_label", None)}
         meta = {"variant": self.info["variant"] or "small"}
@@ -111,7 +122,7 @@ class Ours:
         self.model.zero_grad()
         logits = self.model(self.x)
         self.last_loss = self.loss.forward(logits, self.y)
-        self.model.backward_params(self.loss.backward())  # like torch: no gradient for the images
+        self.dispatch.training_backward(self.model, self.loss.backward())  # like torch: no gradient for the images
         self.optimizer.step()
         self.sync()
 
@@ -299,6 +310,7 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("."))
     p.add_argument("--gpu", action="store_true")
     p.add_argument("--parallelism", choices=("auto", "blocks", "blas"), default="auto")
+    p.add_argument("--engine", choices=("fast", "reference"), default="fast")
     p.add_argument("--gemm-size", type=int, default=2048)
     p.add_argument("--gemm-repeats", type=int, default=5)
     p.add_argument("--gemm-torch", action="store_true")
@@ -317,7 +329,7 @@ def main(argv=None) -> int:
         elif workload.tier == "scalar":
             runner = Scalar(workload, args.batch_size, args.workdir, args.gpu)
         else:
-            runner = Ours(workload, args.batch_size, args.workdir, args.gpu, args.parallelism)
+            runner = Ours(workload, args.batch_size, args.workdir, args.gpu, args.parallelism, args.engine)
         per_step = args.batch_size
         reply(ready=True, rss_after_import_mb=rss_import, rss_after_build_mb=current_rss_mb(),
               blas_threads=blas_threads(), **runner.info)

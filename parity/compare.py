@@ -1,5 +1,7 @@
 """Tier parity: the scalar network and its vectorized twin, compared number by number.
 
+It sits above both tiers (the scalar tier imports nothing from the vectorized one).
+
 Used by the tests and by the tutorial's parity page. Both tiers start from the same weights;
 the scalar tier computes in Python floats (float64), the vectorized tier in ``dtype``.
 """
@@ -7,10 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalar.io import state_arrays, to_vectorized
+from parity.convert import to_vectorized
+from scalar.io import state_arrays
 from scalar.losses import cross_entropy
 from scalar.optimizers import make_optimizer
 from scalar.trainer import Trainer
+from vectorized.losses import CrossEntropyLoss
+from vectorized.optim import make_optimizer as make_vectorized_optimizer
 
 
 def _max_abs(a, b) -> float:
@@ -34,7 +39,6 @@ def scalar_batch(network, rows, labels):
 
 def vectorized_batch(model, x, labels):
     """The same three things from the vectorized tier: one matrix product per layer."""
-    from vectorized.losses import CrossEntropyLoss
     model.eval()
     model.zero_grad()
     loss_fn = CrossEntropyLoss()
@@ -60,8 +64,6 @@ def compare_trajectory(network, x: np.ndarray, labels: np.ndarray, optimizer: st
 
     The network must have no dropout (the two tiers draw different masks).
     """
-    from vectorized.losses import CrossEntropyLoss
-    from vectorized.optim import make_optimizer as make_vectorized_optimizer
     if any(p > 0 for p in network.config["dropouts"]):
         raise ValueError("trajectory parity needs a network without dropout")
     model = to_vectorized(network, dtype)

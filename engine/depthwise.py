@@ -1,0 +1,111 @@
+"""Depthwise convolution (one k×k filter per channel): k² multiply-adds on strided views.
+
+Each channel has its own filter, so there is no matrix product: out is the sum over the k²
+offsets of ``window(x_pad, i, j) * w[i, j]``, with w[i, j] a (C,) vector. On the CPU that sum is
+one ``einsum`` over the windows view (``DEPTHWISE_EINSUM``); blocks of a few images
+(``DEPTHWISE_BLOCK_BYTES``) are shared out to every core.
+
+Backward: dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy. dX: with stride 1, a
+depthwise convolution of dY (padded by d(k-1) - pad) with the kernel flipped in space; with a
+stride, dy * w[i, j] is added back into each window of dx.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from common import backend
+from common.backend import xp
+from convolutional.geometry import pad_nhwc, unpad_nhwc, window, windows
+from engine import tuning
+from engine.arrays import column_sums
+from engine.parallel import image_blocks, run_blocks, scratch, sum_blocks
+from engine.plan import flipped_input, offsets
+
+
+def _fused_taps() -> bool:
+    return tuning.DEPTHWISE_EINSUM and not backend.is_gpu()
+
+
+def depthwise_sum(x_pad, wk, out, stride, dilation):
+    """out (N, OH, OW, C) = sum over the k² offsets of window(x_pad, i, j) * wk[i, j] (wk: (kh, kw, C))."""
+    kh, kw, _c = wk.shape
+    oh, ow = out.shape[1:3]
+    if _fused_taps():
+        # element [n, y, x, i, j, c] of the view is x_pad[n, y*s + i*d, x*s + j*d, c]
+        xp.einsum("nhwijc,ijc->nhwc", windows(x_pad, (kh, kw), (oh, ow), stride, dilation), wk, out=out)
+        return out
+    tmp = xp.empty_like(out)
+    for k, (i, j) in enumerate(offsets(kh, kw)):
+        view = window(x_pad, i, j, oh, ow, stride, dilation)
+        if k == 0:
+            xp.multiply(view, wk[i, j], out=out)
+        else:
+            xp.multiply(view, wk[i, j], out=tmp)
+            out += tmp
+    return out
+
+
+def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
+    """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache."""
+    wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
+    c = wk.shape[2]
+    oh, ow = out_hw
+    n = x.shape[0]
+    x_pad = pad_nhwc(x, pads)
+    out = xp.empty((n, oh, ow, c), dtype=x.dtype)
+    blocks = image_blocks(n, oh * ow * c * x.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
+
+    def work(n0, n1, buf):
+        ob = depthwise_sum(x_pad[n0:n1], wk, out[n0:n1], stride, dilation)
+        if bias is not None:
+            ob += bias
+
+    run_blocks(blocks, work)
+    cache = SimpleNamespace(wk=wk, x_pad=x_pad, x_shape=x.shape, pads=pads, stride=stride,
+                            dilation=dilation, out_hw=out_hw)
+    return out, cache
+
+
+def depthwise_backward(dy, cache):
+    """dy: (N, OH, OW, C) -> dx: (N, H, W, C), dweight: (C, 1, kh, kw), dbias: (C,)."""
+    wk, x_pad = cache.wk, cache.x_pad
+    kh, kw, c = wk.shape
+    oh, ow = cache.out_hw
+    n = cache.x_shape[0]
+    stride, dilation = cache.stride, cache.dilation
+    dy = xp.ascontiguousarray(dy)
+    flipped = stride == (1, 1)
+    if flipped:
+        dx = xp.empty(cache.x_shape, dtype=dy.dtype)
+        wk_flipped = xp.ascontiguousarray(wk[::-1, ::-1])
+        dy_src, dy_pads = flipped_input(dy, (kh, kw), dilation, cache.pads, cache.out_hw)
+    else:
+        dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
+    blocks = image_blocks(n, oh * ow * c * dy.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
+
+    def part(n0, n1, buf):  # this block's dw; its dx is written on the way
+        xb, dyb = x_pad[n0:n1], dy[n0:n1]
+        if _fused_taps():
+            dwk = xp.einsum("nhwijc,nhwc->ijc", windows(xb, (kh, kw), (oh, ow), stride, dilation), dyb,
+                            out=scratch(buf, "dw", wk.shape, dy.dtype))
+        else:
+            dwk = scratch(buf, "dw", wk.shape, dy.dtype)
+            tb = scratch(buf, "tmp", (blocks[0][1], oh, ow, c), dy.dtype)[:n1 - n0]
+            for i, j in offsets(kh, kw):
+                xp.multiply(window(xb, i, j, oh, ow, stride, dilation), dyb, out=tb)
+                dwk[i, j] = column_sums(tb.reshape(-1, c))
+        if flipped:
+            depthwise_sum(pad_nhwc(dy_src[n0:n1], dy_pads), wk_flipped, dx[n0:n1], (1, 1), dilation)
+        else:
+            tb = scratch(buf, "tmp", (blocks[0][1], oh, ow, c), dy.dtype)[:n1 - n0]
+            dxb = dx_pad[n0:n1]
+            for i, j in offsets(kh, kw):
+                xp.multiply(dyb, wk[i, j], out=tb)
+                dview = window(dxb, i, j, oh, ow, stride, dilation)
+                dview += tb
+        return dwk
+
+    dwk = sum_blocks(blocks, part)
+    if not flipped:
+        dx = unpad_nhwc(dx_pad, cache.pads, cache.x_shape)
+    return dx, dwk.transpose(2, 0, 1)[:, None], column_sums(dy.reshape(-1, c))

@@ -1,0 +1,128 @@
+"""A convolution's plan: which algorithm runs it and with which blocks, decided once from shapes.
+
+:func:`make_plan` looks at the kernel, the input size, the stride, padding and dilation and picks
+one of four paths (the knobs are in :mod:`engine.tuning`):
+
+* **pointwise** (1×1, stride 1, no padding): the input already is the column matrix, (M, C);
+* **banded** (stride 1, few input channels: LeNet's layers, :mod:`engine.banded`);
+* **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``): the whole column matrix is built once and
+  kept for the backward pass (:mod:`engine.gather`);
+* **gather** (everything else): the column matrix is built a block of images at a time, in the
+  forward pass and again in the backward pass (:mod:`engine.gather`).
+
+The plan is frozen: the forward pass makes it, the backward pass reads it. What the backward pass
+needs besides (the input, a kept column matrix, the banded rows) travels in :class:`Saved`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.backend import xp
+from engine import tuning
+from engine.parallel import image_blocks
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    path: str                  # "pointwise", "banded", "columns" or "gather"
+    kernel: tuple              # (kh, kw)
+    stride: tuple              # (sh, sw)
+    pads: tuple                # (top, bottom, left, right)
+    dilation: tuple            # (dh, dw)
+    out_hw: tuple              # (OH, OW)
+    blocks: tuple = ()         # ((n0, n1), ...) blocks of whole images (columns / gather)
+    seg_ow: int = 0            # banded: output pixels per row segment
+    seg_w: int = 0             # banded: input pixels a segment sees (seg_ow + kw - 1)
+
+    @property
+    def block_images(self) -> int:
+        """Images in the largest block (the first one): scratch buffers are sized by it."""
+        return self.blocks[0][1] - self.blocks[0][0] if self.blocks else 0
+
+
+@dataclass
+class Saved:
+    """Tensors the backward pass reads: the input (or its matrix), a kept column matrix, the banded rows."""
+    x: object = None
+    x2: object = None
+    cols: object = None
+    rows: object = None
+    band: object = None
+
+
+def choose_path(wk_shape, width, stride, pads, dilation) -> str:
+    """The path for a kernel (kh, kw, C, OC) on an input ``width`` pixels wide."""
+    kh, kw, c, _oc = wk_shape
+    if (kh, kw) == (1, 1) and stride == (1, 1) and not any(pads):
+        return "pointwise"
+    if (stride == (1, 1) and dilation == (1, 1) and kw * c <= tuning.BAND_MAX_RUN
+            and width + pads[2] + pads[3] <= tuning.BAND_MAX_WASTE * kw):
+        return "banded"
+    if kh * kw * c <= tuning.COLUMNS_MAX_K and kh * kw > 1:
+        return "columns"
+    return "gather"
+
+
+def column_blocks(n, rows_per_image, row_bytes):
+    """Blocks of whole images whose column rows fill about ``CONV_BLOCK_BYTES`` (at least
+    ``MIN_BLOCK_ROWS`` rows)."""
+    return image_blocks(n, rows_per_image * row_bytes,
+                        max(tuning.CONV_BLOCK_BYTES, tuning.MIN_BLOCK_ROWS * row_bytes))
+
+
+def segments(ow, oc):
+    """How many segments a banded output row is cut into: the most that divide OW and still leave
+    each segment's product at least ``BAND_MIN_COLUMNS`` output columns (seg_OW·OC)."""
+    return max(s for s in range(1, ow + 1)
+               if ow % s == 0 and (ow // s) * oc >= min(tuning.BAND_MIN_COLUMNS, ow * oc))
+
+
+def make_plan(x_shape, wk_shape, stride, pads, dilation, out_hw, itemsize) -> ConvPlan:
+    """The plan for channels-last input ``x_shape`` (N, H, W, C) and kernel (kh, kw, C, OC)."""
+    kh, kw, c, oc = wk_shape
+    path = choose_path(wk_shape, x_shape[2], stride, pads, dilation)
+    common = dict(path=path, kernel=(kh, kw), stride=stride, pads=pads, dilation=dilation, out_hw=out_hw)
+    if path == "banded":
+        seg_ow = out_hw[1] // segments(out_hw[1], oc)
+        return ConvPlan(**common, seg_ow=seg_ow, seg_w=seg_ow + kw - 1)
+    if path in ("columns", "gather"):
+        blocks = column_blocks(x_shape[0], out_hw[0] * out_hw[1], kh * kw * c * itemsize)
+        return ConvPlan(**common, blocks=tuple(blocks))
+    return ConvPlan(**common)
+
+
+def kernel_view(weight):
+    """A PyTorch-layout weight (OC, C, kh, kw) as the (kh, kw, C, OC) kernel the products use.
+
+    The copy is made in the layout (OC, kh, kw, C) and the kernel is a transposed *view* of it:
+    that copy moves runs of C values within one output channel's weights, while copying straight
+    into (kh, kw, C, OC) would read the whole weight with a stride for every value. ``wmat(wk)``
+    is then ``Wmat`` as a transposed view, which BLAS reads without a copy."""
+    return xp.ascontiguousarray(weight.transpose(0, 2, 3, 1)).transpose(1, 2, 3, 0)
+
+
+def wmat(wk):
+    """The kernel (kh, kw, C, OC) as the matrix Wmat (kh·kw·C, OC), rows in (i, j, c) order."""
+    kh, kw, c, oc = wk.shape
+    if wk.flags.c_contiguous:
+        return wk.reshape(kh * kw * c, oc)
+    return wk.transpose(3, 0, 1, 2).reshape(oc, kh * kw * c).T
+
+
+def offsets(kh, kw):
+    return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+def flipped_input(dy, kernel, dilation, pads, out_hw):
+    """Stride 1: the dY that, correlated with the spatially flipped kernel, gives dX: dY cropped
+    where d(k-1) - pad is negative (a pad beyond the kernel's reach makes outputs that saw only
+    padding; their dY reaches no input), and the padding to apply where it is positive."""
+    kh, kw = kernel
+    dh, dw = dilation
+    top, bottom, left, right = pads
+    need = (dh * (kh - 1) - top, dh * (kh - 1) - bottom, dw * (kw - 1) - left, dw * (kw - 1) - right)
+    crop = [max(0, -p) for p in need]
+    if any(crop):
+        oh, ow = out_hw
+        dy = dy[:, crop[0]:oh - crop[1], crop[2]:ow - crop[3], :]
+    return dy, tuple(max(0, p) for p in need)

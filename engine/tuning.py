@@ -1,0 +1,109 @@
+"""The engine's one tuning table: every knob once, with why it has its value and where that was measured.
+
+The engine reads each knob as ``tuning.NAME`` when it runs, so a knob can be changed at run time
+(``python scripts/profile_layers.py baseline --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21``
+times two values against each other). The measurements behind each reason are in the
+performance notes (tutorial/contributing/performance-notes.md).
+
+Machines: "AMD" is the 2-core AMD EPYC VM (AVX-512, 1 MiB of L2 a core), "Intel" the 2-core
+Intel Xeon VM (AVX-512, 2 MiB of L2 a core).
+"""
+from __future__ import annotations
+
+# ----------------------------------------------------------------------------------- threads
+#: Work under this many bytes runs as one block on the calling thread.
+SMALL_WORK_BYTES = 2**17
+#: Memory-bound passes (ReLU, norms, pooling) under this many bytes stay on the calling thread.
+SMALL_PASS_BYTES = 2**21
+#: Matrix products of at least this many multiply-adds are split into one block per worker.
+GEMM_SPLIT_MIN_MACS = 2**24
+#: Models whose forward pass over a batch costs fewer FLOPs run with BLAS's threads, not ours.
+SMALL_MODEL_FLOPS = 2**28
+#: Seconds a worker thread spins waiting for its next block before it goes to sleep.
+SPIN_SECONDS = 0.02
+
+# ----------------------------------------------------------------------------------- blocks
+#: Bytes of one block of an elementwise or per-channel pass (ReLU, BatchNorm, max-pool).
+BLOCK_BYTES = 2**22
+#: Bytes of input images per block of the pooling passes.
+IMAGE_BLOCK_BYTES = 2**22
+#: Values in one "wide row" of channels-last per-channel work (C values per row are too few).
+WIDE_VALUES = 8192
+#: Bytes of one block of LayerNorm2D's rows (about four such arrays are in use at once).
+LAYERNORM_BLOCK_BYTES = 2**20
+#: Elements per block of the float32 GELU (its dozen temporaries stay in one core's cache).
+GELU_BLOCK = 2**16
+#: Bytes of one parameter slice in Adam's update (five such slices are in use at once).
+ADAM_BLOCK_BYTES = 2**18
+#: Parameters of at most this many bytes take Adam's step together, as one flat array.
+ADAM_FLAT_BYTES = 2**18
+
+# ----------------------------------------------------------------------------------- copies
+#: Pixels of at most this many bytes (C values) are copied as single items.
+PIXEL_ITEM_BYTES = 32
+#: A pooling view whose innermost runs hold at most this many values is copied out first.
+SHORT_RUN = 16
+
+# ----------------------------------------------------------------------------------- convolution
+#: Convolutions whose kh*kw*C is at most this build and keep their whole column matrix.
+COLUMNS_MAX_K = 64
+#: Bytes of column rows in one block of the gather convolution.
+CONV_BLOCK_BYTES = 2**21
+#: ... but at least this many rows a block, so each product reads its weights for enough rows.
+MIN_BLOCK_ROWS = 512
+#: The banded path replaces the column matrix when one window row has at most this many values.
+BAND_MAX_RUN = 32
+#: ... as long as the band's zeros cost at most this factor in products (padded width / kw).
+BAND_MAX_WASTE = 8
+#: An output row is cut into segments as long as a segment keeps this many output columns.
+BAND_MIN_COLUMNS = 64
+#: The banded input rows' runs are copied one run per item up to this many bytes.
+BAND_ITEM_BYTES = 256
+#: Bytes of output per block of the depthwise kernels.
+DEPTHWISE_BLOCK_BYTES = 2**19
+#: Depthwise convolutions sum their k² taps in one einsum on the CPU (else k² passes).
+DEPTHWISE_EINSUM = True
+
+#: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
+TABLE = {
+    "SMALL_WORK_BYTES": ("handing a block to a worker costs 50-100 us; less work than this is not worth it",
+                         "Intel"),
+    "SMALL_PASS_BYTES": ("two cores make a memory-bound pass at most 1.4x faster: small passes lose to the "
+                         "hand-off; 1 MiB measured 4 % slower on BaselineCNN", "AMD and Intel"),
+    "GEMM_SPLIT_MIN_MACS": ("smaller products lose more to splitting than the second core gives back", "Intel"),
+    "SMALL_MODEL_FLOPS": ("LeNet-5 (53 MFLOP a batch) steps faster on BLAS threads (5.9 vs 6.1-8.5 ms), "
+                          "BaselineCNN (954 MFLOP) and larger 1.1-1.3x faster on ours", "Intel"),
+    "SPIN_SECONDS": ("waking a sleeping thread costs 50-100 us on a VM whose idle cores halt; spinning "
+                     "between the blocks of one step avoids it (BaselineCNN step 36.6 -> 35.6 ms)", "Intel"),
+    "BLOCK_BYTES": ("each block costs tens of us of set-up; BatchNorm2D forward 5.9 ms in 64 KiB blocks, "
+                    "2.5 ms in 1 MiB, 2.1 ms in 4 MiB", "Intel"),
+    "IMAGE_BLOCK_BYTES": ("max-pool forward on 64x28x28x32: 2.3 ms in 512 KiB blocks, 1.6 ms in 4 MiB",
+                          "Intel"),
+    "WIDE_VALUES": ("a NumPy inner loop per row of C values costs as much as a few hundred values "
+                    "(C=32: 1.08 vs 0.19 ms)", "Intel"),
+    "LAYERNORM_BLOCK_BYTES": ("four arrays of a block stay in a 2 MiB L2", "Intel"),
+    "GELU_BLOCK": ("the erfc fit's temporaries of 64k values stay in cache; whole-array passes went to "
+                   "memory twenty times", "Intel"),
+    "ADAM_BLOCK_BYTES": ("five slices of 256 KiB stay in L2 while the moments are updated", "Intel"),
+    "ADAM_FLAT_BYTES": ("small parameters (biases, norms) take one flat step instead of one call each",
+                        "Intel"),
+    "PIXEL_ITEM_BYTES": ("copying a pixel of 6 float32 channels as one item is 3.7x faster; the same "
+                         "from 16 channels on", "Intel"),
+    "SHORT_RUN": ("a ufunc over runs of few values is several times slower than over a contiguous copy "
+                  "(LeNet's 6- and 16-channel maps)", "Intel"),
+    "COLUMNS_MAX_K": ("thin first layers (5x5 grey, 3x3 RGB) keep their small column matrix for backward",
+                      "Intel"),
+    "CONV_BLOCK_BYTES": ("BaselineCNN step 5-9 % faster at 2 MiB than 4 MiB (1 MiB of L2 a core); the "
+                         "same on Intel", "AMD"),
+    "MIN_BLOCK_ROWS": ("VGG16's 16x16 layers run one image a block: 256 rows 5 % slower than 4 MiB "
+                       "blocks, 512 rows 2 % faster", "AMD"),
+    "BAND_MAX_RUN": ("window rows of at most 32 values (LeNet's 5x5 on 1 and 6 channels) copy too "
+                     "slowly for a column matrix", "Intel"),
+    "BAND_MAX_WASTE": ("the band multiplies Wp/kw times the needed products; beyond 8x it loses", "Intel"),
+    "BAND_MIN_COLUMNS": ("segments narrower than 64 output columns make the product too thin", "Intel"),
+    "BAND_ITEM_BYTES": ("LeNet's runs of 18 and 54 values copy 2.4x and 1.2x faster as single items",
+                        "Intel"),
+    "DEPTHWISE_BLOCK_BYTES": ("a few images a block keep the k² taps' passes in cache", "Intel"),
+    "DEPTHWISE_EINSUM": ("one einsum over the windows view is 1.0-3.8x faster than k² multiply-adds",
+                         "Intel"),
+}
