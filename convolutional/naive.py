@@ -1,4 +1,4 @@
-"""Naive twins of the fast kernels: plain loops over output positions, in PyTorch's NCHW layout.
+"""Loop twins of the convolution and pooling layers: plain loops over output positions, in PyTorch's NCHW layout.
 
 Slow but obviously right; the tests use them as the oracle on tiny shapes and the tutorial
 shows them. Each function takes NCHW arrays and PyTorch-layout weights::

@@ -17,6 +17,9 @@ NNOTT spreads work over the CPU cores in one of two ways (its *parallelism*):
 
 choose_parallelism() picks one from the forward FLOPs of a batch (tuning.SMALL_MODEL_FLOPS); the
 Trainer, the benchmark and the layer profiler call it once the model and batch are known.
+
+(This file is over 400 lines on purpose: the block runner, its worker threads and the core
+settings share one piece of state, who holds the workers, and are easier to check together.)
 """
 from __future__ import annotations
 

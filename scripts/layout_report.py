@@ -67,9 +67,19 @@ def tree() -> str:
     return "\n".join(lines)
 
 
-def reference_layers() -> list[tuple[str, str, int]]:
-    """(layer, file, lines of its class) for every layer the engine accelerates and the rest of
-    the tier-2/3 layers a student reads."""
+def _math_lines(cls) -> int:
+    """Lines of the class's own forward and backward (or update, for an optimizer): the math."""
+    total = 0
+    for name in ("forward", "backward", "update"):
+        method = cls.__dict__.get(name)
+        if method is not None:
+            total += len(inspect.getsourcelines(getattr(method, "reference", method))[0])
+    return total
+
+
+def reference_layers() -> list[tuple[str, str, int, int]]:
+    """(layer, file, lines of its class, lines of its forward and backward) for every layer the
+    engine accelerates and the rest of the tier-2/3 layers a student reads."""
     import convolutional as C
     from vectorized import activations, layers, losses, optim
 
@@ -81,7 +91,8 @@ def reference_layers() -> list[tuple[str, str, int]]:
     out = []
     for cls in classes:
         source, _start = inspect.getsourcelines(cls)
-        out.append((cls.__name__, str(Path(inspect.getsourcefile(cls)).relative_to(ROOT)), len(source)))
+        out.append((cls.__name__, str(Path(inspect.getsourcefile(cls)).relative_to(ROOT)), len(source),
+                    _math_lines(cls)))
     return out
 
 
@@ -125,9 +136,9 @@ def main(argv=None) -> int:
     print("\nimports between packages (files):")
     for (a, b), count in sorted(package_graph().items()):
         print(f"  {a:>13} -> {b:<13} {count}")
-    print("\nreference layers (lines of the class):")
-    for name, file, count in reference_layers():
-        print(f"  {name:<18} {file:<28} {count:>4}")
+    print("\nreference layers (lines of the class; of its forward and backward):")
+    for name, file, count, math in reference_layers():
+        print(f"  {name:<18} {file:<28} {count:>4} {math:>4}")
     if args.png:
         try:
             print(f"\nwrote {draw(args.png)}")

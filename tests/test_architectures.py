@@ -252,22 +252,23 @@ def test_training_step_under_strict_device_backend(strict_backend, name, shape, 
 
 # ----------------------------------------------------------------------------- training backward
 @pytest.mark.parametrize("name,shape", ROUND_TRIP, ids=[c[0] for c in ROUND_TRIP])
-def test_backward_params_gives_the_same_parameter_gradients_without_the_input_gradient(name, shape):
-    """A training step asks for no dL/dx of the images (Module.backward_params): the first
-    convolution skips its input gradient, and every parameter gradient equals, bit for bit, the
-    one from the full backward pass."""
+def test_training_backward_gives_the_same_parameter_gradients_without_the_input_gradient(name, shape):
+    """A training step asks for no dL/dx of the images (common.dispatch.training_backward): on the
+    fast engine the first convolution skips its input gradient, and every parameter gradient
+    equals, bit for bit, the one from the full backward pass."""
+    from common import dispatch
     from common.seed import seed_everything
-    from vectorized.module import _entry_layers
+    from engine.steps import entry_layer, skips_input_grad
 
     seed_everything(3)
     model = build_model(name, shape, 10)
     model.train()
-    first = _entry_layers(model)
-    assert len(first) == 1 and type(first[0]).__name__ == "Conv2D"
+    first = entry_layer(model)
+    assert type(first).__name__ == "Conv2D"
     x = np.random.default_rng(0).standard_normal((3, *shape)).astype(np.float32)
     g = np.random.default_rng(1).standard_normal((3, 10)).astype(np.float32)
-    seen, conv_backward = [], first[0].backward
-    first[0].backward = lambda grad: (seen.append(first[0].input_grad), conv_backward(grad))[1]
+    seen, conv_backward = [], first.backward
+    first.backward = lambda grad: (seen.append(skips_input_grad(first)), conv_backward(grad))[1]
     grads = []
     for full in (True, False):
         np.random.seed(5)                                 # the same dropout / drop-path masks
@@ -276,28 +277,30 @@ def test_backward_params_gives_the_same_parameter_gradients_without_the_input_gr
         if full:
             assert model.backward(g).shape == x.shape
         else:
-            assert model.backward_params(g) is None
-            assert first[0].input_grad                    # restored after the pass
+            assert dispatch.training_backward(model, g) is None
+            assert not skips_input_grad(first)           # only for that one pass
         grads.append({n: p.grad.copy() for n, p in model.named_parameters()})
-    assert seen == [True, False]                          # the first conv was told to skip dL/dx
+    assert seen == [False, True]                          # the first conv was told to skip dL/dx
     for n in grads[0]:
         np.testing.assert_array_equal(grads[1][n], grads[0][n], err_msg=n)
 
 
 def test_entry_layer_walk_stops_where_nothing_can_be_skipped():
     import convolutional as C
+    from common import dispatch
+    from engine.steps import entry_layer
     from vectorized.mlp import build_mlp
-    from vectorized.module import Sequential, _entry_layers
+    from vectorized.module import Sequential
 
     mlp = build_mlp(784, 10, (32,))
-    assert _entry_layers(mlp) == [mlp[0]]                 # a Linear first
+    assert entry_layer(mlp) is mlp[0]                     # a Linear first
     block = C.BasicBlock(3, 3, 1)                         # the shortcut needs dL/dx
-    assert _entry_layers(Sequential(C.ToChannelsLast(), block, C.Conv2D(3, 2, 1))) == []
-    assert _entry_layers(Sequential(C.ToChannelsLast(), C.ReLU(), C.Conv2D(3, 2, 1))) == []
-    assert _entry_layers(Sequential(C.ToChannelsLast(), C.DepthwiseConv2D(3, 3))) == []
+    assert entry_layer(Sequential(C.ToChannelsLast(), block, C.Conv2D(3, 2, 1))) is None
+    assert entry_layer(Sequential(C.ToChannelsLast(), C.ReLU(), C.Conv2D(3, 2, 1))) is None
+    assert entry_layer(Sequential(C.ToChannelsLast(), C.DepthwiseConv2D(3, 3))) is None
     nested = Sequential(C.ToChannelsLast(), Sequential(Sequential(), C.Conv2D(3, 2, 3)))
-    assert _entry_layers(nested) == [nested[1][1]]
+    assert entry_layer(nested) is nested[1][1]
     x = np.random.default_rng(0).standard_normal((2, 3, 5, 5))
     y = nested(x)
-    assert nested.backward_params(np.ones_like(y)) is None
+    dispatch.training_backward(nested, np.ones_like(y))
     assert nested.backward(np.ones_like(y)).shape == x.shape

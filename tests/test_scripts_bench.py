@@ -38,7 +38,7 @@ def test_quick_benchmark_writes_wellformed_json(tmp_path):
         assert "error" not in ours, ours
         assert ours["train_ips"] > 0 and ours["infer_ips"] > 0 and ours["peak_rss_mb"] > 0
         assert ours["loss_finite"]
-        assert ours["parallelism"] == "blas"  # both are small models at batch 64 (common.backend.SMALL_MODEL_FLOPS)
+        assert ours["parallelism"] == "blas"  # both are small models at batch 64 (engine.tuning.SMALL_MODEL_FLOPS)
         assert m["flops_train"] == 3 * m["flops_fwd"]
         if HAVE_TORCH:
             torch_side = m["torch"]
@@ -144,17 +144,17 @@ def test_profile_layers_ab_command_and_its_errors(tmp_path):
     script = ROOT / "scripts" / "profile_layers.py"
     out = tmp_path / "ab.json"
     proc = run([script, "lenet", "--steps", "2", "--warmup", "0", "--json", out,
-                "--ab", "convolutional.kernels.BLOCK_BYTES=2**22,2**21"], cwd=tmp_path)
+                "--ab", "engine.tuning.CONV_BLOCK_BYTES=2**22,2**21"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "B faster in" in proc.stdout
     report = json.loads(out.read_text())
-    assert report["settings"] == [{"name": "convolutional.kernels.BLOCK_BYTES", "a": 2**22, "b": 2**21}]
+    assert report["settings"] == [{"name": "engine.tuning.CONV_BLOCK_BYTES", "a": 2**22, "b": 2**21}]
     assert report["pairs"] == 2 and len(report["a_steps_ms"]) == 2 and report["a_ms"] > 0
     for bad, message in [("nosuch.module.X=1,2", "no module 'nosuch.module'"),
-                         ("convolutional.kernels.NOPE=1,2", "has no setting 'NOPE'"),
-                         ("convolutional.kernels.BLOCK_BYTES=1", "must be MODULE.NAME=A,B"),
-                         ("convolutional.kernels.BLOCK_BYTES=big,2", "Python literals"),
-                         ("convolutional.kernels.BAND_MAX_RUN=32,'x'", "a training step failed")]:
+                         ("engine.tuning.NOPE=1,2", "has no setting 'NOPE'"),
+                         ("engine.tuning.CONV_BLOCK_BYTES=1", "must be MODULE.NAME=A,B"),
+                         ("engine.tuning.CONV_BLOCK_BYTES=big,2", "Python literals"),
+                         ("engine.tuning.BAND_MAX_RUN=32,'x'", "a training step failed")]:
         proc = run([script, "lenet", "--ab", bad], cwd=tmp_path, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
