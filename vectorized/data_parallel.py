@@ -45,12 +45,13 @@ class DataParallel:
     # ------------------------------------------------------------------ start
     def broadcast_model(self, model) -> None:
         """Give every rank rank 0's parameters and buffers (the same start, whatever the seeds)."""
-        tensors = [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()]
-        for t in tensors:
-            host = np.ascontiguousarray(to_numpy(t))
-            self.comm.broadcast(host)
-            t[...] = to_device(host)
+        self._broadcast_state(model, model.state_dict())
         self.stop_requested = False
+
+    def _broadcast_state(self, model, state) -> None:
+        for value in state.values():  # host copies, the same names and shapes on every rank
+            self.comm.broadcast(value)
+        model.load_state_dict(state, strict=False)
 
     def reseed_device_stream(self, seed: int, step: int) -> None:
         """Dropout masks come from ``xp.random``: give ranks > 0 their own stream, so that shards
@@ -101,10 +102,8 @@ class DataParallel:
     def sync_buffers(self, model) -> None:
         """Every rank takes rank 0's buffers (BatchNorm running statistics), as PyTorch DDP does.
         With local BatchNorm each rank averaged its own shards; rank 0's copy is the one saved."""
-        for _, b in model.named_buffers():
-            host = np.ascontiguousarray(to_numpy(b))
-            self.comm.broadcast(host)
-            b[...] = to_device(host)
+        buffers = {name for name, _ in model.named_buffers()}
+        self._broadcast_state(model, {k: v for k, v in model.state_dict().items() if k in buffers})
 
     def evaluate(self, trainer, x, y, batch_size=256) -> dict:
         """Mean loss and accuracy over (x, y), each rank evaluating a contiguous slice of it
