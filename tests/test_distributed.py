@@ -110,6 +110,45 @@ def test_sync_batchnorm_on_one_rank_is_batchnorm(kind):
         np.testing.assert_allclose(sync.state_dict()[k], v, atol=1e-12, err_msg=k)
 
 
+def _fit(parallel, sync_bn=False, epochs=2):
+    """Two epochs of a BatchNorm MLP on generated images, optionally as a 1-rank DataParallel.
+    (SGD, not Adam: Adam would blow up the rounding noise in the gradient of the bias that
+    BatchNorm cancels.)"""
+    from common.augment import AugmentConfig, Augmenter
+    from common.data import Normalizer
+    from common.seed import seed_everything
+    from vectorized.losses import CrossEntropyLoss
+    from vectorized.mlp import build_mlp
+    from vectorized.optim import SGD
+    from vectorized.sync_bn import convert_sync_batchnorm
+    from vectorized.trainer import Trainer
+
+    seed_everything(0)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, size=(40, 1, 4, 4), dtype=np.uint8), rng.integers(0, 3, size=40)
+    model = build_mlp(16, 3, [8], ["relu"], [0.0], batchnorm=True)
+    if sync_bn:
+        assert convert_sync_batchnorm(model, parallel) == 1
+    trainer = Trainer(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1, momentum=0.9), normalizer=Normalizer.fit(x),
+                      num_classes=3, flatten_input=True, progress=False, parallel=parallel,
+                      augmenter=Augmenter(AugmentConfig(max_shift=1), seed=1))
+    trainer.fit((x, y), (x[:10], y[:10]), epochs=epochs, batch_size=16)
+    return trainer
+
+
+def test_one_rank_trainer_matches_the_plain_trainer_under_the_strict_backend(strict_backend):
+    """DataParallel and SyncBatchNorm on a 1-rank group change no number, and mix no host and
+    device arrays (CuPy's rules)."""
+    from vectorized.data_parallel import DataParallel
+
+    plain = _fit(None)
+    for sync_bn in (False, True):
+        ranked = _fit(DataParallel(OneRank()), sync_bn=sync_bn)
+        assert ranked.history["loss"] == pytest.approx(plain.history["loss"], rel=1e-6)
+        for k, v in plain.model.state_dict().items():
+            np.testing.assert_allclose(ranked.model.state_dict()[k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
 def test_distributed_without_mpi_exits_1_with_the_install_line(tmp_path):
     blocked = ("import runpy, sys; sys.modules['mpi4py'] = None; sys.argv = sys.argv[1:]; "
                "runpy.run_path(sys.argv[0], run_name='__main__')")

@@ -77,7 +77,8 @@ class DataParallel:
         """
         parameters = list(parameters)
         grads = [p.grad for p in parameters]
-        flat = np.empty(sum(g.size for g in grads) + 2, dtype=np.result_type(*grads) if grads else np.float32)
+        dtype = np.result_type(*[g.dtype for g in grads]) if grads else np.float32
+        flat = np.empty(sum(g.size for g in grads) + 2, dtype=dtype)
         offset = 0
         for g in grads:
             flat[offset:offset + g.size] = to_numpy(g).ravel()

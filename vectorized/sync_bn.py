@@ -44,9 +44,10 @@ class SyncBatchNorm(Module):
 
     def _sum_all(self, *local):
         """Element-wise sums over every rank of device vectors, in one Allreduce."""
-        flat = np.concatenate([np.atleast_1d(to_numpy(v)).astype(np.float64) for v in local])
+        host = [np.atleast_1d(to_numpy(v)).astype(np.float64) for v in local]
+        flat = np.concatenate(host)
         self.group.comm.allreduce_sum(flat)
-        sizes = np.cumsum([np.size(v) for v in local])[:-1]
+        sizes = np.cumsum([h.size for h in host])[:-1]
         return [to_device(part) for part in np.split(flat, sizes)]
 
     def forward(self, x):
