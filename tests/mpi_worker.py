@@ -27,7 +27,7 @@ from vectorized.activations import ReLU  # noqa: E402
 from vectorized.layers import BatchNorm1d, Linear  # noqa: E402
 from vectorized.losses import CrossEntropyLoss  # noqa: E402
 from vectorized.module import Sequential  # noqa: E402
-from vectorized.optim import SGD  # noqa: E402
+from vectorized.optim import SGD, Adam  # noqa: E402
 from vectorized.trainer import Trainer  # noqa: E402
 
 
@@ -42,6 +42,10 @@ def images(n=96, seed=0):
 
 
 def build(name):
+    if name == "resnet18":
+        from convolutional.architectures import build_model
+
+        return build_model("resnet18", (1, 8, 8), 10), False
     if name == "mlp":
         return Sequential(Linear(64, 16), ReLU(), Linear(16, 10)), True
     if name == "mlp-bn":
@@ -65,8 +69,9 @@ class FailAt:
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("out")
-    p.add_argument("--model", default="cnn-bn", choices=("mlp", "mlp-bn", "cnn-bn"))
+    p.add_argument("--model", default="cnn-bn", choices=("mlp", "mlp-bn", "cnn-bn", "resnet18"))
     p.add_argument("--dtype", default="float64")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=24)
     p.add_argument("--distributed", action="store_true")
@@ -91,7 +96,9 @@ def main(argv=None):
         from vectorized.sync_bn import convert_sync_batchnorm
 
         convert_sync_batchnorm(model, parallel)
-    trainer = Trainer(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1, momentum=0.9),
+    optimizer = (SGD(model.parameters(), lr=0.1, momentum=0.9) if args.optimizer == "sgd"
+                 else Adam(model.parameters(), lr=5e-4))
+    trainer = Trainer(model, CrossEntropyLoss(), optimizer,
                       normalizer=Normalizer.fit(x), num_classes=10, flatten_input=flat, progress=False,
                       augmenter=Augmenter(AugmentConfig(max_shift=1, noise_prob=0.5, noise_std=0.05), seed=5),
                       seed=7, parallel=parallel,

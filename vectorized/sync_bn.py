@@ -72,7 +72,7 @@ class SyncBatchNorm(Module):
             self.num_batches_tracked += 1
         self.inv_std = 1 / xp.sqrt(var + self.eps)
         self.x_hat = (rows - mean) * self.inv_std
-        out = self.x_hat * self.weight.data + self.bias.data if self.affine else self.x_hat
+        out = self.x_hat * self.weight.data + self.bias.data if self.affine else self.x_hat.copy()
         return out.reshape(x.shape)
 
     def backward(self, grad_out):
