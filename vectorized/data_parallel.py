@@ -20,6 +20,7 @@ import numpy as np
 
 from common.backend import to_device, to_float, to_numpy, xp
 from common.data.shards import shard_slice
+from common.errors import UserError
 
 
 class DataParallel:
@@ -143,13 +144,11 @@ class DataParallel:
 def from_args(args):
     """The DataParallel for ``--distributed`` (this rank's cores, and its GPU with ``--gpu``
     chosen before the backend starts), or None for one process."""
-    from common.errors import UserError
-
     if not getattr(args, "distributed", False):
         if getattr(args, "sync_bn", False):
             raise UserError("--sync-bn synchronises ranks: use it with --distributed under mpiexec")
         return None
-    from common import distributed
+    from common import distributed  # imports nothing from MPI until world() is called
 
     comm = distributed.world()
     distributed.setup_rank(comm)
