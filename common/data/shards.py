@@ -32,6 +32,7 @@ def check_divisible(n: int, batch_size: int, size: int) -> None:
     short = n % batch_size
     if batch_size < size or 0 < short < size:
         smallest = batch_size if batch_size < size else short
-        raise UserError(f"a batch of {smallest} images cannot be shared by {size} ranks: use --batch-size "
-                        f"of at least {size}, and a training set (--limit, --val-split) whose size modulo "
+        images = f"{smallest} image" + ("" if smallest == 1 else "s")
+        raise UserError(f"a batch of {images} cannot be shared by {size} ranks: use --batch-size of at "
+                        f"least {size}, and a training set (--limit, --val-split) whose size modulo "
                         f"--batch-size is 0 or at least {size}")
