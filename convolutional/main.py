@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
-from common import cli  # noqa: E402
+from common import cli, distributed  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
 ARCH_NAMES = ("lenet", "baseline", "alexnet", "vgg16", "resnet18", "efficientnet_lite0", "convnext_tiny")
@@ -93,7 +93,7 @@ def _main(argv=None):
 
 
 def main(argv=None):
-    return cli.run_main(_main, argv)
+    return distributed.entry(_main, argv)  # cli.run_main, or one rank of mpiexec with --distributed
 
 
 if __name__ == "__main__":

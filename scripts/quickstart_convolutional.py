@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 
 import numpy as np  # noqa: E402
 
-from common import cli  # noqa: E402
+from common import cli, distributed  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from scripts.scenarios import compare, narrate, scenario_dir, variant  # noqa: E402
 
@@ -128,7 +128,7 @@ def _main(argv=None):
 
 
 def main(argv=None):
-    return cli.run_main(_main, argv)
+    return distributed.entry(_main, argv)  # cli.run_main, or one rank of mpiexec with --distributed
 
 
 if __name__ == "__main__":

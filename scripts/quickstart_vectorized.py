@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
-from common import cli  # noqa: E402
+from common import cli, distributed  # noqa: E402
 from scripts.scenarios import compare, narrate, scenario_dir, variant  # noqa: E402
 
 SCENARIOS = ("basic", "optimizer-compare", "hidden-sweep", "lr-sweep", "schedule-compare")
@@ -105,7 +105,7 @@ def _main(argv=None):
 
 
 def main(argv=None):
-    return cli.run_main(_main, argv)
+    return distributed.entry(_main, argv)  # cli.run_main, or one rank of mpiexec with --distributed
 
 
 if __name__ == "__main__":

@@ -16,11 +16,14 @@ from common.augment import AugmentConfig, Augmenter
 from common.checkpoint import check_compatible, library_version, load_checkpoint, save_checkpoint
 from common.cli import RunDir, augment_overrides, run_header
 from common.data import Normalizer, load_run_data
+from common.data.shards import check_divisible
 from common.errors import UserError
 from common.seed import seed_everything
+from vectorized import data_parallel
 from vectorized.losses import CrossEntropyLoss
 from vectorized.optim import Lookahead, make_optimizer
 from vectorized.schedules import make_schedule
+from vectorized.sync_bn import convert_sync_batchnorm
 from vectorized.trainer import EarlyStopping, Trainer
 
 
@@ -60,6 +63,8 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
 
     ``build_model(input_shape, num_classes)`` makes the model; ``input_shape`` is (C, H, W).
     """
+    parallel = data_parallel.from_args(args)  # None unless --distributed (one rank of mpiexec -n N)
+    root = parallel is None or parallel.is_root  # the process that writes files
     if args.gpu:
         backend.use_gpu()
     seed_everything(args.seed)
@@ -73,6 +78,10 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     data = load_run_data(args, input_shape=shape)
 
     model = build_model(data.image_shape, data.num_classes)
+    if parallel is not None:
+        check_divisible(len(data.x_train), args.batch_size, parallel.size)
+        if args.sync_bn:
+            convert_sync_batchnorm(model, parallel)
     arch = getattr(model, "arch_name", model_name)
     if source is not None and "normalization" in source.config:
         normalizer = Normalizer(**source.config["normalization"])
@@ -84,11 +93,14 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
               "normalization": {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist()},
               "version": library_version(), "args": _jsonable(args)}
 
-    if resume_ckpt is not None:
+    if not root:
+        run_dir = None
+    elif resume_ckpt is not None:
         run_dir = RunDir.for_checkpoint(args.resume)
     else:
         run_dir = RunDir(args.run_dir, args.run_name or f"{tier}-{model_name}")
-    run_dir.save_config(config)
+    if run_dir is not None:
+        run_dir.save_config(config)
 
     variant = getattr(model, "variant", None)
     print(run_header(tier=tier, model=arch + (f" ({variant})" if variant else ""), dataset=data.name,
@@ -96,7 +108,8 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
                      params=model.num_parameters(),
                      extra={"engine": dispatch.engine_name(), "input": "x".join(map(str, data.image_shape)),
                             "train": len(data.x_train),
-                            "val": len(data.x_val), "test": len(data.x_test), "run": run_dir}), flush=True)
+                            "val": len(data.x_val), "test": len(data.x_test), "run": run_dir,
+                            **({"ranks": parallel.size} if parallel is not None else {})}), flush=True)
 
     optimizer = build_optimizer(args, model)
     steps_per_epoch = max(1, -(-len(data.x_train) // args.batch_size))
@@ -110,10 +123,12 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
                       grad_clip=getattr(args, "grad_clip", None),
                       augmenter=build_augmenter(args, data.name, args.seed + 1), early_stopping=early,
                       run_dir=run_dir, config=config, flatten_input=flatten_input, seed=args.seed,
-                      progress=not quiet)
+                      progress=not quiet and root, parallel=parallel)
     if resume_ckpt is not None:
         trainer.resume(args.resume)
         print(f"[resume] continuing from epoch {trainer.epoch} (step {trainer.step}) of {args.resume}")
+        if parallel is not None:
+            parallel.after_resume(trainer)
     elif load_ckpt is not None:
         check_compatible(load_ckpt, model_shapes=model.state_shapes(),
                          config={k: config[k] for k in ("tier", "architecture", "num_classes", "input_shape")})
@@ -125,6 +140,8 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         if trainer.epoch >= args.epochs:
             print(f"[resume] the checkpoint already has {trainer.epoch} epochs; raise --epochs to train more")
         trainer.fit((data.x_train, data.y_train), val, epochs=args.epochs, batch_size=args.batch_size)
+    if not root:  # rank 0 evaluates, reports and saves
+        return {"history": trainer.history, "run_dir": None, "trainer": trainer, "model": model, "data": data}
 
     test = trainer.evaluate(data.x_test, data.y_test, batch_size=max(args.batch_size, 256))
     print(f"test loss {test['loss']:.4f} | test accuracy {100 * test['acc']:.2f}% ({len(data.x_test)} images)")

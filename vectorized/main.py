@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
-from common import cli  # noqa: E402
+from common import cli, distributed  # noqa: E402
 from vectorized.activations import ACTIVATION_NAMES  # noqa: E402
 
 EXAMPLES = [
@@ -65,7 +65,7 @@ def _main(argv=None):
 
 
 def main(argv=None):
-    return cli.run_main(_main, argv)
+    return distributed.entry(_main, argv)  # cli.run_main, or one rank of mpiexec with --distributed
 
 
 if __name__ == "__main__":

@@ -87,11 +87,13 @@ class Trainer:
         config: the run's config, stored in every checkpoint (tier, architecture, dataset...).
         callbacks: objects with optional ``on_epoch_end(trainer, row)`` and ``on_step_end(trainer, step)``.
         log_every: steps between host syncs for the progress bar and the NaN guard.
+        parallel: a :class:`vectorized.data_parallel.DataParallel` when this process is one rank
+            of a data-parallel run (each rank trains on its shard of every batch), else None.
     """
 
     def __init__(self, model, loss, optimizer, *, normalizer, num_classes, schedule=None, grad_clip=None,
                  augmenter=None, early_stopping=None, run_dir=None, config=None, callbacks=(),
-                 flatten_input=False, log_every=20, progress=True, seed=0):
+                 flatten_input=False, log_every=20, progress=True, seed=0, parallel=None):
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.normalizer, self.num_classes = normalizer, num_classes
         self.schedule, self.grad_clip, self.augmenter = schedule, grad_clip, augmenter
@@ -106,14 +108,20 @@ class Trainer:
         self._resume_position = None  # (permutation, next batch, partial sums) when resumed mid-epoch
         self._interrupt_requested = False
         self._batch_index = 0
+        self.parallel, self.seed = parallel, seed
 
     # ------------------------------------------------------------------ data
-    def prepare(self, x_uint8, y=None, train=False):
-        """Host uint8 (N, C, H, W) -> device float32 input and targets."""
+    def prepare(self, x_uint8, y=None, train=False, keep=slice(None)):
+        """Host uint8 (N, C, H, W) -> device float32 input and targets.
+
+        ``keep``: the rows to return, chosen after augmentation (a data-parallel rank augments
+        the whole global batch, drawing the random numbers one process would, and keeps its shard).
+        """
         x = x_uint8.astype(DTYPE) / 255.0
         targets = y
         if train and self.augmenter is not None:
             x, targets = self.augmenter(x, y, self.num_classes)
+        x, targets = x[keep], (None if targets is None else targets[keep])
         x = self.normalizer(x)
         if self.flatten_input:
             x = x.reshape(len(x), -1)
@@ -130,6 +138,8 @@ class Trainer:
         logits = self.model(x)
         loss = self.loss.forward(logits, targets)
         dispatch.training_backward(self.model, self.loss.backward())  # every parameter's gradient
+        if self.parallel is not None:  # the mean gradient of the global batch, on every rank
+            self.parallel.average_gradients(self.model.parameters(), self._interrupt_requested)
         if self.grad_clip:
             clip_grad_norm(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -145,6 +155,9 @@ class Trainer:
         if len(x_train) == 0:
             raise UserError("the training set is empty; lower --val-split or raise --limit")
         self._prepare_engine(x_train, batch_size)
+        if self.parallel is not None:
+            self.parallel.broadcast_model(self.model)
+            self.parallel.reseed_device_stream(self.seed, self.step)
         try:
             with self._deferred_interrupts():
                 for epoch in range(self.epoch, epochs):
@@ -169,7 +182,10 @@ class Trainer:
         steps_per_epoch = math.ceil(len(x_train) / batch_size)
         row = self._run_epoch(epoch, epochs, x_train, y_train, batch_size, steps_per_epoch)
         if val is not None and len(val[0]):
-            metrics = self.evaluate(*val, batch_size=max(batch_size, 256))
+            if self.parallel is None:
+                metrics = self.evaluate(*val, batch_size=max(batch_size, 256))
+            else:  # each rank a slice of the validation set
+                metrics = self.parallel.evaluate(self, *val, batch_size=max(batch_size, 256))
             row["val_loss"], row["val_acc"] = metrics["loss"], metrics["acc"]
         self._check_finite(row["loss"], epoch)
         row["lr"] = float(self.optimizer.lr)
@@ -237,17 +253,19 @@ class Trainer:
         for b in bar:
             self._batch_index = b
             idx = perm[b * batch_size:(b + 1) * batch_size]
-            x, targets = self.prepare(x_train[idx], y_train[idx], train=True)
-            y_hard = to_device(y_train[idx])
+            keep = slice(None) if self.parallel is None else self.parallel.shard(len(idx))
+            x, targets = self.prepare(x_train[idx], y_train[idx], train=True, keep=keep)
+            y_hard = to_device(y_train[idx][keep])
             batch_loss, batch_correct = self.train_step(x, targets, y_hard)
             loss_sum += batch_loss
             correct += batch_correct
-            seen += len(idx)
+            seen += len(x)
             self._batch_index, self._seen, self._epoch_t0 = b + 1, seen, t0
             for cb in self.callbacks:
                 if hasattr(cb, "on_step_end"):
                     cb.on_step_end(self, self.step)
-            if self._interrupt_requested:
+            stop = self._interrupt_requested if self.parallel is None else self.parallel.stop_requested
+            if stop:  # with ranks: stop after the step where any rank saw Ctrl-C, all together
                 bar.close()
                 raise KeyboardInterrupt
             if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
@@ -256,6 +274,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{to_float(correct) / seen:.3f}",
                                 lr=f"{float(self.optimizer.lr):.2e}")
         bar.close()
+        if self.parallel is not None:
+            loss_sum, correct, seen = self.parallel.sum_metrics(loss_sum, correct, seen)
         seen = max(seen, 1)
         return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": to_float(correct) / seen,
                 "time": time.perf_counter() - t0}
@@ -365,11 +385,13 @@ class Trainer:
         return bool(values) and values[-1] >= max(values)
 
     def _save_interrupted(self):
+        in_epoch = 0 < getattr(self, "_batch_index", 0) and getattr(self, "_epoch_perm", None) is not None
+        if self.parallel is not None and not self.parallel.prepare_interrupted_save(self, in_epoch):
+            return None  # rank 0 writes the checkpoint
         if self.run_dir is not None:
             path = self.run_dir.checkpoint_path("last")
         else:
             path = "interrupted.h5"
-        in_epoch = 0 < getattr(self, "_batch_index", 0) and getattr(self, "_epoch_perm", None) is not None
         return self.save(path, mid_epoch=in_epoch)
 
     def resume(self, path):

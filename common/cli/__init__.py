@@ -30,6 +30,7 @@ from common.cli.entry import (TrainingInterrupted, bootstrap_repo_path, resume_c
                               save_on_interrupt)
 from common.cli.flags import (DEFAULT_DATASET, OPTIMIZERS, SCHEDULES, ArgumentParser, HelpFormatter,
                               add_augment_args, add_checkpoint_args, add_data_args, add_device_args,
+                              add_distributed_args,
                               add_experiment_args, add_mlp_args, add_optimizer_args, add_output_args,
                               add_schedule_args, add_training_args, augment_overrides, dataset_is_explicit,
                               dataset_name, make_parser, mlp_layers)
@@ -41,7 +42,7 @@ from common.cli.types import (MAX_SEED, broadcast_list, float_list_or_none, floa
 __all__ = [
     "TrainingInterrupted", "bootstrap_repo_path", "resume_command", "run_main", "save_on_interrupt",
     "DEFAULT_DATASET", "OPTIMIZERS", "SCHEDULES", "ArgumentParser", "HelpFormatter", "add_augment_args",
-    "add_checkpoint_args", "add_data_args", "add_device_args", "add_experiment_args", "add_mlp_args",
+    "add_checkpoint_args", "add_data_args", "add_device_args", "add_distributed_args", "add_experiment_args", "add_mlp_args",
     "add_optimizer_args", "add_output_args", "add_schedule_args", "add_training_args", "augment_overrides",
     "dataset_is_explicit", "dataset_name", "make_parser", "mlp_layers", "RunDir", "run_header", "MAX_SEED",
     "broadcast_list", "float_list_or_none", "float_range", "increasing_int_list", "int_list", "name_list",

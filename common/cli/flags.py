@@ -276,5 +276,16 @@ def add_experiment_args(parser, *, epochs: int, batch_size: int, default_lr: flo
     add_checkpoint_args(parser)
     add_device_args(parser)
     add_output_args(parser)
+    add_distributed_args(parser)
 
 
+def add_distributed_args(parser):
+    """Data-parallel training over MPI: ``mpiexec -n N python <launcher> --distributed``."""
+    g = parser.add_argument_group("distributed (data parallel over MPI)")
+    g.add_argument("--distributed", action="store_true",
+                   help="one rank of a data-parallel run started by mpiexec -n N: each rank trains on "
+                        "its shard of every --batch-size batch (the global batch); needs nnott[mpi]")
+    g.add_argument("--sync-bn", action="store_true",
+                   help="with --distributed: BatchNorm statistics over the global batch instead of each "
+                        "rank's shard")
+    return g
