@@ -294,24 +294,25 @@ class Trainer:
         return self.predict_logits(x, batch_size).argmax(axis=1)
 
     def evaluate(self, x, y, batch_size=256):
-        """Mean loss and accuracy in eval mode: {'loss', 'acc', 'pred'}."""
+        """Mean loss and accuracy in eval mode: {'loss', 'acc', 'pred', 'logits' (host (N, K))}."""
         was_training = self.model.training
         self.model.eval()
         loss_sum = xp.zeros((), dtype=DTYPE)
-        preds = []
+        outputs = []
         try:
             for start, xb in self._batches(x, batch_size):
                 yb = y[start:start + batch_size]
                 xd, yd = self.prepare(xb, yb)
                 logits = self.model(xd)
                 loss_sum += self.loss.forward(logits, yd) * len(xb)
-                preds.append(to_numpy(logits.argmax(axis=1)))
+                outputs.append(to_numpy(logits))
         finally:
             self.model.train(was_training)
-        pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+        logits = np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), DTYPE)
+        pred = logits.argmax(axis=1)
         n = max(len(x), 1)
         return {"loss": to_float(loss_sum) / n, "acc": float((pred == y).mean()) if len(y) else float("nan"),
-                "pred": pred}
+                "pred": pred, "logits": logits}
 
     # ------------------------------------------------------------------ logging
     def _log_epoch(self, epoch, epochs, row):
