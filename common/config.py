@@ -266,3 +266,24 @@ def _program() -> str | None:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
+
+
+def key_lines(path) -> dict[tuple, int]:
+    """{(key, subkey, ...): line} for every mapping key of a YAML file, at any depth."""
+    import yaml
+
+    read_yaml(path)  # the same one-line errors for a missing or broken file
+    loader = yaml.SafeLoader(Path(path).read_text(encoding="utf-8"))
+    lines: dict[tuple, int] = {}
+
+    def walk(node, prefix):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                lines[prefix + (str(k.value),)] = k.start_mark.line + 1
+                walk(v, prefix + (str(k.value),))
+
+    try:
+        walk(loader.get_single_node(), ())
+    finally:
+        loader.dispose()
+    return lines

@@ -219,4 +219,45 @@ def format_table(header, rows) -> str:
 
 def metric_pct(value) -> float:
     """An accuracy in [0, 1] as a percentage (NaN stays NaN)."""
-    return value * 100 if not math.isnan(value) else value
+    return round(value * 100, 1) if not math.isnan(value) else value
+
+
+def compare_table(runs, book: dict | None = None) -> str:
+    """Runs side by side: the settings that differ, then final and best metrics and test accuracy.
+
+    ``book``: a sweep's sweep.json; then every planned run gets a row (in the sweep's order) with
+    its status, including runs that failed before making a folder.
+    """
+    by_name = {r.name: r for r in runs}
+    rows = []  # (label, run or None, settings, status)
+    if book is not None:
+        for item in book["plan"]:
+            state = book["trials"][item["id"]]
+            run = by_name.get(state.get("run") or "")
+            rows.append((item["id"], run, run.settings if run else item["params"], state["status"]))
+    else:
+        rows = [(r.name, r, r.settings, "done" if r.finished else f"stopped ({r.epochs_done} epochs)")
+                for r in runs]
+
+    class _Settings:  # differing_settings reads .settings
+        def __init__(self, settings):
+            self.settings = settings
+
+    present = [_Settings(s) for _, run, s, _ in rows if run is not None]
+    keys = differing_settings(present) if len(present) > 1 else []
+    if book is not None:  # the values a sweep varies come first, even where only one run has a folder
+        varied = list(dict.fromkeys(k for item in book["plan"] for k in item["params"]))
+        keys = varied + [k for k in keys if k not in varied]
+    header = ["run", *keys, "epochs run", "final loss", "final val loss", "best val acc %", "test acc %", "status"]
+    table = []
+    for label, run, settings, status in rows:
+        if run is None:
+            metrics = ["-"] * 5
+        else:
+            metrics = [run.epochs_done, run.final("loss"), run.final("val_loss"),
+                       metric_pct(run.best("val_acc")), metric_pct(run.test_acc)]
+        table.append([label, *[settings.get(k, "-") for k in keys], *metrics, status])
+    text = format_table(header, table)
+    errors = [f"  {item['id']}: {book['trials'][item['id']].get('error')}" for item in (book or {}).get("plan", [])
+              if book["trials"][item["id"]].get("error")]
+    return text + ("\nfailed runs:\n" + "\n".join(errors) if errors else "")
