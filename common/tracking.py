@@ -192,12 +192,14 @@ def find_runs(root) -> list[Run]:
 
 
 def differing_settings(runs, ignore=("run-dir", "run-name", "config")) -> list[str]:
-    """The setting keys whose values are not the same in every run (in first-seen order)."""
-    keys = []
-    for run in runs:
-        keys += [k for k in run.settings if k not in keys and k not in ignore]
-    missing = object()
-    return [k for k in keys if len({repr(r.settings.get(k, missing)) for r in runs}) > 1]
+    """The setting keys that every run has but not with the same value (in the first run's order).
+
+    Flags only one launcher has (runs of different tiers) are left out: the model column tells them apart.
+    """
+    if not runs:
+        return []
+    shared = [k for k in runs[0].settings if k not in ignore and all(k in r.settings for r in runs)]
+    return [k for k in shared if len({repr(r.settings[k]) for r in runs}) > 1]
 
 
 def format_value(value) -> str:
@@ -236,8 +238,8 @@ def compare_table(runs, book: dict | None = None) -> str:
             run = by_name.get(state.get("run") or "")
             rows.append((item["id"], run, run.settings if run else item["params"], state["status"]))
     else:
-        rows = [(r.name, r, r.settings, "done" if r.finished else f"stopped ({r.epochs_done} epochs)")
-                for r in runs]
+        rows = [(r.name, r, {"model": f"{r.tier}/{r.model}", **r.settings},
+                 "done" if r.finished else f"stopped ({r.epochs_done} epochs)") for r in runs]
 
     class _Settings:  # differing_settings reads .settings
         def __init__(self, settings):
