@@ -224,10 +224,10 @@ class SweepBook:
     def __init__(self, folder, sweep: Sweep):
         self.folder = Path(folder)
         self.path = self.folder / "sweep.json"
-        plan = [{"id": t.id, "params": t.params} for t in sweep.trials]
+        plan = [{"id": t.id, "params": t.params, "settings": t.settings} for t in sweep.trials]
         old = json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else None
         if old is not None and old.get("plan") != json.loads(json.dumps(plan)):
-            raise ConfigError(f"{self.folder} holds a different sweep (its runs or values changed); "
+            raise ConfigError(f"{self.folder} holds a different sweep (its runs or settings changed); "
                               "pick another folder with --out, or delete that one")
         self.data = old or {"spec": str(sweep.path), "launcher": sweep.launcher, "plan": plan,
                             "trials": {t.id: {"status": "pending"} for t in sweep.trials}}
