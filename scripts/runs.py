@@ -25,7 +25,7 @@ EXAMPLES = [
 
 
 def build_parser():
-    parser = cli.make_parser(__doc__.split("\n")[0], EXAMPLES)
+    parser = cli.make_parser(__doc__.split("\n")[0], EXAMPLES, config=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                 parser_class=cli.ArgumentParser)
     p = sub.add_parser("list", help="every run under a folder: key settings and best metrics",

@@ -36,7 +36,7 @@ EXAMPLES = [
 
 
 def build_parser():
-    parser = cli.make_parser(__doc__.split("\n")[0], EXAMPLES)
+    parser = cli.make_parser(__doc__.split("\n")[0], EXAMPLES, config=False)
     parser.add_argument("sweep", type=Path, metavar="SWEEP.yaml", help="the sweep file (see configs/sweeps/)")
     parser.add_argument("--jobs", type=cli.positive_int, default=1, metavar="N",
                         help="runs at a time (the CPU cores are shared out between them)")

@@ -43,16 +43,18 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
-def make_parser(description: str, epilog_examples=(), prog: str | None = None) -> argparse.ArgumentParser:
-    """An ArgumentParser whose --help ends with example commands."""
+def make_parser(description: str, epilog_examples=(), prog: str | None = None, *,
+                config: bool = True) -> argparse.ArgumentParser:
+    """An ArgumentParser whose --help ends with example commands; ``config`` adds --config FILE.yaml."""
     epilog = None
     if epilog_examples:
         epilog = "examples:\n" + "\n".join(f"  {cmd}" for cmd in epilog_examples)
     parser = ArgumentParser(prog=prog, description=description, epilog=epilog,
                             formatter_class=HelpFormatter, allow_abbrev=False)
-    from common.config import add_config_arg
+    if config:
+        from common.config import add_config_arg
 
-    add_config_arg(parser)
+        add_config_arg(parser)
     return parser
 
 
