@@ -79,7 +79,7 @@ class Runner:
         self.sweep, self.book, self.jobs = sweep, book, jobs
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+        self.env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL="10")  # fewer bar updates in the logs
         if jobs > 1:  # share the cores out: each run starts with cores // jobs BLAS threads
             share = str(max(1, (os.cpu_count() or 1) // jobs))
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
