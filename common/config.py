@@ -243,9 +243,9 @@ def save_run_config(run_path, args, parser=None) -> Path | None:
 
     Without PyYAML nothing is written (config.json still records the run).
     """
-    try:
-        import yaml  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("yaml") is None:
         return None
     out = Path(run_path) / "config.yaml"
     prog = _program()

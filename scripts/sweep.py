@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 
 from common import cli  # noqa: E402
 from common.config import ConfigError, dump_yaml  # noqa: E402
-from common.errors import UserError  # noqa: E402
-from common.sweep import LAUNCHERS, SweepBook, load_sweep, read_spec, launcher_name  # noqa: E402
+from common.sweep import LAUNCHERS, SweepBook, launcher_name, load_sweep, read_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [
