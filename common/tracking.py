@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,7 +189,13 @@ def find_runs(root) -> list[Run]:
         raise UserError(f"{root} does not exist; train a model first (its runs go to runs/) or name the folder")
     folders = sorted({p.parent for p in root.rglob("metrics.csv") if is_run_folder(p.parent)},
                      key=lambda p: (p.stat().st_mtime, str(p)))
-    return [Run.load(p) for p in folders]
+    runs = []
+    for folder in folders:
+        try:
+            runs.append(Run.load(folder))
+        except UserError as exc:  # one damaged folder does not hide the others
+            print(f"[warn] skipped {folder}: {exc}", file=sys.stderr)
+    return runs
 
 
 def differing_settings(runs, ignore=("run-dir", "run-name", "config")) -> list[str]:

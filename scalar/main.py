@@ -29,6 +29,7 @@ EXAMPLES = [
     "--hidden-activations relu,gelu,tanh --hidden-dropout 0.3,0.2,0.1 --plot",
     "python scalar/main.py --hidden-sizes 32 --trace --trace-neurons 3 --epochs 1 --limit 500",
     "python scalar/main.py --limit 0 --epochs 1 --save runs/scalar-full.h5",
+    "python scalar/main.py --config configs/scalar/mlp-synth.yaml",
 ]
 
 

@@ -61,7 +61,7 @@ def list_runs(folder: Path) -> str:
                      metric_pct(run.test_acc), "done" if run.finished else "stopped"])
     header = ["run", "tier", "model", "dataset", "epochs", "optimizer", "lr", "batch", "best val acc %",
               "test acc %", "status"]
-    return format_table(header, rows) + f"\n{len(runs)} runs under {folder}"
+    return format_table(header, rows) + f"\n{len(runs)} run{'' if len(runs) == 1 else 's'} under {folder}"
 
 
 def collect(paths: list[Path]):

@@ -162,3 +162,12 @@ def test_tensorboard_without_tensorboardx_is_one_line(env, monkeypatch, capsys, 
     code = main([*TINY, "--hidden-sizes", "8", "--tensorboard", "--run-dir", str(tmp_path)])
     assert code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: --tensorboard needs tensorboardX")
+
+
+def test_list_skips_a_damaged_run_with_a_warning(capsys, runs, tmp_path):
+    shutil.copytree(runs[1], tmp_path / "good")
+    shutil.copytree(runs[2], tmp_path / "bad")
+    (tmp_path / "bad" / "config.yaml").write_text("lr: [0.1\n")
+    code, out, err = runs_py(capsys, "list", tmp_path)
+    assert code == 0 and "1 run under" in out and "good" in out
+    assert "[warn] skipped" in err and "not valid YAML" in err
