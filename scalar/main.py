@@ -159,7 +159,7 @@ def train(args, data: RunData, trainer, run, log=print) -> dict:
 def evaluate(args, data: RunData, trainer, run, log=print) -> dict:
     """Test loss and accuracy; the confusion matrix and figures when asked."""
     from common import metrics
-    result = trainer.evaluate(data.x_test, data.y_test, desc="test")
+    result = trainer.evaluate(data.x_test, data.y_test, desc="test", keep_logits=True)
     subset = f" ({len(data.y_test)} of {data.test_total} test images)" if len(data.y_test) < data.test_total else ""
     log(f"test loss {result['loss']:.4f}  test acc {result['acc']:.2%}{subset}")
     _track_test(args, data, trainer, run, result)

@@ -81,8 +81,9 @@ class Trainer:
     def _take(x, idx):
         return x[idx] if hasattr(x, "shape") else [x[i] for i in idx]
 
-    def evaluate(self, x, y, batch_size: int = 256, desc: str = "eval") -> dict:
-        """Mean loss, accuracy, the predicted class and the logits of every sample, in eval mode (no dropout)."""
+    def evaluate(self, x, y, batch_size: int = 256, desc: str = "eval", keep_logits: bool = False) -> dict:
+        """Mean loss, accuracy and the predicted class of every sample, in eval mode (no dropout);
+        with ``keep_logits=True`` also the logits of every sample (a list of lists)."""
         net = self.network.eval()
         total, correct, predictions, outputs = 0.0, 0, [], []
         bar = tqdm(total=len(y), desc=desc, unit="sample", leave=False, disable=not self.progress)
@@ -97,7 +98,10 @@ class Trainer:
             bar.update(len(idx))
         bar.close()
         net.train()
-        return {"loss": total / len(y), "acc": correct / len(y), "predictions": predictions, "logits": outputs}
+        out = {"loss": total / len(y), "acc": correct / len(y), "predictions": predictions}
+        if keep_logits:
+            out["logits"] = outputs
+        return out
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 64, val=None, early_stopping: int = 0,
             min_delta: float = 0.0, early_metric: str = "val_loss", on_epoch_end=None, log=print) -> dict:

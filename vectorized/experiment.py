@@ -130,7 +130,7 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
             print(f"[resume] the checkpoint already has {trainer.epoch} epochs; raise --epochs to train more")
         trainer.fit((data.x_train, data.y_train), val, epochs=args.epochs, batch_size=args.batch_size)
 
-    test = trainer.evaluate(data.x_test, data.y_test, batch_size=max(args.batch_size, 256))
+    test = trainer.evaluate(data.x_test, data.y_test, batch_size=max(args.batch_size, 256), keep_logits=True)
     print(f"test loss {test['loss']:.4f} | test accuracy {100 * test['acc']:.2f}% ({len(data.x_test)} images)")
     save_predictions(run_dir.path, data.y_test, test["logits"], data.x_test, data.class_names, test_loss=test["loss"])
     if tensorboard:

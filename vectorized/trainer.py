@@ -293,8 +293,9 @@ class Trainer:
     def predict(self, x, batch_size=256):
         return self.predict_logits(x, batch_size).argmax(axis=1)
 
-    def evaluate(self, x, y, batch_size=256):
-        """Mean loss and accuracy in eval mode: {'loss', 'acc', 'pred', 'logits' (host (N, K))}."""
+    def evaluate(self, x, y, batch_size=256, keep_logits=False):
+        """Mean loss and accuracy in eval mode: {'loss', 'acc', 'pred'}, and with ``keep_logits=True``
+        the host logits (N, K) under 'logits'."""
         was_training = self.model.training
         self.model.eval()
         loss_sum = xp.zeros((), dtype=DTYPE)
@@ -308,11 +309,14 @@ class Trainer:
                 outputs.append(to_numpy(logits))
         finally:
             self.model.train(was_training)
-        logits = np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), DTYPE)
-        pred = logits.argmax(axis=1)
+        scores = np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), DTYPE)
+        pred = scores.argmax(axis=1)
         n = max(len(x), 1)
-        return {"loss": to_float(loss_sum) / n, "acc": float((pred == y).mean()) if len(y) else float("nan"),
-                "pred": pred, "logits": logits}
+        out = {"loss": to_float(loss_sum) / n, "acc": float((pred == y).mean()) if len(y) else float("nan"),
+               "pred": pred}
+        if keep_logits:
+            out["logits"] = scores
+        return out
 
     # ------------------------------------------------------------------ logging
     def _log_epoch(self, epoch, epochs, row):
