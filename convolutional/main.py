@@ -21,6 +21,7 @@ EXAMPLES = [
     "python convolutional/main.py resnet18 --dataset cifar10 --augment-cutmix-prob 0.5 --lr-schedule cosine",
     "python convolutional/main.py efficientnet_lite0 --se --summary",
     "python convolutional/main.py baseline --load runs/<run>/best.h5 --skip-train --confusion-matrix",
+    "python convolutional/main.py --config configs/convolutional/lenet-mnist.yaml --epochs 2 --tensorboard",
 ]
 
 

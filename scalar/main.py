@@ -29,6 +29,7 @@ EXAMPLES = [
     "--hidden-activations relu,gelu,tanh --hidden-dropout 0.3,0.2,0.1 --plot",
     "python scalar/main.py --hidden-sizes 32 --trace --trace-neurons 3 --epochs 1 --limit 500",
     "python scalar/main.py --limit 0 --epochs 1 --save runs/scalar-full.h5",
+    "python scalar/main.py --config configs/scalar/mlp-synth.yaml",
 ]
 
 
@@ -122,9 +123,13 @@ def architecture(data: RunData, hidden_sizes) -> str:
 
 def train(args, data: RunData, trainer, run, log=print) -> dict:
     """Fit with a checkpoint (last.h5) and a metrics row after every epoch; Ctrl-C keeps the last one."""
+    from common.config import config_values, save_run_config
+    from common.tensorboard import logger_for
     from scalar import io
     config = run_config(args, data, trainer)
     last = run.checkpoint_path("last")
+    save_run_config(run.path, args)
+    tensorboard = trainer.tensorboard = logger_for(args, run.path, config_values(args))
 
     def save(path):
         extra = {"augmenter": trainer.augmenter.state_dict()} if trainer.augmenter else {}
@@ -137,6 +142,8 @@ def train(args, data: RunData, trainer, run, log=print) -> dict:
             row.update(val_loss=h["val_loss"][-1], val_acc=h["val_acc"][-1])
         run.log_metrics(row)
         save(last)
+        if tensorboard:
+            tensorboard.log_epoch(row)
 
     val = (data.x_val, data.y_val) if len(data.y_val) else None
     with cli.save_on_interrupt(lambda: last if last.exists() else None):
@@ -152,9 +159,10 @@ def train(args, data: RunData, trainer, run, log=print) -> dict:
 def evaluate(args, data: RunData, trainer, run, log=print) -> dict:
     """Test loss and accuracy; the confusion matrix and figures when asked."""
     from common import metrics
-    result = trainer.evaluate(data.x_test, data.y_test, desc="test")
+    result = trainer.evaluate(data.x_test, data.y_test, desc="test", keep_logits=True)
     subset = f" ({len(data.y_test)} of {data.test_total} test images)" if len(data.y_test) < data.test_total else ""
     log(f"test loss {result['loss']:.4f}  test acc {result['acc']:.2%}{subset}")
+    _track_test(args, data, trainer, run, result)
     cm = metrics.confusion_matrix(data.y_test, np.array(result["predictions"]), data.num_classes)
     if getattr(args, "confusion_matrix", False):
         log(metrics.format_confusion_matrix(cm, data.class_names))
@@ -172,6 +180,17 @@ def evaluate(args, data: RunData, trainer, run, log=print) -> dict:
         for p in paths:
             log(f"figure: {p}")
     return result
+
+
+def _track_test(args, data: RunData, trainer, run, result) -> None:
+    """predictions.npz for scripts/runs.py report, and the test point for --tensorboard."""
+    from common.tensorboard import logger_for
+    from common.tracking import save_predictions
+    save_predictions(run.path, data.y_test, result["logits"], data.x_test, data.class_names, test_loss=result["loss"])
+    tensorboard = getattr(trainer, "tensorboard", None) or logger_for(args, run.path)
+    if tensorboard:
+        tensorboard.log_test(result["loss"], result["acc"], trainer.epoch)
+        tensorboard.close()
 
 
 def show_trace(args, data: RunData, trainer, log=print) -> None:

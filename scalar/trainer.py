@@ -81,22 +81,27 @@ class Trainer:
     def _take(x, idx):
         return x[idx] if hasattr(x, "shape") else [x[i] for i in idx]
 
-    def evaluate(self, x, y, batch_size: int = 256, desc: str = "eval") -> dict:
-        """Mean loss, accuracy and the predicted class of every sample, in eval mode (no dropout)."""
+    def evaluate(self, x, y, batch_size: int = 256, desc: str = "eval", keep_logits: bool = False) -> dict:
+        """Mean loss, accuracy and the predicted class of every sample, in eval mode (no dropout);
+        with ``keep_logits=True`` also the logits of every sample (a list of lists)."""
         net = self.network.eval()
-        total, correct, predictions = 0.0, 0, []
+        total, correct, predictions, outputs = 0.0, 0, [], []
         bar = tqdm(total=len(y), desc=desc, unit="sample", leave=False, disable=not self.progress)
         for idx in self._batches(len(y), batch_size, shuffle=False):
             rows, targets = self.prepare(self._take(x, idx), self._take(y, idx), False)
             for row, target in zip(rows, targets):
                 logits = net.forward(row)
+                outputs.append(logits)
                 total += self.loss(logits, target)[0]
                 predictions.append(argmax(logits))
                 correct += predictions[-1] == _label(target)
             bar.update(len(idx))
         bar.close()
         net.train()
-        return {"loss": total / len(y), "acc": correct / len(y), "predictions": predictions}
+        out = {"loss": total / len(y), "acc": correct / len(y), "predictions": predictions}
+        if keep_logits:
+            out["logits"] = outputs
+        return out
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 64, val=None, early_stopping: int = 0,
             min_delta: float = 0.0, early_metric: str = "val_loss", on_epoch_end=None, log=print) -> dict:

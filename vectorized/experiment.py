@@ -15,11 +15,14 @@ from common import backend, dispatch, metrics, plots
 from common.augment import AugmentConfig, Augmenter
 from common.checkpoint import check_compatible, library_version, load_checkpoint, save_checkpoint
 from common.cli import RunDir, augment_overrides, run_header
+from common.config import config_values, save_run_config
 from common.data import Normalizer, load_run_data
 from common.data.shards import check_divisible
 from common.errors import UserError
 from common.seed import seed_everything
 from vectorized import data_parallel
+from common.tensorboard import logger_for
+from common.tracking import save_predictions
 from vectorized.losses import CrossEntropyLoss
 from vectorized.optim import Lookahead, make_optimizer
 from vectorized.schedules import make_schedule
@@ -99,8 +102,11 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         run_dir = RunDir.for_checkpoint(args.resume)
     else:
         run_dir = RunDir(args.run_dir, args.run_name or f"{tier}-{model_name}")
+    tensorboard = None
     if run_dir is not None:
         run_dir.save_config(config)
+        save_run_config(run_dir.path, args)
+        tensorboard = logger_for(args, run_dir.path, config_values(args))
 
     variant = getattr(model, "variant", None)
     print(run_header(tier=tier, model=arch + (f" ({variant})" if variant else ""), dataset=data.name,
@@ -123,7 +129,8 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
                       grad_clip=getattr(args, "grad_clip", None),
                       augmenter=build_augmenter(args, data.name, args.seed + 1), early_stopping=early,
                       run_dir=run_dir, config=config, flatten_input=flatten_input, seed=args.seed,
-                      progress=not quiet and root, parallel=parallel)
+                      progress=not quiet and root, parallel=parallel,
+                      callbacks=[tensorboard] if tensorboard else ())
     if resume_ckpt is not None:
         trainer.resume(args.resume)
         print(f"[resume] continuing from epoch {trainer.epoch} (step {trainer.step}) of {args.resume}")
@@ -143,8 +150,12 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     if not root:  # rank 0 evaluates, reports and saves
         return {"history": trainer.history, "run_dir": None, "trainer": trainer, "model": model, "data": data}
 
-    test = trainer.evaluate(data.x_test, data.y_test, batch_size=max(args.batch_size, 256))
+    test = trainer.evaluate(data.x_test, data.y_test, batch_size=max(args.batch_size, 256), keep_logits=True)
     print(f"test loss {test['loss']:.4f} | test accuracy {100 * test['acc']:.2f}% ({len(data.x_test)} images)")
+    save_predictions(run_dir.path, data.y_test, test["logits"], data.x_test, data.class_names, test_loss=test["loss"])
+    if tensorboard:
+        tensorboard.log_test(test["loss"], test["acc"], trainer.epoch)
+        tensorboard.close()
     cm = metrics.confusion_matrix(data.y_test, test["pred"], data.num_classes)
     if getattr(args, "confusion_matrix", False):
         print(metrics.format_confusion_matrix(cm, data.class_names))

@@ -16,6 +16,7 @@ EXAMPLES = [
     "python vectorized/main.py --dataset synth-digits --limit 5000 --epochs 2 --plot",
     "python vectorized/main.py --optimizer nesterov --lr 0.05 --lr-schedule multistep --milestones 2,4 --epochs 5",
     "python vectorized/main.py --resume runs/<run>/last.h5 --epochs 6",
+    "python vectorized/main.py --config runs/<run>/config.yaml   # the same run again",
 ]
 
 

@@ -313,25 +313,30 @@ class Trainer:
     def predict(self, x, batch_size=256):
         return self.predict_logits(x, batch_size).argmax(axis=1)
 
-    def evaluate(self, x, y, batch_size=256):
-        """Mean loss and accuracy in eval mode: {'loss', 'acc', 'pred'}."""
+    def evaluate(self, x, y, batch_size=256, keep_logits=False):
+        """Mean loss and accuracy in eval mode: {'loss', 'acc', 'pred'}, and with ``keep_logits=True``
+        the host logits (N, K) under 'logits'."""
         was_training = self.model.training
         self.model.eval()
         loss_sum = xp.zeros((), dtype=DTYPE)
-        preds = []
+        outputs = []
         try:
             for start, xb in self._batches(x, batch_size):
                 yb = y[start:start + batch_size]
                 xd, yd = self.prepare(xb, yb)
                 logits = self.model(xd)
                 loss_sum += self.loss.forward(logits, yd) * len(xb)
-                preds.append(to_numpy(logits.argmax(axis=1)))
+                outputs.append(to_numpy(logits))
         finally:
             self.model.train(was_training)
-        pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+        scores = np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), DTYPE)
+        pred = scores.argmax(axis=1)
         n = max(len(x), 1)
-        return {"loss": to_float(loss_sum) / n, "acc": float((pred == y).mean()) if len(y) else float("nan"),
-                "pred": pred}
+        out = {"loss": to_float(loss_sum) / n, "acc": float((pred == y).mean()) if len(y) else float("nan"),
+               "pred": pred}
+        if keep_logits:
+            out["logits"] = scores
+        return out
 
     # ------------------------------------------------------------------ logging
     def _log_epoch(self, epoch, epochs, row):

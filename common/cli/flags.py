@@ -36,14 +36,27 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        from common.config import apply_config  # --config FILE.yaml: the file's values become defaults
 
-def make_parser(description: str, epilog_examples=(), prog: str | None = None) -> argparse.ArgumentParser:
-    """An ArgumentParser whose --help ends with example commands."""
+        args = sys.argv[1:] if args is None else list(args)
+        apply_config(self, args)
+        return super().parse_known_args(args, namespace)
+
+
+def make_parser(description: str, epilog_examples=(), prog: str | None = None, *,
+                config: bool = True) -> argparse.ArgumentParser:
+    """An ArgumentParser whose --help ends with example commands; ``config`` adds --config FILE.yaml."""
     epilog = None
     if epilog_examples:
         epilog = "examples:\n" + "\n".join(f"  {cmd}" for cmd in epilog_examples)
-    return ArgumentParser(prog=prog, description=description, epilog=epilog,
-                          formatter_class=HelpFormatter, allow_abbrev=False)
+    parser = ArgumentParser(prog=prog, description=description, epilog=epilog,
+                            formatter_class=HelpFormatter, allow_abbrev=False)
+    if config:
+        from common.config import add_config_arg
+
+        add_config_arg(parser)
+    return parser
 
 
 def add_data_args(parser, default_limit: int | None = None, *, image_size: bool = False,
@@ -255,6 +268,9 @@ def add_output_args(parser, *, confusion_matrix: bool = True, misclassified: boo
     g = parser.add_argument_group("output")
     g.add_argument("--plot", action="store_true",
                    help="save figures as PNG in the run folder (and show them where a display exists)")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also log the curves to <run folder>/tensorboard for TensorBoard (needs tensorboardX: "
+                        "pip install 'nnott[tensorboard]')")
     if confusion_matrix:
         g.add_argument("--confusion-matrix", action="store_true", help="print the test confusion matrix")
     if misclassified:
