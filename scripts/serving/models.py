@@ -129,7 +129,7 @@ def load_served_model(path) -> ServedModel:
 
 
 def _label(path: Path, tier: str, arch: str) -> str:
-    return f"{path.parent.name}/{path.name} ({tier} {arch})"
+    return f"{tier} {arch} · {path.parent.name}/{path.name}"
 
 
 def _scalar(ckpt):

@@ -55,7 +55,7 @@ def predict_dataset_images(model: ServedModel, images: np.ndarray) -> list[str]:
     return [str(model.class_names[i]) for i in model.probabilities(pixels).argmax(axis=1)]
 
 
-def feature_grid(maps: np.ndarray, cell: int = 56, gap: int = 2) -> np.ndarray:
+def feature_grid(maps: np.ndarray, cell: int = 84, gap: int = 2) -> np.ndarray:
     """``(channels, h, w)`` float maps -> one RGB image ``(rows*cell', cols*cell', 3)`` uint8.
 
     Each map is scaled to its own [min, max] (a flat map is mid-grey), coloured with the

@@ -20,7 +20,6 @@ GALLERY_SIZE = 12
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 .model-input img { width: 140px !important; height: 140px !important; object-fit: contain; }
-.feature-maps img { width: 100% !important; height: auto !important; max-height: 340px; object-fit: contain; }
 #status p { margin: 0; }
 """
 #: Runs in the browser when the page opens: pick the sketchpad's brush, so drawing starts at once.
@@ -159,7 +158,7 @@ def _panel(gr, name: str, choices, value, top_k: int):
         probs = gr.Label(num_top_classes=top_k, label=f"Top-{top_k} probabilities", elem_id=f"probs-{key}")
         predicted = gr.Markdown(elem_id=f"pred-{key}")
         maps = gr.Image(label="First convolution's feature maps", format="png", interactive=False,
-                        visible=False, height=360, elem_id=f"maps-{key}", elem_classes=["pixelated", "feature-maps"])
+                        visible=False, height=300, elem_id=f"maps-{key}", elem_classes=["pixelated", "feature-maps"])
     return choose, pixels, probs, predicted, maps
 
 
