@@ -142,6 +142,14 @@ def _check_page_equals_library(driver, panel, model):
     return m.group(1), pixels
 
 
+def _choose(driver, elem_id, label):
+    """Pick ``label`` in the dropdown ``elem_id``."""
+    driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input").click()
+    option = f"#{elem_id} li[role=option][aria-label='{label}']"
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, option))
+    driver.find_element(By.CSS_SELECTOR, option).click()
+
+
 def _upload(driver, path):
     driver.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Upload')]").click()
     clear = driver.find_elements(By.CSS_SELECTOR, "#upload button[aria-label='Clear']")
@@ -170,6 +178,14 @@ def test_the_page_in_a_browser(served, tmp_path):
     assert not driver.find_elements(By.CSS_SELECTOR, "#maps-b img")             # MLP: none
     driver.save_screenshot(str(tmp_path / "serve-drawing.png"))
     print(f"screenshot: {tmp_path / 'serve-drawing.png'} (model A says {label_a})")
+
+    # 1b. switch model A to the MLP: the panel answers for the MLP and hides the feature maps
+    _choose(driver, "model-a", mlp.label)
+    WebDriverWait(driver, 30).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#maps-a img"))
+    _check_page_equals_library(driver, "a", mlp)
+    _choose(driver, "model-a", cnn.label)
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#maps-a img"))
+    _check_page_equals_library(driver, "a", cnn)
 
     # 2. upload a test image the library classifies correctly: the page must say the same label
     from common.data import load_dataset

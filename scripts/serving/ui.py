@@ -8,6 +8,8 @@ feature maps. All the work is done by :mod:`scripts.serving.predict`; this file 
 components to it, and turns every error into a message on the page.
 """
 
+from pathlib import Path
+
 import numpy as np
 
 from common.errors import UserError
@@ -85,8 +87,6 @@ def build_app(models: list[ServedModel], *, top_k: int = 3, max_upload_bytes: in
             image = read_image_file(path, max_upload_bytes)
         except UserError as exc:
             return (None, *render(None, label_a, label_b, note=f"⚠️ {exc}"))
-        from pathlib import Path
-
         source = {"image": image, "from_dataset": False, "name": f"Uploaded {Path(path).name}"}
         return (source, *render(source, label_a, label_b))
 
@@ -94,7 +94,7 @@ def build_app(models: list[ServedModel], *, top_k: int = 3, max_upload_bytes: in
         model = by_label[label_a]
         try:
             x, y = tests.sample(model, GALLERY_SIZE, rng)
-        except UserError as exc:
+        except Exception as exc:  # a dataset that cannot be loaded here is a message, not a crash
             return [], [], f"⚠️ no test images for {label_a}: {exc}"
         guesses = {"A": predict_dataset_images(model, x)}
         if label_b in by_label:
