@@ -74,12 +74,12 @@ def _main(argv=None) -> int:
 
     models = [load_served_model(p) for p in args.checkpoint]
     unique_labels(models)
+    check_port_free(args.port)
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise UserError("the drawing page needs Gradio, which is not installed: "
                         "pip install -e \".[ui]\" (or pip install gradio)") from None
-    check_port_free(args.port)
     from scripts.serving.ui import build_app, launch
 
     max_bytes = int(args.max_upload_mb * 2**20)

@@ -219,3 +219,25 @@ def test_serve_usage_errors_exit_2():
     assert proc.returncode == 2 and "port number from 1 to 65535" in proc.stderr
     proc = _serve()
     assert proc.returncode == 2 and "--checkpoint" in proc.stderr
+
+
+def test_serve_says_what_is_missing_before_starting(runs, tmp_path):
+    """A taken port, and Gradio absent (a stand-in package that fails to import): exit 1, one line."""
+    import socket
+
+    ckpt = str(runs["paths"]["convolutional"])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = _serve("--checkpoint", ckpt, "--port", str(busy.getsockname()[1]), env=runs["env"])
+    assert proc.returncode == 1 and "is in use; choose another with --port" in proc.stderr
+    fake = tmp_path / "fake" / "gradio"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = dict(runs["env"], PYTHONPATH=str(fake.parent))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _serve("--checkpoint", ckpt, "--port", str(port), env=env)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "needs Gradio" in proc.stderr and 'pip install -e ".[ui]"' in proc.stderr

@@ -116,7 +116,7 @@ def load_served_model(path) -> ServedModel:
         network, forward, arch = build(ckpt)
     except CheckpointError:
         raise
-    except (UserError, KeyError, TypeError, ValueError) as exc:
+    except (UserError, AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{ckpt.path} does not describe a {tier} model this NNOTT can build: "
                               f"{' '.join(str(exc).split())}") from None
     args = c.get("args") or {}
