@@ -34,6 +34,9 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions import interaction  # noqa: E402
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.common.actions.pointer_input import PointerInput  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -162,7 +165,7 @@ def _upload(driver, path):
 def test_the_page_in_a_browser(served, tmp_path):
     driver, cnn, mlp = served["driver"], served["cnn"], served["mlp"]
 
-    # 1. draw a "1": one stroke from top to bottom, slightly slanted
+    # 1. draw a "1" with the mouse: one stroke from top to bottom, slightly slanted
     canvas = driver.find_element(By.CSS_SELECTOR, "#sketch .pixi-target canvas")
     stroke = ActionChains(driver).move_to_element_with_offset(canvas, 12, -95).click_and_hold()
     for _ in range(19):
@@ -186,6 +189,21 @@ def test_the_page_in_a_browser(served, tmp_path):
     _choose(driver, "model-a", cnn.label)
     WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#maps-a img"))
     _check_page_equals_library(driver, "a", cnn)
+
+    # 1c. clear the canvas, then draw the same "1" with a finger (touch pointer events)
+    driver.find_element(By.CSS_SELECTOR, "#sketch button[aria-label='Clear canvas']").click()
+    _wait_text(driver, "status", "Draw a digit on the canvas")
+    finger = ActionBuilder(driver, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+    finger.pointer_action.move_to(canvas, 12, -95).pointer_down()
+    for k in range(1, 20):
+        finger.pointer_action.move_to(canvas, 12 - k, -95 + 10 * k)
+    finger.pointer_action.pointer_up()
+    finger.perform()
+    _wait_text(driver, "status", "Your drawing")
+    _, touched = _check_page_equals_library(driver, "a", cnn)
+    # the same stroke gives the same input, up to the one-pixel rounding of the centre of mass
+    shifted = (np.roll(touched[0].astype(int), (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+    assert min(np.abs(t - pixels[0].astype(int)).mean() for t in shifted) < 4
 
     # 2. upload a test image the library classifies correctly: the page must say the same label
     from common.data import load_dataset

@@ -24,12 +24,16 @@ CSS = """
 .model-input img { width: 140px !important; height: 140px !important; object-fit: contain; }
 #status p { margin: 0; }
 """
-#: Runs in the browser when the page opens: pick the sketchpad's brush, so drawing starts at once.
+#: Runs in the browser when the page opens and when the canvas is cleared (which drops the tool):
+#: for two seconds, whenever neither brush nor eraser is selected, select the brush.
 SELECT_BRUSH = """
 () => {
+  const until = Date.now() + 2000;
   const pick = () => {
+    const tools = document.querySelectorAll('#sketch button[aria-label="Brush"], #sketch button[aria-label="Erase"]');
     const brush = document.querySelector('#sketch button[aria-label="Brush"]');
-    if (brush) { brush.click(); } else { setTimeout(pick, 100); }
+    if (brush && ![...tools].some(t => t.classList.contains("highlight"))) { brush.click(); }
+    if (Date.now() < until) { setTimeout(pick, 100); }
   };
   pick();
 }
@@ -138,6 +142,7 @@ def build_app(models: list[ServedModel], *, top_k: int = 3, max_upload_bytes: in
         choose_a, choose_b = panels[0][0], panels[1][0]
         outputs = [status, *panels[0][1:], *panels[1][1:]]
         sketch.change(on_sketch, [sketch, choose_a, choose_b], [source, *outputs], trigger_mode="always_last")
+        sketch.clear(None, None, None, js=SELECT_BRUSH)
         upload.upload(on_upload, [upload, choose_a, choose_b], [source, *outputs])
         for choose in (choose_a, choose_b):
             choose.change(render, [source, choose_a, choose_b], outputs)
