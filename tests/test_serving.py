@@ -241,3 +241,11 @@ def test_serve_says_what_is_missing_before_starting(runs, tmp_path):
     proc = _serve("--checkpoint", ckpt, "--port", str(port), env=env)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "needs Gradio" in proc.stderr and 'pip install -e ".[ui]"' in proc.stderr
+
+
+def test_a_photo_is_turned_upright_by_its_exif_orientation():
+    exif = Image.Exif()
+    exif[0x0112] = 6                                          # "rotate 90 degrees clockwise to view"
+    buf = io.BytesIO()
+    Image.new("L", (40, 20), 255).save(buf, format="PNG", exif=exif)
+    assert decode_image(buf.getvalue()).shape == (40, 20, 4)   # (H, W): upright, taller than wide

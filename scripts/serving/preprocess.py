@@ -24,7 +24,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from common.data.registry import REGISTRY
 from common.data.resize import bilinear_weights, resize_images
@@ -61,7 +61,8 @@ def decode_image(data: bytes, name: str = "the upload", max_bytes: int = MAX_UPL
                 raise ImageInputError(f"{name} is {img.width}x{img.height} pixels, more than "
                                       f"{MAX_PIXELS // 10**6} million; upload a smaller image")
             img.load()  # decodes the whole file: a truncated or corrupt one fails here
-            return np.asarray(img.convert("RGBA"))
+            upright = ImageOps.exif_transpose(img)  # a phone photo's EXIF rotation, applied
+            return np.asarray(upright.convert("RGBA"))
     except ImageInputError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
