@@ -10,6 +10,7 @@ ends the command with one line (exit 1).
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ def _main(argv=None) -> int:
     models = [load_served_model(p) for p in args.checkpoint]
     unique_labels(models)
     check_port_free(args.port)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing about the page leaves this machine
     try:
         import gradio  # noqa: F401
     except ImportError:
