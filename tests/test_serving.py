@@ -249,3 +249,11 @@ def test_a_photo_is_turned_upright_by_its_exif_orientation():
     buf = io.BytesIO()
     Image.new("L", (40, 20), 255).save(buf, format="PNG", exif=exif)
     assert decode_image(buf.getvalue()).shape == (40, 20, 4)   # (H, W): upright, taller than wide
+
+
+def test_a_picture_with_too_many_pixels_is_refused_before_decoding(monkeypatch):
+    import scripts.serving.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "MAX_PIXELS", 100)
+    with pytest.raises(ImageInputError, match=r"wide\.png is 20x10 pixels, more than"):
+        decode_image(_png(Image.new("L", (20, 10))), "wide.png")
