@@ -122,6 +122,9 @@ class RecurrentBase(Module):
         self.final_state = None
 
     # ------------------------------------------------------------------ forward
+    def __call__(self, x, hx=None):
+        return super().__call__(x) if hx is None else self.forward(x, hx)
+
     def forward(self, x, hx=None):
         self._check_input(x)
         if self.batch_first:
