@@ -135,8 +135,12 @@ class Trainer:
         self.step += 1
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "step":
             self.schedule.step()
-        correct = (logits.argmax(axis=1) == y_hard).sum()
-        return loss * len(x), correct
+        return loss * len(x), self.count_correct(logits, y_hard)
+
+    def count_correct(self, logits, y_hard):
+        """How many rows of a batch are classified right (a device scalar); subclasses that
+        train on other targets (sequences, regression) count their own way."""
+        return (logits.argmax(axis=1) == y_hard).sum()
 
     def fit(self, train, val=None, *, epochs, batch_size):
         """Train until ``epochs`` epochs are completed (counting resumed ones). Returns the history."""
@@ -170,7 +174,7 @@ class Trainer:
         row = self._run_epoch(epoch, epochs, x_train, y_train, batch_size, steps_per_epoch)
         if val is not None and len(val[0]):
             metrics = self.evaluate(*val, batch_size=max(batch_size, 256))
-            row["val_loss"], row["val_acc"] = metrics["loss"], metrics["acc"]
+            row.update({f"val_{k}": v for k, v in metrics.items() if k != "pred"})  # val_loss, val_acc
         self._check_finite(row["loss"], epoch)
         row["lr"] = float(self.optimizer.lr)
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "epoch":
