@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.backend import DTYPE, to_device, to_float, to_numpy, xp
+from common.backend import DTYPE, choose_parallelism, to_device, to_float, to_numpy, xp
 from vectorized.trainer import Trainer
 
 TASKS = ("classification", "regression")
@@ -47,6 +47,15 @@ class ArrayTrainer(Trainer):
             return super().prepare(x, y, train)
         xd = to_device(as_model_input(x))
         return xd, (None if y is None else to_device(as_model_input(y)))
+
+    def _choose_parallelism(self, x_train, batch_size):
+        """A recurrent model runs many small products one after another (one per time step):
+        one BLAS thread each; BLAS's own threads would spend more time meeting than working."""
+        from vectorized.rnn import RecurrentBase
+
+        if any(isinstance(m, RecurrentBase) for m in self.model.modules()):
+            return choose_parallelism(0, mode="blocks")
+        return super()._choose_parallelism(x_train, batch_size)
 
     def count_correct(self, logits, y_hard):
         """Classification: correct positions in the batch (one per sample, or T per sequence of
