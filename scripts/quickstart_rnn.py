@@ -20,7 +20,9 @@ from vectorized.recurrent import build_parser as recurrent_parser
 from vectorized.recurrent_run import run_recurrent
 from vectorized.sequence_tasks import compare_cells, format_comparison, plot_comparison
 
-SEQ_LENS = (10, 20, 40)
+SEQ_LENS = (10, 20, 40)      # the adding problem's sequence lengths
+SINE_EPOCHS, RACE_EPOCHS, CHAR_EPOCHS = 4, 10, 30
+RACE_SAMPLES = 2000
 
 
 def run_rnn_scenario(args) -> int:
@@ -36,13 +38,14 @@ def run_rnn_scenario(args) -> int:
     narrate(1, 3, "forecast a sine wave", "An LSTM reads 20 samples of a sine of random frequency and phase "
             "and predicts the next one. The hidden state summarises what it has seen so far; the loss is the "
             "mean squared error of the forecast.")
-    run_recurrent(flags("--task", "sine", "--cell", "lstm", "--epochs", "4"))
+    run_recurrent(flags("--task", "sine", "--cell", "lstm", "--epochs", str(SINE_EPOCHS)))
 
     narrate(2, 3, "long memory: the adding problem", "Each sequence holds random numbers and two markers; the "
             "answer is the sum of the two marked numbers, one of them up to T steps back. Always answering 1 "
             "scores MSE 0.167. A vanilla RNN's gradient shrinks at every step back, so as T grows it stops "
             "learning; the gated cells (LSTM, GRU) keep a path along which the gradient survives.")
-    results = compare_cells(SEQ_LENS, epochs=10, seed=args.seed)
+    results = compare_cells(SEQ_LENS, epochs=RACE_EPOCHS, n_train=RACE_SAMPLES, n_val=RACE_SAMPLES // 4,
+                            seed=args.seed)
     print("\nvalidation MSE (lower is better):\n" + format_comparison(results))
     if args.plot:
         print(f"[plot] {plot_comparison(results, Path(out.path) / 'adding-vs-length.png')}")
@@ -52,6 +55,6 @@ def run_rnn_scenario(args) -> int:
             "BPTT (--bptt 16) limits how far back each gradient travels. After training the model writes, one "
             "character at a time, feeding each choice back in.")
     run_recurrent(flags("--task", "chars", "--cell", "lstm", "--hidden-size", "128", "--batch-size", "16",
-                        "--epochs", "30", "--lr", "0.005", "--grad-clip", "5", "--bptt", "16",
+                        "--epochs", str(CHAR_EPOCHS), "--lr", "0.005", "--grad-clip", "5", "--bptt", "16",
                         "--sample-length", "300"))
     return 0
