@@ -66,8 +66,9 @@ def test_callbacks_save_and_load(digits, tmp_path):
     np.testing.assert_allclose(loaded.predict(x[:8]), model.predict(x[:8]), atol=1e-6)
     assert loaded.evaluate(x, y) == pytest.approx(model.evaluate(x, y))
     assert loaded.trainer.epoch == 3
-    loaded.fit(x, y, epochs=1, batch_size=40, verbose=0)  # continues: a 4th epoch
+    more = loaded.fit(x, y, epochs=1, batch_size=40, verbose=0)  # continues: a 4th epoch
     assert loaded.trainer.epoch == 4 and len(loaded.trainer.history["loss"]) == 4
+    assert more.epoch == [3] and len(more.history["loss"]) == 1
     assert "Total params: 61,706" in model.summary(print_fn=None)
 
 

@@ -29,6 +29,7 @@ from vectorized.callbacks import Callback, EarlyStopping, metric_key
 from vectorized.losses import BCEWithLogitsLoss, MSELoss
 from vectorized.module import Module, Sequential
 from vectorized.optim import make_optimizer
+from vectorized.rnn import Embedding, RecurrentBase
 from vectorized.rnn.loss import SequenceCrossEntropyLoss
 
 #: loss name -> (factory, task). Cross-entropy takes (N, K) logits or (N, T, K) per-step logits.
@@ -58,12 +59,13 @@ def as_batch_array(data, what: str) -> np.ndarray:
 
 class History:
     """What ``fit`` returns: ``history.history`` maps metric names (Keras's: accuracy,
-    val_accuracy) to one value per epoch; ``history.epoch`` lists the epoch indices."""
+    val_accuracy) to one value per epoch of that call; ``history.epoch`` lists the epoch indices
+    (counting earlier calls: a second ``fit`` of 2 epochs reports epochs [2, 3])."""
 
-    def __init__(self, rows: dict):
+    def __init__(self, rows: dict, start: int = 0):
         rename = {"acc": "accuracy", "val_acc": "val_accuracy"}
-        self.history = {rename.get(k, k): list(v) for k, v in rows.items() if k not in ("epoch", "time")}
-        self.epoch = [int(e) - 1 for e in rows.get("epoch", [])]
+        self.history = {rename.get(k, k): list(v[start:]) for k, v in rows.items() if k not in ("epoch", "time")}
+        self.epoch = [int(e) - 1 for e in rows.get("epoch", [])[start:]]
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, metrics={list(self.history)})"
@@ -194,6 +196,7 @@ class Model:
             raise UserError(f"EarlyStopping watches {stoppers[-1].monitor!r}: give validation_data or validation_split")
         trainer.callbacks = [cb for cb in callbacks if not isinstance(cb, EarlyStopping)]
         self.target_epochs = trainer.epoch + int(epochs)
+        start = len(trainer.history.get("loss", []))
         for cb in trainer.callbacks:
             cb.on_train_begin(trainer)
         try:
@@ -201,10 +204,24 @@ class Model:
         finally:
             for cb in trainer.callbacks:
                 cb.on_train_end(trainer)
-        return History(trainer.history)
+        return History(trainer.history, start)
+
+    def _check_input_rank(self, x, where):
+        """A recurrent first layer needs (N, T, F) floats, an Embedding (N, T) ids: said before training."""
+        first = self.module
+        while first.runs_children_in_order and first._modules:
+            first = next(iter(first._modules.values()))
+        if isinstance(first, RecurrentBase) and x.ndim != 3:
+            raise UserError(f"{where}: the first layer, {first.cell_name}, reads a batch of sequences "
+                            f"(N, T, {first.input_size}); got x of shape {x.shape} (for token ids put an "
+                            "Embedding first; for one sequence add a batch axis)")
+        if isinstance(first, Embedding) and (x.ndim != 2 or not np.issubdtype(x.dtype, np.integer)):
+            raise UserError(f"{where}: the first layer, an Embedding, reads integer token ids (N, T); got "
+                            f"x of shape {x.shape} and dtype {x.dtype}")
 
     def _check_xy(self, x, y, where):
         x, y = as_batch_array(x, f"{where} x"), as_batch_array(y, f"{where} y")
+        self._check_input_rank(x, where)
         if len(x) != len(y):
             raise UserError(f"{where}: x has {len(x)} samples but y has {len(y)}")
         if len(x) == 0:
@@ -233,6 +250,7 @@ class Model:
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """The model's outputs (logits for classification) for host arrays, as a host array."""
         x = as_batch_array(x, "predict x")
+        self._check_input_rank(x, "predict")
         trainer = self.trainer or ArrayTrainer(self.module, None, None, normalizer=self.normalizer, verbose=False)
         return trainer.predict_logits(x, batch_size=batch_size)
 
