@@ -172,3 +172,26 @@ def test_embedding_torch_parity():
     np.testing.assert_allclose(ours(ids), yt.detach().numpy())
     ours.backward(g)
     np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------- device rules
+def test_recurrent_training_under_strict_backend(strict_backend):
+    """The recurrent layers, the embedding and the sequence loss never mix host and device arrays
+    (the CPU stand-in for CuPy's rules), and a char model samples on the device."""
+    from common.backend import StrictArray, to_device
+    from vectorized.sequence_tasks import build_model, load_task, sample_text, train_on
+
+    for task, cell in (("chars", "lstm"), ("adding", "gru"), ("sine", "rnn")):
+        data = load_task(task, 8, n_train=24, n_val=8)
+        data.x_train, data.y_train = data.x_train[:24], data.y_train[:24]
+        data.x_val, data.y_val = data.x_val[:8], data.y_val[:8]
+        model = build_model(data, cell, 8, num_layers=2, bptt=4)
+        assert isinstance(model[1 if task == "chars" else 0].weight_hh_l0.data, StrictArray)
+        trainer = train_on(data, model, epochs=1, batch_size=8)
+        assert np.isfinite(trainer.history["val_loss"][-1])
+        if task == "chars":
+            assert len(sample_text(model, data.vocab, "Sh", length=5)) == 7
+    lstm = LSTM(3, 4, batch_first=True)
+    h0 = (to_device(np.zeros((1, 2, 4)), np.float32), to_device(np.zeros((1, 2, 4)), np.float32))
+    y = lstm(to_device(np.ones((2, 5, 3)), np.float32), h0)
+    assert isinstance(lstm.backward(y), StrictArray) and isinstance(lstm.grad_hx[1], StrictArray)

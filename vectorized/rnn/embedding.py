@@ -2,15 +2,18 @@
 
     y[n, t] = W[ids[n, t]]        ids: (N, T) integers in [0, num_embeddings) -> y: (N, T, D)
 
-It is a Linear layer applied to one-hot vectors (one_hot(ids) @ W) without building them.
-Backward: row k of dL/dW is the sum of the output gradients at every position holding id k,
-a scatter-add; the ids get no gradient (they are not continuous), so backward returns None.
+It is a Linear layer without bias applied to one-hot vectors, y = one_hot(ids) @ W; forward
+skips building them and just reads rows. Backward is that Linear layer's weight gradient,
+dL/dW = one_hot(ids)^T @ g: row k is the sum of the output gradients at every position that
+holds id k. The ids get no gradient (they are not continuous), so backward returns None.
+(The one-hot product costs N*T*V*D; it suits character and small word vocabularies.)
 """
 from __future__ import annotations
 
 from common.backend import xp
 from common.errors import UserError
 from common.seed import host_rng
+from vectorized.losses import one_hot
 from vectorized.module import Module, parameter
 
 
@@ -37,7 +40,8 @@ class Embedding(Module):
         return self.weight.data[ids_int]
 
     def backward(self, grad_out):
-        xp.add.at(self.weight.grad, self.ids.reshape(-1), grad_out.reshape(-1, self.embedding_dim))
+        ids = self.ids.reshape(-1)
+        self.weight.grad += one_hot(ids, self.num_embeddings, grad_out.dtype).T @ grad_out.reshape(-1, self.embedding_dim)
         return None
 
     def extra_repr(self):
