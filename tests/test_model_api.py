@@ -128,3 +128,23 @@ def test_load_without_a_spec_needs_the_module(tmp_path):
         Model.load(tmp_path / "m.h5")
     again = Model.load(tmp_path / "m.h5", module=Model([GRU(2, 3, batch_first=True), LastStep()]).module)
     np.testing.assert_array_equal(again.module.state_dict()["0.weight_hh_l0"], model.module.state_dict()["0.weight_hh_l0"])
+
+
+FAST = ("lenet", "baseline")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow)
+                                  for n in ("lenet", "baseline", "alexnet", "vgg16", "resnet18",
+                                            "efficientnet_lite0", "convnext_tiny")])
+def test_every_architecture_compiles_fits_and_round_trips(name, tmp_path):
+    from convolutional.architectures import get_spec
+
+    shape = get_spec(name).small_input
+    x = np.random.default_rng(0).integers(0, 256, (4, *shape)).astype(np.uint8)
+    y = np.arange(4) % 10
+    model = Model.architecture(name, input_shape=shape, num_classes=10)
+    model.compile("sgd", "cross_entropy", metrics=["accuracy"], lr=1e-3)
+    history = model.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    model.save(tmp_path / "m.h5")
+    np.testing.assert_allclose(Model.load(tmp_path / "m.h5").predict(x[:2]), model.predict(x[:2]), atol=1e-5)

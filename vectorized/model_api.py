@@ -93,18 +93,20 @@ class Model:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_factory(cls, factory: str, input_shape=None, **kwargs) -> "Model":
+    def from_factory(cls, factory: str, kwargs: dict | None = None, input_shape=None) -> "Model":
         """Build with ``factory(**kwargs)``, named ``"package.module:function"``; saved models
-        remember the name and arguments (JSON values) and ``Model.load`` rebuilds them."""
-        module = _call_factory(factory, kwargs)
-        return cls(module, input_shape, spec={"factory": factory, "kwargs": kwargs})
+        remember the name and the arguments (JSON values) and ``Model.load`` rebuilds them.
+        ``input_shape`` is one sample's shape, for ``summary``."""
+        kwargs = dict(kwargs or {})
+        return cls(_call_factory(factory, kwargs), input_shape, spec={"factory": factory, "kwargs": kwargs})
 
     @classmethod
     def architecture(cls, name: str, input_shape=(1, 28, 28), num_classes: int = 10, **options) -> "Model":
         """One of the convolutional tier's architectures by name (``lenet``, ``resnet18``, ...)."""
         shape = [int(s) for s in input_shape]
-        return cls.from_factory("convolutional.architectures:build_model", input_shape=shape, name=name,
-                                num_classes=int(num_classes), **options)
+        return cls.from_factory("convolutional.architectures:build_model",
+                                dict(name=name, input_shape=shape, num_classes=int(num_classes), **options),
+                                input_shape=shape)
 
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer: str = "adam", loss: str = "cross_entropy", metrics=None, lr: float = 1e-3,
