@@ -82,7 +82,8 @@ class ModelCheckpoint(Callback):
         try:
             path = Path(self.filepath.format(**fields))
         except (KeyError, ValueError) as err:
-            raise UserError(f"ModelCheckpoint: cannot fill {self.filepath!r} from the epoch's metrics ({err})") from None
+            raise UserError(f"ModelCheckpoint: cannot fill {self.filepath!r} from the epoch's metrics "
+                            f"({err})") from None
         path.parent.mkdir(parents=True, exist_ok=True)
         self.saved.append(trainer.save(path))
 

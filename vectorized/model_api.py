@@ -25,7 +25,7 @@ from common.checkpoint import Checkpoint, check_compatible, library_version, loa
 from common.data import Normalizer
 from common.errors import UserError
 from vectorized.array_trainer import ArrayTrainer
-from vectorized.callbacks import Callback, EarlyStopping, metric_key
+from vectorized.callbacks import Callback, EarlyStopping
 from vectorized.losses import BCEWithLogitsLoss, MSELoss
 from vectorized.module import Module, Sequential
 from vectorized.optim import make_optimizer

@@ -41,7 +41,8 @@ class Embedding(Module):
 
     def backward(self, grad_out):
         ids = self.ids.reshape(-1)
-        self.weight.grad += one_hot(ids, self.num_embeddings, grad_out.dtype).T @ grad_out.reshape(-1, self.embedding_dim)
+        rows = one_hot(ids, self.num_embeddings, grad_out.dtype)            # (N*T, V)
+        self.weight.grad += rows.T @ grad_out.reshape(-1, self.embedding_dim)
         return None
 
     def extra_repr(self):
