@@ -59,19 +59,20 @@ class ArrayTrainer(Trainer):
 
     def count_correct(self, logits, y_hard):
         """Classification: correct positions in the batch (one per sample, or T per sequence of
-        T steps); :meth:`_run_epoch` divides by the steps per sample, so accuracy is per step."""
+        T steps); :meth:`accuracy` divides by the steps per sample, so accuracy is per step."""
         if self.task == "regression":
             return xp.zeros((), dtype=xp.int64)
         hits = logits.argmax(axis=-1) == y_hard
         self._steps_per_sample = int(hits[0].size) if len(hits) else 1
         return hits.sum()
 
+    def accuracy(self, correct, seen) -> float:
+        return to_float(correct) / seen / getattr(self, "_steps_per_sample", 1)
+
     def _run_epoch(self, *args, **kwargs):
         row = super()._run_epoch(*args, **kwargs)
         if self.task == "regression":
-            row.pop("acc")
-        else:
-            row["acc"] /= getattr(self, "_steps_per_sample", 1)
+            row.pop("acc")   # no accuracy for a regression: the loss is the metric
         return row
 
     def predict_logits(self, x, batch_size=256):

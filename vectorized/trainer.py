@@ -142,6 +142,10 @@ class Trainer:
         train on other targets (sequences, regression) count their own way."""
         return (logits.argmax(axis=1) == y_hard).sum()
 
+    def accuracy(self, correct, seen) -> float:
+        """The fraction right of ``seen`` samples, from the sum of :meth:`count_correct`."""
+        return to_float(correct) / seen
+
     def fit(self, train, val=None, *, epochs, batch_size):
         """Train until ``epochs`` epochs are completed (counting resumed ones). Returns the history."""
         x_train, y_train = train
@@ -257,11 +261,11 @@ class Trainer:
             if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
                 mean_loss = to_float(loss_sum) / seen
                 self._check_finite(mean_loss, epoch)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{to_float(correct) / seen:.3f}",
+                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{self.accuracy(correct, seen):.3f}",
                                 lr=f"{float(self.optimizer.lr):.2e}")
         bar.close()
         seen = max(seen, 1)
-        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": to_float(correct) / seen,
+        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": self.accuracy(correct, seen),
                 "time": time.perf_counter() - t0}
 
     def _check_finite(self, value, epoch):
