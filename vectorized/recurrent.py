@@ -1,6 +1,6 @@
 """Train a recurrent network (RNN, LSTM or GRU) on a sequence task, with NumPy or CuPy.
 
-    python vectorized/recurrent.py --task adding --cell lstm --seq-len 30 --epochs 10 --plot
+    python vectorized/recurrent.py --task adding --cell lstm --seq-len 40 --epochs 30 --grad-clip 1 --plot
     python vectorized/recurrent.py --task chars --cell gru --seq-len 64 --bptt 16 --epochs 20
 """
 import sys
@@ -12,7 +12,7 @@ from common import cli  # noqa: E402
 
 EXAMPLES = [
     "python vectorized/recurrent.py --task sine --cell rnn --epochs 5 --plot",
-    "python vectorized/recurrent.py --task adding --cell lstm --seq-len 30 --epochs 10 --grad-clip 1",
+    "python vectorized/recurrent.py --task adding --cell lstm --seq-len 40 --epochs 30 --grad-clip 1 --plot",
     "python vectorized/recurrent.py --task chars --cell lstm --hidden-size 128 --seq-len 64 --bptt 16 --epochs 30",
     "python vectorized/recurrent.py --resume runs/<run>/last.h5 --epochs 40",
 ]
