@@ -57,6 +57,13 @@ def run(*args, cwd="/", env_extra=None):
                           timeout=300)
 
 
+def test_launcher_adding_task_plots_its_predictions(tmp_path):
+    proc = run(ROOT / "vectorized/recurrent.py", "--task", "adding", "--cell", "gru", "--samples", "100",
+               "--seq-len", "6", "--epochs", "1", "--plot", "--run-dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "validation loss" in proc.stdout and list(tmp_path.glob("*/predictions.png"))
+
+
 def test_launcher_trains_plots_and_resumes(tmp_path):
     launcher = ROOT / "vectorized/recurrent.py"
     common = ["--task", "sine", "--cell", "rnn", "--samples", "200", "--seq-len", "10", "--bptt", "5",

@@ -15,7 +15,7 @@ from common.errors import UserError
 from common.seed import seed_everything
 from vectorized.array_trainer import ArrayTrainer
 from vectorized.experiment import build_optimizer, build_schedule
-from vectorized.sequence_tasks import build_model, load_task, loss_for, plot_forecast, sample_text
+from vectorized.sequence_tasks import build_model, load_task, loss_for, plot_forecast, plot_predictions, sample_text
 from vectorized.trainer import EarlyStopping
 
 DEFAULT_SEQ_LEN = {"sine": 20, "adding": 20, "chars": 64}
@@ -86,6 +86,8 @@ def run_recurrent(args, quiet: bool = False) -> dict:
         paths = [plots.plot_history(trainer.history, run_dir.plot_path("curves"))] if trainer.history else []
         if data.name == "sine":
             paths.append(plot_forecast(model, data, run_dir.plot_path("forecast")))
+        elif data.name == "adding":
+            paths.append(plot_predictions(model, data, run_dir.plot_path("predictions")))
         for path in paths:
             print(f"[plot] {path}")
     if args.save:

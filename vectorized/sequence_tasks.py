@@ -212,3 +212,25 @@ def plot_forecast(model: Module, data: SequenceData, path, count: int = 3):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_predictions(model: Module, data: SequenceData, path, count: int = 300):
+    """Adding task: predicted against true sums on validation sequences (the diagonal is perfect)."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    model.eval()
+    pred = to_numpy(model(to_device(data.x_val[:count])))[:, 0]
+    model.train()
+    true = data.y_val[:count, 0]
+    fig, ax = plt.subplots(figsize=(3.8, 3.6))
+    ax.plot([0, 2], [0, 2], color="gray", linestyle="--", linewidth=1)
+    ax.scatter(true, pred, s=8, alpha=0.6)
+    ax.set_xlabel("true sum")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"adding problem, T={data.x_val.shape[1]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
