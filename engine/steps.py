@@ -26,6 +26,7 @@ from engine.parallel import choose_parallelism
 from vectorized.activations import ReLU
 from vectorized.layers import Linear
 from vectorized.module import Sequential, tracing
+from vectorized.rnn import RecurrentBase
 
 _skip_input_grad = weakref.WeakSet()  # layers whose dL/dx nobody needs in the running backward pass
 
@@ -71,7 +72,12 @@ def training_backward(model, grad_out) -> None:
 
 
 def prepare_training(model, batch_forward_flops) -> None:
-    choose_parallelism(batch_forward_flops)
+    """A recurrent model runs many small products one after another (one per time step): one BLAS
+    thread each ("blocks"); BLAS's own threads would spend more time meeting than working."""
+    if any(isinstance(m, RecurrentBase) for m in model.modules()):
+        choose_parallelism(0, mode="blocks")
+    else:
+        choose_parallelism(batch_forward_flops)
 
 
 def run_order(layers: list) -> list:

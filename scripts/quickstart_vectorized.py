@@ -11,13 +11,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 from common import cli, distributed  # noqa: E402
 from scripts.scenarios import compare, narrate, scenario_dir, variant  # noqa: E402
 
-SCENARIOS = ("basic", "optimizer-compare", "hidden-sweep", "lr-sweep", "schedule-compare")
+SCENARIOS = ("basic", "optimizer-compare", "hidden-sweep", "lr-sweep", "schedule-compare", "rnn")
 EXAMPLES = [
     "python scripts/quickstart_vectorized.py --scenario basic --plot",
     "python scripts/quickstart_vectorized.py --scenario optimizer-compare --plot",
     'python scripts/quickstart_vectorized.py --scenario hidden-sweep --hidden-options "512,256;256,128;128,64"',
     "python scripts/quickstart_vectorized.py --scenario lr-sweep --lr-options 0.0003,0.001,0.003",
     "python scripts/quickstart_vectorized.py --scenario schedule-compare --epochs 6",
+    "python scripts/quickstart_vectorized.py --scenario rnn --plot",
 ]
 
 
@@ -58,6 +59,10 @@ def _main(argv=None):
     import engine
 
     engine.use(args.engine)  # the layers' reference code, or the engine's replacements
+
+    if args.scenario == "rnn":  # recurrent networks: their own flags and data (scripts/quickstart_rnn.py)
+        from scripts.quickstart_rnn import run_rnn_scenario
+        return run_rnn_scenario(args)
     from vectorized.experiment import run_experiment
     from vectorized.main import model_builder
 

@@ -146,8 +146,16 @@ class Trainer:
         self.step += 1
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "step":
             self.schedule.step()
-        correct = (logits.argmax(axis=1) == y_hard).sum()
-        return loss * len(x), correct
+        return loss * len(x), self.count_correct(logits, y_hard)
+
+    def count_correct(self, logits, y_hard):
+        """How many rows of a batch are classified right (a device scalar); subclasses that
+        train on other targets (sequences, regression) count their own way."""
+        return (logits.argmax(axis=1) == y_hard).sum()
+
+    def accuracy(self, correct, seen) -> float:
+        """The fraction right of ``seen`` samples, from the sum of :meth:`count_correct`."""
+        return to_float(correct) / seen
 
     def fit(self, train, val=None, *, epochs, batch_size):
         """Train until ``epochs`` epochs are completed (counting resumed ones). Returns the history."""
@@ -186,7 +194,7 @@ class Trainer:
                 metrics = self.evaluate(*val, batch_size=max(batch_size, 256))
             else:  # each rank a slice of the validation set
                 metrics = self.parallel.evaluate(self, *val, batch_size=max(batch_size, 256))
-            row["val_loss"], row["val_acc"] = metrics["loss"], metrics["acc"]
+            row.update({f"val_{k}": v for k, v in metrics.items() if k != "pred"})  # val_loss, val_acc
         self._check_finite(row["loss"], epoch)
         row["lr"] = float(self.optimizer.lr)
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "epoch":
@@ -271,13 +279,13 @@ class Trainer:
             if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
                 mean_loss = to_float(loss_sum) / seen
                 self._check_finite(mean_loss, epoch)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{to_float(correct) / seen:.3f}",
+                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{self.accuracy(correct, seen):.3f}",
                                 lr=f"{float(self.optimizer.lr):.2e}")
         bar.close()
         if self.parallel is not None:
             loss_sum, correct, seen = self.parallel.sum_metrics(loss_sum, correct, seen)
         seen = max(seen, 1)
-        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": to_float(correct) / seen,
+        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": self.accuracy(correct, seen),
                 "time": time.perf_counter() - t0}
 
     def _check_finite(self, value, epoch):
