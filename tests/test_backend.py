@@ -320,6 +320,7 @@ def test_choose_parallelism_by_the_flops_of_a_batch():
 
 def test_both_parallelisms_train_lenet_to_the_same_numbers():
     """The parallelism changes who computes, not what: one LeNet-5 step, parameters compared."""
+    from common import dispatch
     from common.seed import seed_everything
     from convolutional.architectures import build_model
     from vectorized.losses import CrossEntropyLoss
@@ -337,7 +338,7 @@ def test_both_parallelisms_train_lenet_to_the_same_numbers():
         for _ in range(2):
             model.zero_grad()
             loss.forward(model(x), y)
-            model.backward_params(loss.backward())
+            dispatch.training_backward(model, loss.backward())
             opt.step()
         results.append(model.state_dict())
     for name, value in results[0].items():

@@ -158,13 +158,13 @@ def test_predict_and_evaluate_agree():
 
 
 def test_fit_picks_the_parallelism_from_the_flops_of_a_batch(monkeypatch):
-    from common import backend
+    from engine import parallel as backend, tuning
 
     x, y = toy_images()
     trainer = make_trainer(augment=False)
     trainer.fit((x, y), None, epochs=1, batch_size=32)
     assert backend.parallelism() == "blas"  # 32 x 2 x (64*32 + 32*16 + 16*10) FLOPs: a small model
-    monkeypatch.setattr(backend, "SMALL_MODEL_FLOPS", 32 * trainer.model.forward_flops((64,)))
+    monkeypatch.setattr(tuning, "SMALL_MODEL_FLOPS", 32 * trainer.model.forward_flops((64,)))
     trainer.fit((x, y), None, epochs=2, batch_size=32)
     assert backend.parallelism() == "blocks"  # exactly the threshold: worker threads
 

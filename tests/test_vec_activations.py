@@ -104,8 +104,8 @@ def test_get_activation_by_name():
 def test_gelu_float32_blocks_match_float64(block, monkeypatch):
     """The float32 GELU runs in cache-sized blocks on every core; any block size (here a ragged
     7) gives the float64 values and slope to float32 precision."""
-    import vectorized.activations as act
-    monkeypatch.setattr(act, "GELU_BLOCK", block)
+    from engine import tuning
+    monkeypatch.setattr(tuning, "GELU_BLOCK", block)
     x64 = np.random.default_rng(5).standard_normal((3, 5, 4, 6)) * 4
     ref, ref_module = GELU()(x64), GELU()
     ref_module(x64)

@@ -92,8 +92,7 @@ def test_adam_in_slices_matches_torch(name, shared, monkeypatch):
     with run_blocks, below it one after another on the calling thread. Forced here with tiny
     thresholds (slices of 4 values, uneven ones at the end), the trajectory still follows
     torch's, and equals the update of all (small) parameters as one flat array to the bit."""
-    from common import backend
-    from vectorized import optim
+    from engine import optim, parallel, tuning
 
     torch = pytest.importorskip("torch")
     make_ours, make_theirs = CONFIGS[name]
@@ -102,23 +101,23 @@ def test_adam_in_slices_matches_torch(name, shared, monkeypatch):
     ref = torch_twin(torch, model)
     whole = train_ours(twin, make_ours(twin.parameters()), 5)
     if shared:
-        monkeypatch.setattr(backend, "SMALL_PASS_BYTES", 0)
-    monkeypatch.setattr(optim, "ADAM_FLAT_BYTES", 0)
-    monkeypatch.setattr(optim, "ADAM_BLOCK_BYTES", 4 * 8)
+        monkeypatch.setattr(tuning, "SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(tuning, "ADAM_FLAT_BYTES", 0)
+    monkeypatch.setattr(tuning, "ADAM_BLOCK_BYTES", 4 * 8)
     counts, slices = [], []
 
     def counting(ranges, work, scratch=dict):
         counts.append(len(ranges))
-        return backend.run_blocks(ranges, work, scratch)
+        return parallel.run_blocks(ranges, work, scratch)
 
-    step = optim.Adam._moments_and_step
+    step = optim._moments_and_step
 
     def counting_slices(self, m, v, g, tmp, step_size, bias2):
         slices.append(m.size)
         return step(self, m, v, g, tmp, step_size, bias2)
 
     monkeypatch.setattr(optim, "run_blocks", counting)
-    monkeypatch.setattr(optim.Adam, "_moments_and_step", counting_slices)
+    monkeypatch.setattr(optim, "_moments_and_step", counting_slices)
     sliced = train_ours(model, make_ours(model.parameters()), 5)
     assert len(counts) == (5 * 6 if shared else 0) and min(counts, default=2) >= 2
     assert max(slices) == 4 and len(slices) > 5 * 6  # every parameter of every step, in slices
@@ -135,7 +134,7 @@ def test_adam_flat_step_of_small_parameters_equals_one_by_one(name, flat_bytes, 
     small ones next to larger ones updated one by one (8 * 8 bytes: the three biases). The same
     numbers to the bit as every parameter on its own, state_dict gives the per-parameter
     moments, and a state loaded halfway (which replaces the flat arrays) resumes exactly."""
-    from vectorized import optim
+    from engine import tuning as optim  # the knob lives in the engine's tuning table
 
     make_ours = CONFIGS[name][0]
     model, twin, resumed = small_mlp(), small_mlp(), small_mlp()
