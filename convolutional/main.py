@@ -71,6 +71,9 @@ def summary_shape(args):
 
 def _main(argv=None):
     args = build_parser().parse_args(argv)
+    from common.data.toys import refuse_for_images
+
+    refuse_for_images(args.dataset)  # toy tasks are points in the plane: vectorized/scalar tiers only
     if args.skip_train and not (args.load or args.resume):
         raise UserError("--skip-train evaluates a trained model: add --load PATH")
     build = model_builder(args)

@@ -305,8 +305,12 @@ def apply_toy_recipe(parser, args, recipe: dict) -> dict:
     """Give each flag in ``recipe`` ({dest: value}) that the user left at its default the recipe's
     value (a toy task wants a small net and many short epochs). Returns what was changed."""
     changed = {}
+    types = {a.dest: a.type for a in parser._actions}
     for dest, value in recipe.items():
-        if getattr(args, dest, None) == parser.get_default(dest):
+        default = parser.get_default(dest)
+        if isinstance(default, str) and types.get(dest) is not None:  # argparse converts string defaults
+            default = types[dest](default)
+        if getattr(args, dest, None) == default:
             setattr(args, dest, value)
             changed[dest] = value
     return changed
