@@ -118,3 +118,18 @@ def test_epoch_r2_is_one_minus_mse_over_the_target_variance():
     # the last epoch's running MSE (weights move during the epoch) is the mean loss for MSELoss
     assert trainer.history["r2"][-1] == pytest.approx(1 - trainer.history["loss"][-1] / data.y_train.var(),
                                                       rel=1e-4)
+
+
+def test_toy_runs_keep_host_and_device_apart(strict_backend, tmp_path, capsys):
+    """Regression and a toy classifier with --animate under CuPy's rules (the strict CPU backend)."""
+    from vectorized.experiment import run_experiment
+    from vectorized.main import build_parser, model_builder
+
+    for name in ("piecewise", "moons"):
+        parser = build_parser()
+        args = parser.parse_args(["--dataset", name, "--epochs", "2", "--toy-size", "100", "--animate",
+                                  "--run-dir", str(tmp_path)])
+        result = run_experiment(args, tier="vectorized", model_name="mlp", build_model=model_builder(args),
+                                flatten_input=True, quiet=True)
+        assert np.isfinite(result["test_loss"])
+        assert any(str(p).endswith(".gif") for p in result["figures"])
