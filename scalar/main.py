@@ -167,7 +167,8 @@ def evaluate(args, data: RunData, trainer, run, log=print) -> dict:
         from common import plots
         from scalar import playground
         recorder = next(iter(getattr(trainer, "epoch_hooks", ())), None)
-        paths = [plots.plot_history({k: v for k, v in trainer.history.items() if k != "time"}, run.plot_path("history")),
+        curves = {k: v for k, v in trainer.history.items() if k != "time"}
+        paths = [plots.plot_history(curves, run.plot_path("history")),
                  *playground.save_figures(args, data, trainer, run, recorder)]
         for p in paths:
             log(f"figure: {p}")

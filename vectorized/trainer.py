@@ -121,7 +121,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def prepare(self, x_uint8, y=None, train=False):
-        """Host uint8 (N, C, H, W) -> device float32 input and targets."""
+        """Host uint8 (N, C, H, W) images (or float32 toy points) -> device float32 input and targets."""
         x = x_uint8.astype(DTYPE) / 255.0 if x_uint8.dtype == np.uint8 else x_uint8.astype(DTYPE)  # toy points
         targets = y
         if train and self.augmenter is not None:
@@ -266,11 +266,13 @@ class Trainer:
             if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
                 mean_loss = to_float(loss_sum) / seen
                 self._check_finite(mean_loss, epoch)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", **{self.score: f"{self.epoch_score(to_float(correct), seen):.3f}"},
+                score = self.epoch_score(to_float(correct), seen)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", **{self.score: f"{score:.3f}"},
                                 lr=f"{float(self.optimizer.lr):.2e}")
         bar.close()
         seen = max(seen, 1)
-        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, self.score: self.epoch_score(to_float(correct), seen),
+        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen,
+                self.score: self.epoch_score(to_float(correct), seen),
                 "time": time.perf_counter() - t0}
 
     def _check_finite(self, value, epoch):

@@ -61,7 +61,8 @@ class Dataset:
         c, h, w = self.image_shape
         if self.is_points:
             kind = "regression" if self.task == "regression" else f"{self.num_classes} classes"
-            return f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test points, {c} feature{'s' if c > 1 else ''}, {kind}"
+            features = f"{c} feature{'s' if c > 1 else ''}"
+            return f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test points, {features}, {kind}"
         text = (f"{self.name}: {len(self.x_train)} train / {len(self.x_test)} test, "
                 f"{c}x{h}x{w}, {self.num_classes} classes")
         if self.fell_back:
