@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
-
 from common import plots, toyplots
 from common.checkpoint import save_checkpoint
-from common.data.toys import TOYS
+from common.data.toys import TOYS, as_points
 from common.errors import UserError
 
 #: a small net and many short epochs; applied to flags the user left at their defaults
@@ -63,11 +61,6 @@ def trainer_parts(args, data):
     return Trainer, CrossEntropyLoss(label_smoothing=getattr(args, "label_smoothing", 0.0))
 
 
-def _as_points(x2d):
-    """(M, D) features -> (M, D, 1, 1), the layout the Trainer reads."""
-    return np.asarray(x2d, dtype=np.float32)[:, :, None, None]
-
-
 class FrameRecorder:
     """A Trainer callback: after every ``every``-th epoch, the model's view of the input space.
 
@@ -86,8 +79,8 @@ class FrameRecorder:
 
     def view(self, trainer):
         if self.data.task == "regression":
-            return trainer.predict(_as_points(self.grid))
-        return trainer.predict_proba(_as_points(self.grid))
+            return trainer.predict(as_points(self.grid))
+        return trainer.predict_proba(as_points(self.grid))
 
     def on_epoch_end(self, trainer, row):
         if row["epoch"] % self.every == 0 or row["epoch"] == 1:
@@ -112,12 +105,12 @@ def save_figures(args, trainer, data, run_dir) -> list:
     title = f"{data.name}: {trainer.model.arch_name if hasattr(trainer.model, 'arch_name') else 'model'}"
     if data.task == "regression":
         x_line = toyplots.line_grid(x)
-        out.append(toyplots.plot_regression_fit(x, data.y_train, x_line, trainer.predict(_as_points(x_line)),
+        out.append(toyplots.plot_regression_fit(x, data.y_train, x_line, trainer.predict(as_points(x_line)),
                                                 run_dir.plot_path("fit"), target=TOYS[data.name].target,
                                                 title=title))
     else:
         extent, grid = toyplots.plane_grid(x)
-        out.append(toyplots.plot_decision_boundary(extent, trainer.predict_proba(_as_points(grid)), x,
+        out.append(toyplots.plot_decision_boundary(extent, trainer.predict_proba(as_points(grid)), x,
                                                    data.y_train, run_dir.plot_path("boundary"), title=title))
     recorder = next((cb for cb in trainer.callbacks if isinstance(cb, FrameRecorder)), None)
     if recorder is not None and recorder.frames:

@@ -145,10 +145,6 @@ def is_toy(name) -> bool:
     return str(name).strip().lower() in TOYS
 
 
-def toy_task(name) -> str:
-    return TOYS[str(name).strip().lower()].task
-
-
 def num_classes_of(spec: ToySpec, classes: int | None) -> int:
     """K for a classification task (the flag, or the default); 1 output for regression."""
     if spec.task == "regression":
@@ -190,6 +186,11 @@ def class_names_of(name: str, classes: int | None = None) -> list[str]:
     return [f"class {c}" for c in range(num_classes_of(spec, classes))]
 
 
+def as_points(x):
+    """Features ``(N, D)`` -> ``(N, D, 1, 1)``: D channels of a 1x1 image, the pipeline's layout."""
+    return np.asarray(x, dtype=np.float32)[:, :, None, None]
+
+
 def load_toy(name: str, *, seed: int = 0, size: int | None = None, noise: float | None = None,
              classes: int | None = None):
     """A :class:`common.data.Dataset` of ``size`` training and ``size // 2`` test points.
@@ -205,7 +206,6 @@ def load_toy(name: str, *, seed: int = 0, size: int | None = None, noise: float 
     x_tr, y_tr = make_toy(spec.name, n, noise=noise, classes=classes, seed=np.random.SeedSequence([seed, 0]))
     x_te, y_te = make_toy(spec.name, max(n // 2, 10), noise=noise, classes=classes,
                           seed=np.random.SeedSequence([seed, 1]))
-    as_points = lambda x: x[:, :, None, None]  # noqa: E731  (N, D) -> (N, D, 1, 1)
     return Dataset(spec.name, as_points(x_tr), y_tr, as_points(x_te), y_te, class_names_of(spec.name, classes),
                    source=f"generated ({spec.description}, seed {seed})", task=spec.task)
 
