@@ -123,3 +123,19 @@ def format_confusion_matrix(cm, class_names=None) -> str:
     header = f"{corner:>{label}} |" + "".join(f"{n:>{cell}}" for n in names)
     rows = [f"{'true ' + n:>{label}} |" + "".join(f"{v:>{cell}d}" for v in r) for n, r in zip(names, cm)]
     return "\n".join([header, "-" * len(header)] + rows)
+
+
+def r2_score(y_true, y_pred) -> float:
+    """Coefficient of determination R^2 = 1 - SS_res / SS_tot for a regression.
+
+    SS_res = sum (y - y_hat)^2, SS_tot = sum (y - mean y)^2: 1 for a perfect fit, 0 for always
+    predicting the mean, negative for worse than that.  y_true, y_pred: ``(N,)`` (or ``(N, 1)``).
+    """
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_hat = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    _check_lengths(y, y_hat)
+    if len(y) < 2:
+        raise UserError(f"R^2 needs at least 2 targets, got {len(y)}")
+    ss_tot = float(np.square(y - y.mean()).sum())
+    ss_res = float(np.square(y - y_hat).sum())
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")

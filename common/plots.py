@@ -111,7 +111,7 @@ def _label(i, class_names):
 
 
 # --------------------------------------------------------------------------- curves
-_PANELS = (("loss", "loss"), ("accuracy", "acc"), ("learning rate", "lr"))
+_PANELS = (("loss", "loss"), ("accuracy", "acc"), ("R^2", "r2"), ("learning rate", "lr"))
 
 
 def _panel_of(key: str):
@@ -120,6 +120,8 @@ def _panel_of(key: str):
         return "loss"
     if "acc" in key:
         return "accuracy"
+    if key == "r2" or key.endswith("_r2"):   # a regression's score
+        return "R^2"
     if key == "lr" or key.endswith("_lr") or "learning_rate" in key:
         return "learning rate"
     return None

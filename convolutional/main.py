@@ -75,6 +75,9 @@ def _main(argv=None):
     import engine
 
     engine.use(args.engine)  # the layers' reference code, or the engine's replacements
+    from common.data.toys import refuse_for_images
+
+    refuse_for_images(args.dataset)  # toy tasks are points in the plane: vectorized/scalar tiers only
     if args.skip_train and not (args.load or args.resume):
         raise UserError("--skip-train evaluates a trained model: add --load PATH")
     build = model_builder(args)

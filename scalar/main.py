@@ -30,6 +30,8 @@ EXAMPLES = [
     "python scalar/main.py --hidden-sizes 32 --trace --trace-neurons 3 --epochs 1 --limit 500",
     "python scalar/main.py --limit 0 --epochs 1 --save runs/scalar-full.h5",
     "python scalar/main.py --config configs/scalar/mlp-synth.yaml",
+    "python scalar/main.py --dataset rings --plot --animate",
+    "python scalar/main.py --dataset xor --hidden-sizes 4 --trace --epochs 20",
 ]
 
 
@@ -61,6 +63,7 @@ def build_parser(description: str = __doc__.split("\n")[0], examples=EXAMPLES, d
     cli.add_augment_args(parser, allow_mix=False)
     cli.add_checkpoint_args(parser)
     cli.add_output_args(parser, misclassified=False)
+    cli.add_toy_args(parser, regression=False)
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     return parser
 
@@ -86,7 +89,7 @@ def load_data(args, dataset: str | None = None):
 def make_prepare(data, augmenter=None):
     """uint8 images -> [augment] -> normalize -> flat lists of Python floats, the scalar tier's input."""
     def prepare(x_batch, y_batch, training: bool):
-        x = x_batch.astype(np.float32) / 255.0
+        x = x_batch.astype(np.float32) / 255.0 if x_batch.dtype == np.uint8 else x_batch  # toy points: as they are
         if training and augmenter is not None:
             x, _ = augmenter(x, y_batch, data.num_classes)     # no label mixing in the scalar tier
         rows = data.normalizer(x).reshape(len(x), -1).tolist()
@@ -103,7 +106,7 @@ def build_trainer(args, data: RunData, activations, dropouts, optimizer: str | N
     network = Network(data.input_size, data.num_classes, args.hidden_sizes, activations, dropouts, seed=args.seed)
     opt = make_optimizer(optimizer or args.optimizer, network, args.lr, args.weight_decay, args.momentum)
     augmenter = None
-    if not args.no_augment:
+    if not args.no_augment and not data.is_points:   # toy points have nothing to augment
         augmenter = Augmenter(AugmentConfig.for_dataset(data.name, **cli.augment_overrides(args)), seed=args.seed)
     trainer = Trainer(network, opt, prepare=make_prepare(data, augmenter), seed=args.seed)
     trainer.augmenter = augmenter
@@ -144,6 +147,8 @@ def train(args, data: RunData, trainer, run, log=print) -> dict:
         save(last)
         if tensorboard:
             tensorboard.log_epoch(row)
+        for hook in getattr(t, "epoch_hooks", ()):   # e.g. the --animate frame recorder of a toy task
+            hook(t)
 
     val = (data.x_val, data.y_val) if len(data.y_val) else None
     with cli.save_on_interrupt(lambda: last if last.exists() else None):
@@ -166,7 +171,16 @@ def evaluate(args, data: RunData, trainer, run, log=print) -> dict:
     cm = metrics.confusion_matrix(data.y_test, np.array(result["predictions"]), data.num_classes)
     if getattr(args, "confusion_matrix", False):
         log(metrics.format_confusion_matrix(cm, data.class_names))
-    if args.plot:
+    if data.is_points and (args.plot or args.animate):   # a toy task: its decision boundary, not image grids
+        from common import plots
+        from scalar import playground
+        recorder = next(iter(getattr(trainer, "epoch_hooks", ())), None)
+        curves = {k: v for k, v in trainer.history.items() if k != "time"}
+        paths = [plots.plot_history(curves, run.plot_path("history")),
+                 *playground.save_figures(args, data, trainer, run, recorder)]
+        for p in paths:
+            log(f"figure: {p}")
+    elif args.plot:
         from common import plots
         preds = np.array(result["predictions"])
         paths = [plots.plot_history({k: v for k, v in trainer.history.items() if k != "time"},
@@ -196,7 +210,7 @@ def _track_test(args, data: RunData, trainer, run, result) -> None:
 def show_trace(args, data: RunData, trainer, log=print) -> None:
     from scalar.trace import trace
     rows, targets = trainer.prepare(data.x_train[:1], data.y_train[:1], False)
-    log(f"--trace: training image 0 (label {data.class_names[targets[0]]}), normalized")
+    log(f"--trace: training sample 0 (label {data.class_names[targets[0]]}), normalized")
     trace(trainer.network, rows[0], targets[0], max_neurons=args.trace_neurons, print_fn=log)
     trainer.network.zero_grad()
 
@@ -206,8 +220,10 @@ def _main(argv=None) -> int:
     from common.cli import RunDir, run_header
     from common.seed import seed_everything
     from scalar import io
+    from scalar import playground
     parser = build_parser()
     args = parser.parse_args(argv)
+    toy = playground.prepare_args(parser, args)   # a toy task (--dataset rings...): a 2-16-2 net, many epochs
     activations, dropouts = layer_settings(parser, args)
     seed_everything(args.seed)
     data = load_data(args)
@@ -228,7 +244,11 @@ def _main(argv=None) -> int:
                      params=net.num_parameters(),
                      extra={"optimizer": args.optimizer, "lr": args.lr, "run": run}))
     n_train, n_val, n_test = len(data.y_train), len(data.y_val), len(data.y_test)
-    if args.limit:
+    if toy:
+        print(f"[nnott] toy task {data.description}: {n_train} train / {n_val} val / {n_test} test points")
+        if args.animate:
+            trainer.epoch_hooks = [playground.FrameRecorder(data, args.epochs)]
+    elif args.limit:
         print(f"[nnott] --limit {args.limit}: a class-balanced subset keeps this run to about two minutes "
               f"at the default size ({n_train} train / {n_val} val / {n_test} test images); "
               "--limit 0 trains on the full dataset")

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 from common import cli, distributed  # noqa: E402
 from scripts.scenarios import compare, narrate, scenario_dir, variant  # noqa: E402
 
-SCENARIOS = ("basic", "optimizer-compare", "hidden-sweep", "lr-sweep", "schedule-compare", "rnn")
+SCENARIOS = ("basic", "optimizer-compare", "hidden-sweep", "lr-sweep", "schedule-compare", "rnn", "toys")
 EXAMPLES = [
     "python scripts/quickstart_vectorized.py --scenario basic --plot",
     "python scripts/quickstart_vectorized.py --scenario optimizer-compare --plot",
@@ -19,6 +19,7 @@ EXAMPLES = [
     "python scripts/quickstart_vectorized.py --scenario lr-sweep --lr-options 0.0003,0.001,0.003",
     "python scripts/quickstart_vectorized.py --scenario schedule-compare --epochs 6",
     "python scripts/quickstart_vectorized.py --scenario rnn --plot",
+    "python scripts/quickstart_vectorized.py --scenario toys --plot",
 ]
 
 
@@ -95,6 +96,9 @@ def _main(argv=None):
                 for sizes in args.hidden_options]
         compare(runs, run, out, title="hidden sizes", plot=args.plot,
                 extra_columns={"params": lambda r: f"{r['model'].num_parameters():,}"})
+    elif args.scenario == "toys":
+        from scripts.toys_scenario import run_toys
+        run_toys(args, out)   # every toy task with its own recipe (scripts/toys_scenario.py)
     elif args.scenario == "lr-sweep":
         print("Too small a learning rate crawls, too large a one diverges or bounces; somewhere between "
               "is the sweet spot for this optimizer.")

@@ -42,22 +42,22 @@ class ArrayTrainer(Trainer):
     def _is_image_batch(self, x) -> bool:
         return self.normalizer is not None and x.dtype == np.uint8 and x.ndim == 4
 
-    def prepare(self, x, y=None, train=False):
+    def prepare(self, x, y=None, train=False, keep=slice(None)):
         if self._is_image_batch(x):
-            return super().prepare(x, y, train)
-        xd = to_device(as_model_input(x))
-        return xd, (None if y is None else to_device(as_model_input(y)))
+            return super().prepare(x, y, train, keep)
+        xd = to_device(as_model_input(x[keep]))
+        return xd, (None if y is None else to_device(as_model_input(y[keep])))
 
-    def count_correct(self, logits, y_hard):
+    def batch_score(self, logits, y_hard):
         """Classification: correct positions in the batch (one per sample, or T per sequence of
-        T steps); :meth:`accuracy` divides by the steps per sample, so accuracy is per step."""
+        T steps); :meth:`epoch_score` divides by the steps per sample, so accuracy is per step."""
         if self.task == "regression":
             return xp.zeros((), dtype=xp.int64)
         hits = logits.argmax(axis=-1) == y_hard
         self._steps_per_sample = int(hits[0].size) if len(hits) else 1
         return hits.sum()
 
-    def accuracy(self, correct, seen) -> float:
+    def epoch_score(self, correct, seen) -> float:
         return to_float(correct) / seen / getattr(self, "_steps_per_sample", 1)
 
     def _run_epoch(self, *args, **kwargs):

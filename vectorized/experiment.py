@@ -23,6 +23,7 @@ from common.seed import seed_everything
 from vectorized import data_parallel
 from common.tensorboard import logger_for
 from common.tracking import save_predictions
+from vectorized import playground
 from vectorized.losses import CrossEntropyLoss
 from vectorized.optim import Lookahead, make_optimizer
 from vectorized.schedules import make_schedule
@@ -49,7 +50,7 @@ def build_schedule(args, optimizer, steps_per_epoch):
 
 def build_augmenter(args, data_name, seed):
     """An Augmenter for the dataset's defaults plus the user's --augment-* flags, or None."""
-    if getattr(args, "no_augment", False):
+    if getattr(args, "no_augment", False) or data_name in playground.TOYS:  # toy points: nothing to augment
         return None
     config = AugmentConfig.for_dataset(data_name, **augment_overrides(args))
     config.validate()
@@ -79,8 +80,9 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     else:
         shape = getattr(args, "image_shape", None)    # the conv quickstart's --image-shape C,H,W
     data = load_run_data(args, input_shape=shape)
+    playground.check_flags(args, data, tier)  # toy tasks (points, not images): vectorized/playground.py
 
-    model = build_model(data.image_shape, data.num_classes)
+    model = build_model(data.image_shape, 1 if data.task == "regression" else data.num_classes)
     if parallel is not None:
         check_divisible(len(data.x_train), args.batch_size, parallel.size)
         if args.sync_bn:
@@ -124,13 +126,18 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
              if args.early_stopping else None)
     if early is not None and len(data.x_val) == 0:
         raise UserError("--early-stopping needs a validation set: use --val-split > 0")
-    trainer = Trainer(model, CrossEntropyLoss(label_smoothing=getattr(args, "label_smoothing", 0.0)), optimizer,
+    trainer_cls, loss = Trainer, CrossEntropyLoss(label_smoothing=getattr(args, "label_smoothing", 0.0))
+    if data.is_points:
+        trainer_cls, loss = playground.trainer_parts(args, data)
+    trainer = trainer_cls(model, loss, optimizer,
                       normalizer=normalizer, num_classes=data.num_classes, schedule=schedule,
                       grad_clip=getattr(args, "grad_clip", None),
                       augmenter=build_augmenter(args, data.name, args.seed + 1), early_stopping=early,
                       run_dir=run_dir, config=config, flatten_input=flatten_input, seed=args.seed,
                       progress=not quiet and root, parallel=parallel,
                       callbacks=[tensorboard] if tensorboard else ())
+    if data.is_points:
+        playground.setup(trainer, args, data)  # the --animate recorder; checkpoints every few epochs
     if resume_ckpt is not None:
         trainer.resume(args.resume)
         print(f"[resume] continuing from epoch {trainer.epoch} (step {trainer.step}) of {args.resume}")
@@ -149,6 +156,8 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         trainer.fit((data.x_train, data.y_train), val, epochs=args.epochs, batch_size=args.batch_size)
     if not root:  # rank 0 evaluates, reports and saves
         return {"history": trainer.history, "run_dir": None, "trainer": trainer, "model": model, "data": data}
+    if data.is_points:
+        return playground.finish(args, trainer, data, run_dir, model)
 
     test = trainer.evaluate(data.x_test, data.y_test, batch_size=max(args.batch_size, 256), keep_logits=True)
     print(f"test loss {test['loss']:.4f} | test accuracy {100 * test['acc']:.2f}% ({len(data.x_test)} images)")

@@ -123,3 +123,67 @@ class BCEWithLogitsLoss(Loss):
 
     def backward(self):
         return (self.s - self.t) * self.scale
+
+
+class L1Loss(Loss):
+    """Mean absolute error: sum |y - t| over every element, divided by their count for the mean.
+
+    Backward: sign(y - t) / count (0 where y == t, as PyTorch's L1Loss).
+    """
+
+    def __init__(self, reduction: str = "mean"):
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, predictions, targets):
+        if tuple(predictions.shape) != tuple(targets.shape):
+            raise UserError(f"L1Loss: predictions {tuple(predictions.shape)} and targets "
+                            f"{tuple(targets.shape)} differ in shape")
+        self.diff = predictions - targets.astype(predictions.dtype)
+        self.scale = 1.0 / self.diff.size if self.reduction == "mean" else 1.0
+        return xp.asarray(xp.abs(self.diff).sum() * self.scale)
+
+    def backward(self):
+        return xp.sign(self.diff) * self.scale
+
+
+class HuberLoss(Loss):
+    """Huber loss with threshold delta, per element d = y - t:
+
+        0.5 d^2                    where |d| <= delta   (squared error near the target)
+        delta (|d| - 0.5 delta)    elsewhere            (absolute error far from it)
+
+    so outliers pull with a bounded force. Backward: clip(d, -delta, delta) / count.
+    """
+
+    def __init__(self, delta: float = 1.0, reduction: str = "mean"):
+        if not float(delta) > 0:
+            raise UserError(f"the Huber delta must be positive, got {delta}")
+        self.delta = float(delta)
+        self.reduction = _check_reduction(reduction)
+
+    def forward(self, predictions, targets):
+        if tuple(predictions.shape) != tuple(targets.shape):
+            raise UserError(f"HuberLoss: predictions {tuple(predictions.shape)} and targets "
+                            f"{tuple(targets.shape)} differ in shape")
+        self.diff = predictions - targets.astype(predictions.dtype)
+        self.scale = 1.0 / self.diff.size if self.reduction == "mean" else 1.0
+        a = xp.abs(self.diff)
+        losses = xp.where(a <= self.delta, 0.5 * self.diff * self.diff, self.delta * (a - 0.5 * self.delta))
+        return xp.asarray(losses.sum() * self.scale)
+
+    def backward(self):
+        return xp.clip(self.diff, -self.delta, self.delta) * self.scale
+
+
+REGRESSION_LOSSES = ("mse", "mae", "huber")
+
+
+def make_regression_loss(name: str, huber_delta: float = 1.0) -> Loss:
+    """``mse`` (MSELoss), ``mae`` (L1Loss) or ``huber`` (HuberLoss with ``huber_delta``)."""
+    if name == "mse":
+        return MSELoss()
+    if name == "mae":
+        return L1Loss()
+    if name == "huber":
+        return HuberLoss(huber_delta)
+    raise UserError(f"unknown regression loss {name!r}; choose one of: {', '.join(REGRESSION_LOSSES)}")

@@ -17,6 +17,8 @@ EXAMPLES = [
     "python vectorized/main.py --optimizer nesterov --lr 0.05 --lr-schedule multistep --milestones 2,4 --epochs 5",
     "python vectorized/main.py --resume runs/<run>/last.h5 --epochs 6",
     "python vectorized/main.py --config runs/<run>/config.yaml   # the same run again",
+    "python vectorized/main.py --dataset moons --plot --animate",
+    "python vectorized/main.py --dataset piecewise --loss huber --plot",
 ]
 
 
@@ -32,6 +34,7 @@ def build_parser():
                                       "normal", "uniform", "zeros"), default="auto",
                    help="weight initialisation (auto: He for ReLU-like, Xavier for tanh/sigmoid)")
     cli.add_experiment_args(parser, epochs=3, batch_size=64, default_lr=1e-3)
+    cli.add_toy_args(parser)
     return parser
 
 
@@ -54,11 +57,15 @@ def model_builder(args):
 
 
 def _main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     import engine
 
     engine.use(args.engine)  # the layers' reference code, or the engine's replacements
     from vectorized.experiment import run_experiment
+    from vectorized.playground import apply_recipe
+
+    apply_recipe(parser, args)  # a toy task (--dataset moons...): a small net, many short epochs
 
     cli.mlp_layers(args)  # length checks before any data is loaded
     run_experiment(args, tier="vectorized", model_name="mlp", build_model=model_builder(args),

@@ -110,14 +110,27 @@ class Trainer:
         self._batch_index = 0
         self.parallel, self.seed = parallel, seed
 
+    #: the metric next to the loss in the history and the log; RegressionTrainer reports "r2"
+    score = "acc"
+    #: epochs between the per-epoch checkpoints (a toy task runs hundreds of sub-second epochs)
+    checkpoint_every = 1
+
+    def batch_score(self, outputs, y_hard):
+        """What one training batch adds to the epoch's score sum: its count of correct predictions."""
+        return (outputs.argmax(axis=1) == y_hard).sum()
+
+    def epoch_score(self, total: float, seen: int) -> float:
+        """The epoch's score from the summed batch scores: accuracy = correct / seen."""
+        return total / seen
+
     # ------------------------------------------------------------------ data
     def prepare(self, x_uint8, y=None, train=False, keep=slice(None)):
-        """Host uint8 (N, C, H, W) -> device float32 input and targets.
+        """Host uint8 (N, C, H, W) images (or float32 toy points) -> device float32 input and targets.
 
         ``keep``: the rows to return, chosen after augmentation (a data-parallel rank augments
         the whole global batch, drawing the random numbers one process would, and keeps its shard).
         """
-        x = x_uint8.astype(DTYPE) / 255.0
+        x = x_uint8.astype(DTYPE) / 255.0 if x_uint8.dtype == np.uint8 else x_uint8.astype(DTYPE)  # toy points
         targets = y
         if train and self.augmenter is not None:
             x, targets = self.augmenter(x, y, self.num_classes)
@@ -146,16 +159,8 @@ class Trainer:
         self.step += 1
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "step":
             self.schedule.step()
-        return loss * len(x), self.count_correct(logits, y_hard)
-
-    def count_correct(self, logits, y_hard):
-        """How many rows of a batch are classified right (a device scalar); subclasses that
-        train on other targets (sequences, regression) count their own way."""
-        return (logits.argmax(axis=1) == y_hard).sum()
-
-    def accuracy(self, correct, seen) -> float:
-        """The fraction right of ``seen`` samples, from the sum of :meth:`count_correct`."""
-        return to_float(correct) / seen
+        correct = self.batch_score(logits, y_hard)
+        return loss * len(x), correct
 
     def fit(self, train, val=None, *, epochs, batch_size):
         """Train until ``epochs`` epochs are completed (counting resumed ones). Returns the history."""
@@ -194,7 +199,7 @@ class Trainer:
                 metrics = self.evaluate(*val, batch_size=max(batch_size, 256))
             else:  # each rank a slice of the validation set
                 metrics = self.parallel.evaluate(self, *val, batch_size=max(batch_size, 256))
-            row.update({f"val_{k}": v for k, v in metrics.items() if k != "pred"})  # val_loss, val_acc
+            row.update({f"val_{k}": v for k, v in metrics.items() if k not in ("pred", "logits")})
         self._check_finite(row["loss"], epoch)
         row["lr"] = float(self.optimizer.lr)
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "epoch":
@@ -243,7 +248,7 @@ class Trainer:
     def _run_epoch(self, epoch, epochs, x_train, y_train, batch_size, steps_per_epoch):
         n = len(x_train)
         loss_sum = xp.zeros((), dtype=DTYPE)
-        correct = xp.zeros((), dtype=xp.int64)
+        correct = xp.zeros((), dtype=xp.float64)  # a count, or a sum of squared errors (regression)
         seen, elapsed = 0, 0.0
         if self._resume_position is not None:  # resumed mid-epoch: same order, same partial sums
             perm, first_batch, partial = self._resume_position
@@ -279,13 +284,15 @@ class Trainer:
             if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
                 mean_loss = to_float(loss_sum) / seen
                 self._check_finite(mean_loss, epoch)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{self.accuracy(correct, seen):.3f}",
+                score = self.epoch_score(to_float(correct), seen)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", **{self.score: f"{score:.3f}"},
                                 lr=f"{float(self.optimizer.lr):.2e}")
         bar.close()
         if self.parallel is not None:
             loss_sum, correct, seen = self.parallel.sum_metrics(loss_sum, correct, seen)
         seen = max(seen, 1)
-        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": self.accuracy(correct, seen),
+        return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen,
+                self.score: self.epoch_score(to_float(correct), seen),
                 "time": time.perf_counter() - t0}
 
     def _check_finite(self, value, epoch):
@@ -348,9 +355,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _log_epoch(self, epoch, epochs, row):
-        parts = [f"epoch {epoch + 1}/{epochs}", f"loss {row['loss']:.4f}", f"acc {row['acc']:.4f}"]
+        parts = [f"epoch {epoch + 1}/{epochs}", f"loss {row['loss']:.4f}", f"{self.score} {row[self.score]:.4f}"]
         if "val_loss" in row:
-            parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.4f}"]
+            parts += [f"val_loss {row['val_loss']:.4f}", f"val_{self.score} {row['val_' + self.score]:.4f}"]
         parts += [f"lr {row['lr']:.2e}", f"{row['time']:.1f}s"]
         print(" | ".join(parts), flush=True)
         if self.run_dir is not None:
@@ -384,7 +391,7 @@ class Trainer:
         return save_checkpoint(path, self.checkpoint(mid_epoch=mid_epoch))
 
     def _save_epoch_checkpoints(self, row):
-        if self.run_dir is None:
+        if self.run_dir is None or row["epoch"] % self.checkpoint_every:
             return
         self.save(self.run_dir.checkpoint_path("last"))
         es = self.early_stopping
@@ -393,7 +400,7 @@ class Trainer:
             self.save(self.run_dir.checkpoint_path("best"))
 
     def _is_best(self, row):
-        key = "val_acc" if "val_acc" in row else "acc"
+        key = "val_" + self.score if "val_" + self.score in row else self.score
         values = self.history.get(key, [])
         return bool(values) and values[-1] >= max(values)
 

@@ -34,6 +34,7 @@ from common.cli.flags import (DEFAULT_DATASET, OPTIMIZERS, SCHEDULES, ArgumentPa
                               add_experiment_args, add_mlp_args, add_optimizer_args, add_output_args,
                               add_schedule_args, add_training_args, augment_overrides, dataset_is_explicit,
                               dataset_name, make_parser, mlp_layers)
+from common.cli.flags import add_toy_args, apply_toy_recipe
 from common.cli.rundir import RunDir, run_header
 from common.cli.types import (MAX_SEED, broadcast_list, float_list_or_none, float_range, increasing_int_list,
                               int_list, name_list, nonneg_float, nonneg_int, positive_float, positive_int,
@@ -48,4 +49,5 @@ __all__ = [
     "broadcast_list", "float_list_or_none", "float_range", "increasing_int_list", "int_list", "name_list",
     "nonneg_float", "nonneg_int", "positive_float", "positive_int", "positive_int_list", "probability",
     "seed_value", "shape3",
+    "add_toy_args", "apply_toy_recipe",
 ]

@@ -305,3 +305,43 @@ def add_distributed_args(parser):
                    help="with --distributed: BatchNorm statistics over the global batch instead of each "
                         "rank's shard")
     return g
+
+
+# --------------------------------------------------------------------------- toy tasks
+def add_toy_args(parser, *, regression: bool = True):
+    """Flags of the generated toy tasks (``--dataset rings``, ``moons``, ...; see common.data.toys).
+
+    ``regression`` adds the loss flags of the regression tasks (the vectorized tier only).
+    """
+    g = parser.add_argument_group("toy tasks (--dataset rings, moons, spirals, blobs, xor"
+                                  + (", piecewise, sine)" if regression else ")"))
+    g.add_argument("--toy-size", type=positive_int, default=None, metavar="N",
+                   help="training points of a toy task; the test set has N/2 (default: 1000)")
+    g.add_argument("--toy-noise", type=nonneg_float, default=None, metavar="S",
+                   help="std of the Gaussian noise added to the points (regression: to the targets); "
+                        "default: the task's own")
+    g.add_argument("--toy-classes", type=positive_int, default=None, metavar="K",
+                   help="classes of rings and blobs, arms of spirals (2-10)")
+    g.add_argument("--animate", action="store_true",
+                   help="with a toy task: also save an animated GIF of the boundary (or fit) as it learns")
+    if regression:
+        g.add_argument("--loss", choices=("mse", "mae", "huber"), default=None,
+                       help="loss of a regression task (default: mse)")
+        g.add_argument("--huber-delta", type=positive_float, default=1.0, metavar="D",
+                       help="threshold between the squared and the absolute part of the Huber loss")
+    return g
+
+
+def apply_toy_recipe(parser, args, recipe: dict) -> dict:
+    """Give each flag in ``recipe`` ({dest: value}) that the user left at its default the recipe's
+    value (a toy task wants a small net and many short epochs). Returns what was changed."""
+    changed = {}
+    types = {a.dest: a.type for a in parser._actions}
+    for dest, value in recipe.items():
+        default = parser.get_default(dest)
+        if isinstance(default, str) and types.get(dest) is not None:  # argparse converts string defaults
+            default = types[dest](default)
+        if getattr(args, dest, None) == default:
+            setattr(args, dest, value)
+            changed[dest] = value
+    return changed

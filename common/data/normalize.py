@@ -31,8 +31,9 @@ class Normalizer:
             raise ValueError(f"expected a non-empty (N, C, H, W) array, got shape {x_uint8.shape}")
         c = x_uint8.shape[1]
         s, s2 = np.zeros(c), np.zeros(c)
+        scale = 1.0 / 255.0 if x_uint8.dtype == np.uint8 else 1.0  # float input: toy points, already scaled
         for i in range(0, len(x_uint8), chunk):
-            part = x_uint8[i:i + chunk].astype(np.float64) / 255.0
+            part = x_uint8[i:i + chunk].astype(np.float64) * scale
             s += part.sum(axis=(0, 2, 3))
             s2 += np.square(part).sum(axis=(0, 2, 3))
         count = x_uint8.size / c

@@ -2,7 +2,9 @@
 
 Named datasets: ``mnist``, ``fashion-mnist`` and ``cifar10`` are downloaded once into the
 data directory and verified against their published MD5 checksums; ``synth-digits`` and
-``synth-digits-rgb`` are generated.  Any other name is read as a path to local data.
+``synth-digits-rgb`` are generated, and so are the toy tasks of :mod:`common.data.toys` (``rings``,
+``moons``, ``spirals``, ``blobs``, ``xor``, ``piecewise``, ``sine``).  Any other name is read as a
+path to local data.
 
 Environment variables: ``NNOTT_DATA`` (data directory), ``NNOTT_MIRROR`` (a base URL whose
 ``<name>/`` sub-folders replace every mirror), ``NNOTT_MNIST_MIRROR``,
@@ -20,6 +22,7 @@ from common.data.dataset import Dataset
 from common.data.download import ChecksumError, DownloadUnavailable, ensure_file
 from common.data.idx import read_idx
 from common.data.synth_digits import DEFAULT_SIZES, load_synth_digits
+from common.data.toys import TOYS, class_names_of, load_toy
 from common.errors import DataError
 
 
@@ -34,7 +37,7 @@ class DatasetSpec:
     """What the registry knows about a named dataset."""
 
     name: str
-    kind: str                        # "idx", "cifar" or "synth"
+    kind: str                        # "idx", "cifar", "synth" or "toy"
     image_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
     description: str
@@ -83,6 +86,9 @@ REGISTRY: dict[str, DatasetSpec] = {
         "synth-digits-rgb", "synth", (3, 32, 32), _DIGITS,
         "generated coloured digits on textured backgrounds, 60k/10k, 3x32x32 (offline)"),
 }
+# the toy tasks: points (D features as a D x 1 x 1 "image"), generated from --seed and --toy-* flags
+REGISTRY.update({name: DatasetSpec(name, "toy", (t.features, 1, 1), tuple(class_names_of(name)),
+                                   f"{t.description} (generated, offline)") for name, t in TOYS.items()})
 DATASET_NAMES = tuple(REGISTRY)
 _ALIASES = {"fashion": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar": "cifar10", "synth": "synth-digits",
@@ -171,7 +177,7 @@ def _load_local(path: Path, seed: int, image_size) -> Dataset:
 
 def load_dataset(name: str = "mnist", data_dir=None, *, explicit: bool = True, seed: int = 0,
                  progress: bool = True, synth_sizes: tuple[int, int] | None = None,
-                 image_size: tuple[int, int] | None = None) -> Dataset:
+                 image_size: tuple[int, int] | None = None, toy: dict | None = None) -> Dataset:
     """Load a registered dataset by name, or local data from a path.
 
     explicit=False means the user did not choose the dataset: then, for ``mnist`` only, when it
@@ -179,7 +185,8 @@ def load_dataset(name: str = "mnist", data_dir=None, *, explicit: bool = True, s
     returned with ``fell_back=True``.  An explicitly requested dataset never falls back.
     ``seed`` and ``synth_sizes`` (train, test) shape the generated datasets; ``seed`` also
     draws the test hold-out of an image folder without a train/test split, and
-    ``image_size`` (H, W) resizes image-folder images.
+    ``image_size`` (H, W) resizes image-folder images.  ``toy`` holds the options of a toy task
+    (``size``, ``noise``, ``classes``; None = its defaults).
     """
     root = resolve_data_dir(data_dir)
     key = _ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
@@ -190,6 +197,8 @@ def load_dataset(name: str = "mnist", data_dir=None, *, explicit: bool = True, s
             return _load_local(path, seed, image_size)
         raise DataError(f"unknown dataset '{name}': choose one of {', '.join(DATASET_NAMES)}, "
                         "or give the path of a folder with IDX files, .npy files or class folders")
+    if spec.kind == "toy":
+        return load_toy(key, seed=seed, **{k: v for k, v in (toy or {}).items() if v is not None})
     if spec.kind == "synth":
         sizes = tuple(int(n) for n in synth_sizes) if synth_sizes else synth_sizes_from_env()
         if len(sizes) != 2 or min(sizes) < 1:

@@ -32,6 +32,12 @@ class RunData:
     y_test: np.ndarray
     test_total: int           # test images before --limit shrank the test set
     normalizer: Normalizer    # statistics of x_train only
+    task: str = "classification"   # "regression" for a toy task with float targets
+
+    @property
+    def is_points(self) -> bool:
+        """True for a toy task (float32 points ``(N, D, 1, 1)``), False for images."""
+        return self.x_train.dtype == np.float32
 
     @property
     def image_shape(self) -> tuple:
@@ -55,7 +61,11 @@ def load_run_data(args, *, dataset=None, input_shape=None, synth_sizes=None) -> 
     """
     explicit = dataset is not None or getattr(args, "dataset", None) is not None
     name = dataset or getattr(args, "dataset", None) or "mnist"
-    ds = load_dataset(name, args.data_dir, explicit=explicit, seed=args.seed, synth_sizes=synth_sizes)
+    toy = {"size": getattr(args, "toy_size", None), "noise": getattr(args, "toy_noise", None),
+           "classes": getattr(args, "toy_classes", None)}
+    ds = load_dataset(name, args.data_dir, explicit=explicit, seed=args.seed, synth_sizes=synth_sizes, toy=toy)
+    if ds.task == "regression":   # float targets: no classes to balance or stratify by
+        return _regression_run_data(args, ds)
     x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     size = getattr(args, "image_size", None)
     hw = tuple(input_shape[1:]) if input_shape is not None else ((size, size) if size else tuple(x.shape[2:]))
@@ -72,3 +82,21 @@ def load_run_data(args, *, dataset=None, input_shape=None, synth_sizes=None) -> 
         raise UserError("the training set is empty; lower --val-split or raise --limit")
     return RunData(ds.name, ds.describe(), ds.fell_back, list(ds.class_names), x_train, y_train, x_val, y_val,
                    x_test, y_test, len(ds.y_test), Normalizer.fit(x_train))
+
+
+def _regression_run_data(args, ds) -> RunData:
+    """A toy regression task: --limit keeps the first N points, --val-split holds out a seeded
+    random share (the points are already in random order)."""
+    x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+        x_test, y_test = x_test[:max(args.limit // 5, 10)], y_test[:max(args.limit // 5, 10)]
+    if not 0.0 <= args.val_split < 1.0:
+        raise UserError(f"validation fraction must be in [0, 1), got {args.val_split}")
+    order = np.random.default_rng(args.seed).permutation(len(y))
+    n_val = int(round(len(y) * args.val_split))
+    val, train = order[:n_val], np.sort(order[n_val:])
+    if len(train) == 0:
+        raise UserError("the training set is empty; lower --val-split or raise --limit")
+    return RunData(ds.name, ds.describe(), False, [], x[train], y[train], x[val], y[val], x_test, y_test,
+                   len(ds.y_test), Normalizer.fit(x[train]), task="regression")
