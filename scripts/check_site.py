@@ -13,7 +13,9 @@ it, with no internet. A page fails when it has:
 - a horizontal scrollbar on the page body (something wider than the page that does not scroll
   inside its own box).
 
-A screenshot of each page goes to the ``--screenshots`` folder. Needs Selenium
+When it builds the site itself, it also fails when an executed block's output reached the
+build terminal or rendered nothing (see ``scripts/site_build.py``). A screenshot of each page
+goes to the ``--screenshots`` folder. Needs Selenium
 (``pip install 'nnott[site-check]'``) and Debian's ``chromium`` and ``chromium-driver``.
 Exit code 0: every page passed; 1: a page failed or a tool is missing; 2: a wrong flag.
 """
@@ -193,9 +195,17 @@ def main(argv=None) -> int:
             if build.returncode != 0:
                 raise UserError("the tutorial does not build: run `mkdocs build --strict` to see why")
             site = build.site_dir
+            print(f"built in {time.perf_counter() - t0:.0f} s: {build.summary()}")
+            for line in build.leaks:
+                print(f"FAIL build: printed to the terminal, not the page: {line}")
+            for b in build.empty:
+                print(f"FAIL build: {b['page']} block {b['block']} renders nothing ({b['first_line']})")
         failed = check_site(site, args.screenshots, width=args.width)
+        if args.site is None and (build.leaks or build.empty):
+            failed["(build)"] = build.leaks + build.empty
         n = len(pages_of(Path(site)))
-    print(f"{n - len(failed)}/{n} pages passed in {time.perf_counter() - t0:.0f} s"
+    n_failed = len([page for page in failed if page != "(build)"])
+    print(f"{n - n_failed}/{n} pages passed in {time.perf_counter() - t0:.0f} s"
           + (f"; screenshots in {args.screenshots}" if args.screenshots else ""))
     return 1 if failed else 0
 
