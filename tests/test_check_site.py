@@ -59,6 +59,7 @@ def test_wrong_width_is_a_usage_error():
     assert done.returncode == 2 and "--width" in done.stderr
 
 
+@pytest.mark.slow
 @needs_browser
 @pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="the docs extra is not installed")
 def test_every_tutorial_page_passes(tmp_path):
