@@ -138,8 +138,8 @@ def main(argv=None) -> int:
             entry = run_scalar(args, run_dir) if name == "scalar" else run_vectorized_or_conv(args, name, run_dir)
             results["models"][name] = entry
             print(f"[results] {name}: test accuracy {entry['test_acc']:.4f} ({entry['seconds']:.0f} s)", flush=True)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(results, indent=1) + "\n")
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            out_path.write_text(json.dumps(results, indent=1) + "\n")   # after each model: a stopped run keeps its results
     print(f"[results] wrote {out_path}")
     return 0
 
