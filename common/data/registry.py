@@ -37,7 +37,7 @@ class DatasetSpec:
     """What the registry knows about a named dataset."""
 
     name: str
-    kind: str                        # "idx", "cifar", "synth" or "toy"
+    kind: str                        # "idx", "cifar", "synth", "toy" or "sklearn"
     image_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
     description: str
@@ -85,6 +85,9 @@ REGISTRY: dict[str, DatasetSpec] = {
     "synth-digits-rgb": DatasetSpec(
         "synth-digits-rgb", "synth", (3, 32, 32), _DIGITS,
         "generated coloured digits on textured backgrounds, 60k/10k, 3x32x32 (offline)"),
+    "sklearn-digits": DatasetSpec(
+        "sklearn-digits", "sklearn", (1, 28, 28), _DIGITS,
+        "scikit-learn's real handwritten digits, 1438/359, 8x8 resized to 1x28x28 (offline; extra 'digits')"),
 }
 # the toy tasks: points (D features as a D x 1 x 1 "image"), generated from --seed and --toy-* flags
 REGISTRY.update({name: DatasetSpec(name, "toy", (t.features, 1, 1), tuple(class_names_of(name)),
@@ -92,7 +95,8 @@ REGISTRY.update({name: DatasetSpec(name, "toy", (t.features, 1, 1), tuple(class_
 DATASET_NAMES = tuple(REGISTRY)
 _ALIASES = {"fashion": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar": "cifar10", "synth": "synth-digits",
-            "synth_digits": "synth-digits", "synth_digits_rgb": "synth-digits-rgb"}
+            "synth_digits": "synth-digits", "synth_digits_rgb": "synth-digits-rgb",
+            "sklearn_digits": "sklearn-digits", "digits": "sklearn-digits"}
 
 
 def synth_sizes_from_env() -> tuple[int, int]:
@@ -205,6 +209,9 @@ def load_dataset(name: str = "mnist", data_dir=None, *, explicit: bool = True, s
             raise DataError(f"synth sizes must be two positive counts (train, test), got {synth_sizes}")
         arrays, path = load_synth_digits(root, seed, sizes, rgb=key.endswith("-rgb"), progress=progress)
         return Dataset(key, *arrays, list(spec.class_names), source=str(path))
+    if spec.kind == "sklearn":
+        from common.data.sklearn_digits import SOURCE, load_sklearn_digits
+        return Dataset(key, *load_sklearn_digits(seed=0), list(spec.class_names), source=SOURCE)
     try:
         return _load_remote(spec, root, progress)
     except (DownloadUnavailable, ChecksumError) as exc:
