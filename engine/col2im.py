@@ -1,7 +1,7 @@
 """dX of a convolution by col2im: dcols = dY @ Wmatᵀ, each window of dX takes back its share.
 
 Used for strided convolutions and thin layers (a stride-1 convolution's dX is itself a
-convolution: :func:`engine.convolution.input_grad`). A block of images adds into its own zeroed,
+convolution: :func:`engine.convolution.input_grad_by_flipped_conv`). A block of images adds into its own zeroed,
 padded buffer (k² strided adds, never ``np.add.at``) and copies the inside out to dX, so
 zeroing and unpadding run on every core, in cache.
 """

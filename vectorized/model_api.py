@@ -211,7 +211,7 @@ class Model:
     def _check_input_rank(self, x, where):
         """A recurrent first layer needs (N, T, F) floats, an Embedding (N, T) ids: said before training."""
         first = self.module
-        while first.runs_children_in_order and first._modules:
+        while isinstance(first, Sequential) and first._modules:
             first = next(iter(first._modules.values()))
         if isinstance(first, RecurrentBase) and x.ndim != 3:
             raise UserError(f"{where}: the first layer, {first.cell_name}, reads a batch of sequences "

@@ -20,8 +20,6 @@ from vectorized.module import Module, parameter
 class Embedding(Module):
     """weight: (num_embeddings, embedding_dim), initialised N(0, 1) as in PyTorch."""
 
-    passes_no_grad = True  # its backward returns None: nothing before it needs a gradient
-
     def __init__(self, num_embeddings: int, embedding_dim: int):
         super().__init__()
         if int(num_embeddings) < 1 or int(embedding_dim) < 1:
