@@ -2,16 +2,14 @@
 
 One loop for every model: host uint8 batch -> augment (host) -> normalize -> device ->
 forward -> loss -> backward -> clip -> optimizer step -> schedule. It keeps a history,
-saves a checkpoint every epoch (and the best one), resumes exactly, stops early, guards
-against NaN losses, and turns Ctrl-C into a saved checkpoint.
+saves a checkpoint every epoch (and the best one), resumes exactly, stops early, stops a
+diverged run before it saves anything of it (:mod:`common.guard`), and turns Ctrl-C into a
+saved checkpoint (:mod:`common.interrupt`).
 """
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,12 +19,13 @@ from common.backend import DTYPE, choose_parallelism, to_device, to_float, to_nu
 from common.checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint
 from common.cli import TrainingInterrupted
 from common.errors import UserError
+from common.guard import DivergenceGuard, TrainingDiverged, refuse_non_finite
+from common.interrupt import DeferredInterrupt
 from common.seed import capture_rng_state, restore_rng_state
 from vectorized.optim import clip_grad_norm
 
 
-class TrainingDiverged(UserError):
-    """The loss became NaN or Inf."""
+__all__ = ["EarlyStopping", "Trainer", "TrainingDiverged"]
 
 
 @dataclass
@@ -85,7 +84,7 @@ class Trainer:
         run_dir: a ``common.cli.RunDir`` (metrics.csv, last.h5, best.h5), or None.
         config: the run's config, stored in every checkpoint (tier, architecture, dataset...).
         callbacks: objects with optional ``on_epoch_end(trainer, row)`` and ``on_step_end(trainer, step)``.
-        log_every: steps between host syncs for the progress bar and the NaN guard.
+        log_every: steps between progress-bar updates (the divergence guard checks every step).
     """
 
     def __init__(self, model, loss, optimizer, *, normalizer, num_classes, schedule=None, grad_clip=None,
@@ -103,8 +102,17 @@ class Trainer:
         self.epoch = 0          # completed epochs
         self.step = 0           # optimizer steps taken
         self._resume_position = None  # (permutation, next batch, partial sums) when resumed mid-epoch
-        self._interrupt_requested = False
+        self._interrupt = DeferredInterrupt()
         self._batch_index = 0
+        self._resumed_from = None
+        self.guard = DivergenceGuard(candidates=self._fallback_checkpoints)
+
+    def _fallback_checkpoints(self):
+        """Checkpoints a diverged run can go back to: last, best, and the one it resumed from."""
+        paths = [self._resumed_from] if self._resumed_from is not None else []
+        if self.run_dir is not None:
+            paths += [self.run_dir.checkpoint_path("last"), self.run_dir.checkpoint_path("best")]
+        return paths
 
     # ------------------------------------------------------------------ data
     def prepare(self, x_uint8, y=None, train=False):
@@ -145,7 +153,7 @@ class Trainer:
             raise UserError("the training set is empty; lower --val-split or raise --limit")
         self._choose_parallelism(x_train, batch_size)
         try:
-            with self._deferred_interrupts():
+            with self._interrupt:
                 for epoch in range(self.epoch, epochs):
                     if self._train_one_epoch(epoch, epochs, x_train, y_train, val, batch_size):
                         break
@@ -171,7 +179,9 @@ class Trainer:
         if val is not None and len(val[0]):
             metrics = self.evaluate(*val, batch_size=max(batch_size, 256))
             row["val_loss"], row["val_acc"] = metrics["loss"], metrics["acc"]
-        self._check_finite(row["loss"], epoch)
+        # before anything of this epoch is kept: a diverged epoch writes no checkpoint and no row
+        self.guard.check_epoch(epoch, loss=row["loss"], val_loss=row.get("val_loss"),
+                               tensors=self.model.state_dict().values())
         row["lr"] = float(self.optimizer.lr)
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "epoch":
             self.schedule.step(row.get("val_loss", row["loss"]))  # only ReduceLROnPlateau reads it
@@ -187,6 +197,8 @@ class Trainer:
             stop = self.early_stopping.update(row[metric], epoch, self.model)
         self._log_epoch(epoch, epochs, row)
         self._save_epoch_checkpoints(row)
+        if self.run_dir is not None:  # after the checkpoint landed, so the CSV never runs ahead of it
+            self.run_dir.log_metrics(row)
         for cb in self.callbacks:
             if hasattr(cb, "on_epoch_end"):
                 cb.on_epoch_end(self, row)
@@ -194,27 +206,6 @@ class Trainer:
             print(f"[early stopping] no {self.early_stopping.metric} improvement for "
                   f"{self.early_stopping.patience} epochs; best epoch {self.early_stopping.best_epoch + 1}")
         return stop
-
-    @contextmanager
-    def _deferred_interrupts(self):
-        """The first Ctrl-C lets the current step finish, then stops cleanly; a second one stops at once."""
-        self._interrupt_requested = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupt_requested:
-                raise KeyboardInterrupt
-            self._interrupt_requested = True
-            print("\n[interrupt] finishing this step, then saving a checkpoint (Ctrl-C again to stop now)",
-                  flush=True)
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def _run_epoch(self, epoch, epochs, x_train, y_train, batch_size, steps_per_epoch):
         n = len(x_train)
@@ -240,6 +231,7 @@ class Trainer:
             x, targets = self.prepare(x_train[idx], y_train[idx], train=True)
             y_hard = to_device(y_train[idx])
             batch_loss, batch_correct = self.train_step(x, targets, y_hard)
+            self.guard.check_step(to_float(batch_loss) / len(idx), epoch, self.step)
             loss_sum += batch_loss
             correct += batch_correct
             seen += len(idx)
@@ -247,25 +239,17 @@ class Trainer:
             for cb in self.callbacks:
                 if hasattr(cb, "on_step_end"):
                     cb.on_step_end(self, self.step)
-            if self._interrupt_requested:
+            if self._interrupt.requested:
                 bar.close()
                 raise KeyboardInterrupt
             if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
                 mean_loss = to_float(loss_sum) / seen
-                self._check_finite(mean_loss, epoch)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{to_float(correct) / seen:.3f}",
                                 lr=f"{float(self.optimizer.lr):.2e}")
         bar.close()
         seen = max(seen, 1)
         return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": to_float(correct) / seen,
                 "time": time.perf_counter() - t0}
-
-    def _check_finite(self, value, epoch):
-        if not math.isfinite(value):
-            where = self.run_dir.checkpoint_path("last") if self.run_dir is not None else None
-            keep = f"; the last good checkpoint is {where}" if where is not None and where.exists() else ""
-            raise TrainingDiverged(f"the loss became {value} in epoch {epoch + 1}{keep}; "
-                                   "try a lower --lr or --grad-clip 5")
 
     # ------------------------------------------------------------------ evaluation
     def _batches(self, x, batch_size):
@@ -320,8 +304,6 @@ class Trainer:
             parts += [f"val_loss {row['val_loss']:.4f}", f"val_acc {row['val_acc']:.4f}"]
         parts += [f"lr {row['lr']:.2e}", f"{row['time']:.1f}s"]
         print(" | ".join(parts), flush=True)
-        if self.run_dir is not None:
-            self.run_dir.log_metrics(row)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, *, mid_epoch=False) -> Checkpoint:
@@ -365,10 +347,15 @@ class Trainer:
         return bool(values) and values[-1] >= max(values)
 
     def _save_interrupted(self):
+        """Save where the run stands after Ctrl-C and return the path. After a second Ctrl-C
+        (possibly in the middle of a step) nothing new is saved: the previous checkpoint or None."""
         if self.run_dir is not None:
             path = self.run_dir.checkpoint_path("last")
         else:
             path = "interrupted.h5"
+        if self._interrupt.forced:
+            return path if self.run_dir is not None and path.exists() else None
+        self.guard.check_tensors(self.model.state_dict().values(), self.epoch)
         in_epoch = 0 < getattr(self, "_batch_index", 0) and getattr(self, "_epoch_perm", None) is not None
         return self.save(path, mid_epoch=in_epoch)
 
@@ -378,6 +365,8 @@ class Trainer:
         check_compatible(ckpt, model_shapes=self.model.state_shapes(),
                          config={k: self.config[k] for k in ("tier", "architecture", "num_classes", "input_shape")
                                  if k in self.config})
+        refuse_non_finite(ckpt)
+        self._resumed_from = ckpt.path
         self.model.load_state_dict(ckpt.model_state)
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         if self.schedule is not None and ckpt.scheduler_state:
@@ -395,5 +384,7 @@ class Trainer:
         if "batch_index" in ckpt.extra:
             self._resume_position = (np.asarray(ckpt.extra["epoch_perm"]), int(ckpt.extra["batch_index"]),
                                      ckpt.extra["partial"])
+        if self.run_dir is not None:  # drop rows of epochs the checkpoint does not hold
+            self.run_dir.rewrite_metrics(self.history)
         return ckpt
 
