@@ -115,6 +115,6 @@ class DivergenceGuard:
 
     def diverged(self, what: str) -> None:
         good = newest_finite_checkpoint(self.candidates())
-        keep = (f"the last good checkpoint is {good}" if good is not None
-                else "no checkpoint was saved before it")
-        raise TrainingDiverged(f"{what}; nothing of it was saved and {keep}; {self.advice}")
+        keep = (f"this epoch was not saved; the last good checkpoint is {good}" if good is not None
+                else "nothing was saved (no earlier checkpoint)")
+        raise TrainingDiverged(f"{what}; {keep}; {self.advice}")

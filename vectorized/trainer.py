@@ -225,28 +225,27 @@ class Trainer:
         t0 = time.perf_counter() - elapsed
         bar = tqdm(range(first_batch, steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not self.progress, leave=False, dynamic_ncols=True)
-        for b in bar:
-            self._batch_index = b
-            idx = perm[b * batch_size:(b + 1) * batch_size]
-            x, targets = self.prepare(x_train[idx], y_train[idx], train=True)
-            y_hard = to_device(y_train[idx])
-            batch_loss, batch_correct = self.train_step(x, targets, y_hard)
-            self.guard.check_step(to_float(batch_loss) / len(idx), epoch, self.step)
-            loss_sum += batch_loss
-            correct += batch_correct
-            seen += len(idx)
-            self._batch_index, self._seen, self._epoch_t0 = b + 1, seen, t0
-            for cb in self.callbacks:
-                if hasattr(cb, "on_step_end"):
-                    cb.on_step_end(self, self.step)
-            if self._interrupt.requested:
-                bar.close()
-                raise KeyboardInterrupt
-            if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
-                mean_loss = to_float(loss_sum) / seen
-                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{to_float(correct) / seen:.3f}",
-                                lr=f"{float(self.optimizer.lr):.2e}")
-        bar.close()
+        with bar:  # closed before any error message
+            for b in bar:
+                self._batch_index = b
+                idx = perm[b * batch_size:(b + 1) * batch_size]
+                x, targets = self.prepare(x_train[idx], y_train[idx], train=True)
+                y_hard = to_device(y_train[idx])
+                batch_loss, batch_correct = self.train_step(x, targets, y_hard)
+                self.guard.check_step(to_float(batch_loss) / len(idx), epoch, self.step)
+                loss_sum += batch_loss
+                correct += batch_correct
+                seen += len(idx)
+                self._batch_index, self._seen, self._epoch_t0 = b + 1, seen, t0
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        cb.on_step_end(self, self.step)
+                if self._interrupt.requested:
+                    raise KeyboardInterrupt
+                if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
+                    mean_loss = to_float(loss_sum) / seen
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{to_float(correct) / seen:.3f}",
+                                    lr=f"{float(self.optimizer.lr):.2e}")
         seen = max(seen, 1)
         return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen, "acc": to_float(correct) / seen,
                 "time": time.perf_counter() - t0}
