@@ -21,6 +21,8 @@ finite weights and a finite loss, so the message can be trusted::
 from __future__ import annotations
 
 import math
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,16 @@ ADVICE = "try a lower --lr (or --grad-clip 5 where the tier has it)"
 
 class TrainingDiverged(UserError):
     """The loss or the weights became NaN or Inf; nothing diverged was saved."""
+
+
+@contextmanager
+def quiet_float_warnings():
+    """Hide NumPy's 'overflow encountered' warnings while a trainer runs: the guard says the same
+    thing in one line, with what to do, instead of a screenful of them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero) encountered",
+                                RuntimeWarning)
+        yield
 
 
 def tensors_finite(tensors) -> bool:

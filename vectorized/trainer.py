@@ -19,7 +19,7 @@ from common.backend import DTYPE, choose_parallelism, to_device, to_float, to_nu
 from common.checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint
 from common.cli import TrainingInterrupted
 from common.errors import UserError
-from common.guard import DivergenceGuard, TrainingDiverged, refuse_non_finite
+from common.guard import DivergenceGuard, TrainingDiverged, quiet_float_warnings, refuse_non_finite
 from common.interrupt import DeferredInterrupt
 from common.seed import capture_rng_state, restore_rng_state
 from vectorized.optim import clip_grad_norm
@@ -153,7 +153,7 @@ class Trainer:
             raise UserError("the training set is empty; lower --val-split or raise --limit")
         self._choose_parallelism(x_train, batch_size)
         try:
-            with self._interrupt:
+            with self._interrupt, quiet_float_warnings():
                 for epoch in range(self.epoch, epochs):
                     if self._train_one_epoch(epoch, epochs, x_train, y_train, val, batch_size):
                         break
