@@ -80,6 +80,9 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
     if path.is_dir():
         raise CheckpointError(f"cannot write checkpoint {path}: it is a folder; give a file path like "
                               f"{path / 'model.h5'}")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise CheckpointError(f"checkpoint {path} cannot be written: {blocker} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(path)
@@ -87,7 +90,7 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint: {describe_os_error(exc, path)}") from exc
+        raise CheckpointError(f"checkpoint {describe_os_error(exc, path)}") from exc
     try:
         with h5py.File(tmp, "w") as f:
             _write_root(f, ckpt)
@@ -100,7 +103,7 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint: {describe_os_error(exc, path)}") from exc
+            raise CheckpointError(f"checkpoint {describe_os_error(exc, path)}") from exc
         raise
     _fsync_dir(path.parent)
     return path
