@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data.idx import read_idx
+from common.data.memory import check_fits
 from common.data.splits import train_val_split
 from common.errors import DataError
 
@@ -247,6 +248,10 @@ def load_image_folder(root: Path, seed: int = 0, image_size: tuple[int, int] | N
     if image_size is None:
         image_size = next(iter(sizes)) if len(sizes) == 1 else DEFAULT_FOLDER_SIZE
     mode = "RGB" if colour else "L"
+    n = sum(len(files) for files, _ in listing.values())
+    check_fits(n * (3 if colour else 1) * image_size[0] * image_size[1],
+               f"reading the {n} images of {root} at {image_size[0]}x{image_size[1]}",
+               "use a smaller --image-size or fewer images")
     arrays = {part: (_read_images(files, image_size, mode), y) for part, (files, y) in listing.items()}
     if split:
         (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
