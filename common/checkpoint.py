@@ -13,8 +13,10 @@ Layout of a file (``h5py``; never pickle, so loading a checkpoint cannot run cod
 Every value round-trips exactly: arrays bitwise with their dtype; Python ``int`` (any size),
 ``float``, ``bool``, ``str`` and ``None``; NumPy scalars; lists and tuples, nested at will.
 
-Writes are atomic: the file is written under a temporary name in the same folder, flushed
-to disk and renamed over the old one, so a crash mid-save leaves the previous checkpoint.
+Writes are atomic: the file is written under a temporary name in the same folder
+(``.last.h5.<pid>-<random>.tmp``), flushed to disk and renamed over the old one, so a crash
+mid-save leaves the previous checkpoint. The temporary file of a process that was killed
+during a save is removed by the next save to the same path.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import h5py
 import numpy as np
 
 from common.backend import to_numpy
-from common.errors import CheckpointError
+from common.errors import CheckpointError, describe_os_error
 
 CHECKPOINT_FORMAT_VERSION = 1
 _FORMAT = "nnott-checkpoint"
@@ -37,6 +39,9 @@ _GROUP = {"model_state": "model", "optimizer_state": "optimizer", "scheduler_sta
           "rng_state": "rng", "history": "history", "extra": "extra"}
 #: Config keys that must agree between a checkpoint and the model it is loaded into.
 COMPAT_KEYS = ("tier", "architecture", "input_shape", "num_classes")
+#: The launcher of each tier, for messages about a checkpoint from another tier.
+TIER_LAUNCHERS = {"scalar": "scalar/main.py", "vectorized": "vectorized/main.py",
+                  "convolutional": "convolutional/main.py"}
 
 _KIND, _KEYS, _LEN = "__kind__", "__keys__", "__len__"  # reserved attribute names
 _INT64 = (-(2**63), 2**63 - 1)
@@ -72,13 +77,20 @@ def library_version() -> str:
 def save_checkpoint(path, ckpt: Checkpoint) -> Path:
     """Write ``ckpt`` to ``path`` atomically (parent folders are created). Returns the path."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"cannot write checkpoint {path}: it is a folder; give a file path like "
+                              f"{path / 'model.h5'}")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise CheckpointError(f"checkpoint {path} cannot be written: {blocker} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_temp_files(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from exc
+        raise CheckpointError(f"checkpoint {describe_os_error(exc, path)}") from exc
     try:
         with h5py.File(tmp, "w") as f:
             _write_root(f, ckpt)
@@ -91,10 +103,40 @@ def save_checkpoint(path, ckpt: Checkpoint) -> Path:
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from exc
+            raise CheckpointError(f"checkpoint {describe_os_error(exc, path)}") from exc
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_stale_temp_files(path) -> list[Path]:
+    """Delete ``.<name>.<pid>-*.tmp`` files left next to ``path`` by a save that was killed.
+
+    A temp file whose process still runs (another save in progress) is kept. Returns the
+    removed paths.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        owner = tmp.name[len(path.name) + 2:].split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and _process_alive(int(owner)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -337,6 +379,20 @@ def check_compatible(ckpt: Checkpoint, *, model_shapes: dict, config: dict | Non
     if problems:
         where = f" {ckpt.path}" if ckpt.path else ""
         raise CheckpointError(f"checkpoint{where} does not fit this model: " + "; ".join(problems))
+
+
+def check_tier(ckpt: Checkpoint, tier: str, flag: str = "--resume", *, accept=()) -> None:
+    """Refuse a checkpoint saved by another tier with a message that says which launcher reads it.
+
+    ``accept`` lists other tiers whose checkpoints this one can read (the scalar tier loads
+    the vectorized MLP's weights).
+    """
+    theirs = ckpt.config.get("tier")
+    if theirs is None or theirs == tier or theirs in accept:
+        return
+    launcher = TIER_LAUNCHERS.get(theirs)
+    hint = f"use it with python {launcher} {flag} {ckpt.path}" if launcher else "use it with that tier's launcher"
+    raise CheckpointError(f"{ckpt.path} was saved by the {theirs} tier, not the {tier} tier; {hint}")
 
 
 def _normal(value):

@@ -9,7 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
 from common import cli, distributed  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from common.errors import UsageError  # noqa: E402
 
 ARCH_NAMES = ("lenet", "baseline", "alexnet", "vgg16", "resnet18", "efficientnet_lite0", "convnext_tiny")
 
@@ -48,7 +48,7 @@ def model_builder(args):
 
     options = {"se": True} if args.se else {}
     if args.se and args.arch != "efficientnet_lite0":
-        raise UserError("--se applies to efficientnet_lite0 only")
+        raise UsageError("--se applies to efficientnet_lite0 only")
 
     def build(input_shape, num_classes):
         return build_model(args.arch, input_shape, num_classes, variant=args.variant, **options)
@@ -79,7 +79,7 @@ def _main(argv=None):
 
     refuse_for_images(args.dataset)  # toy tasks are points in the plane: vectorized/scalar tiers only
     if args.skip_train and not (args.load or args.resume):
-        raise UserError("--skip-train evaluates a trained model: add --load PATH")
+        raise UsageError("--skip-train evaluates a trained model: add --load PATH")
     build = model_builder(args)
     if args.summary:
         from common.data import REGISTRY

@@ -125,17 +125,23 @@ def architecture(data: RunData, hidden_sizes) -> str:
 
 
 def train(args, data: RunData, trainer, run, log=print) -> dict:
-    """Fit with a checkpoint (last.h5) and a metrics row after every epoch; Ctrl-C keeps the last one."""
+    """Fit with a checkpoint (last.h5), then a metrics row, after every epoch that the divergence
+    guard passed. Ctrl-C saves where the epoch stood (the resume command continues it exactly)."""
     from common.config import config_values, save_run_config
+    from common.guard import DivergenceGuard
     from common.tensorboard import logger_for
     from scalar import io
     config = run_config(args, data, trainer)
     last = run.checkpoint_path("last")
     save_run_config(run.path, args)
     tensorboard = trainer.tensorboard = logger_for(args, run.path, config_values(args))
+    resumed_from = [args.resume] if args.resume else []
+    trainer.guard = DivergenceGuard(candidates=lambda: [*resumed_from, last])
 
     def save(path):
         extra = {"augmenter": trainer.augmenter.state_dict()} if trainer.augmenter else {}
+        if trainer.position is not None:
+            extra["mid_epoch"] = trainer.position
         return io.save(path, trainer, config, extra)
 
     def on_epoch_end(t):
@@ -143,15 +149,21 @@ def train(args, data: RunData, trainer, run, log=print) -> dict:
         row = {"epoch": t.epoch, "loss": h["loss"][-1], "acc": h["acc"][-1], "time": h["time"][-1]}
         if h["val_loss"]:
             row.update(val_loss=h["val_loss"][-1], val_acc=h["val_acc"][-1])
-        run.log_metrics(row)
         save(last)
+        run.log_metrics(row)  # after the checkpoint landed, so the two never disagree
         if tensorboard:
             tensorboard.log_epoch(row)
         for hook in getattr(t, "epoch_hooks", ()):   # e.g. the --animate frame recorder of a toy task
             hook(t)
 
+    def save_interrupted():
+        if trainer.interrupt.forced:  # a second Ctrl-C may have stopped mid-batch: keep the old file
+            return last if last.exists() else None
+        trainer.guard.check_tensors(trainer.network.state_dict().values(), trainer.epoch)
+        return save(last)
+
     val = (data.x_val, data.y_val) if len(data.y_val) else None
-    with cli.save_on_interrupt(lambda: last if last.exists() else None):
+    with cli.save_on_interrupt(save_interrupted):
         trainer.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size, val=val,
                     early_stopping=args.early_patience if args.early_stopping else 0,
                     min_delta=args.early_delta, early_metric=args.early_metric,
@@ -220,24 +232,34 @@ def _main(argv=None) -> int:
     from common.cli import RunDir, run_header
     from common.seed import seed_everything
     from scalar import io
+    from common.checkpoint import check_tier
+    from common.cli.preflight import check_run_flags
+    from common.guard import refuse_non_finite
     from scalar import playground
     parser = build_parser()
     args = parser.parse_args(argv)
     toy = playground.prepare_args(parser, args)   # a toy task (--dataset rings...): a 2-16-2 net, many epochs
     activations, dropouts = layer_settings(parser, args)
+    check_run_flags(args)  # flag combinations and output paths, before anything is loaded or written
+    ckpt = io.load(args.resume or args.load) if (args.resume or args.load) else None
+    if ckpt is not None:  # the scalar tier reads the vectorized MLP's weights too, but resumes only its own
+        check_tier(ckpt, "scalar", "--resume" if args.resume else "--load",
+                   accept=() if args.resume else ("vectorized",))
+        refuse_non_finite(ckpt)
     seed_everything(args.seed)
     data = load_data(args)
     trainer = build_trainer(args, data, activations, dropouts)
     net = trainer.network
     if args.resume:
-        ckpt = io.load(args.resume)
         io.restore(trainer, ckpt)
         if trainer.augmenter and "augmenter" in ckpt.extra:
             trainer.augmenter.load_state_dict(ckpt.extra["augmenter"])
+        trainer.position = ckpt.extra.get("mid_epoch")
         run = RunDir.for_checkpoint(args.resume)
+        run.rewrite_metrics(trainer.history)  # rows of epochs the checkpoint does not hold go
     else:
         if args.load:
-            io.load_weights(net, io.load(args.load))
+            io.load_weights(net, ckpt)
         run = RunDir(args.run_dir, args.run_name or "scalar-mlp")
     print(run_header(tier="scalar", model=architecture(data, args.hidden_sizes), dataset=data.name,
                      fell_back=data.fell_back, device="cpu (pure Python floats)", seed=args.seed,
@@ -256,7 +278,8 @@ def _main(argv=None) -> int:
         print(f"[nnott] full dataset: {n_train} train / {n_val} val / {n_test} test images; "
               "the bar shows samples/s and the time left")
     if args.resume:
-        print(f"[nnott] resumed from {args.resume} after epoch {trainer.epoch} (step {trainer.step})")
+        where = f", batch {trainer.position['batch']} of epoch {trainer.epoch + 1}" if trainer.position else ""
+        print(f"[nnott] resumed from {args.resume} after epoch {trainer.epoch} (step {trainer.step}{where})")
     if args.trace:
         show_trace(args, data, trainer)
     config = train(args, data, trainer, run)

@@ -3,6 +3,12 @@
 For each batch: zero the gradients, run forward -> loss -> backward for every sample (each
 backward *adds* into the neurons' gradients), divide the sums by N to get the mean gradient,
 then take one optimizer step.
+
+Two safety nets, shared with the other tiers: the divergence guard (:mod:`common.guard`)
+checks every batch's loss and, after each epoch, the validation loss and every weight, before
+``on_epoch_end`` may save anything; and Ctrl-C (:mod:`common.interrupt`) lets the current
+batch finish, records where the epoch stood (:attr:`Trainer.position`) and stops, so the
+run can be saved and resumed bit for bit.
 """
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ import time
 from tqdm.auto import tqdm
 
 from common.errors import UserError
+from common.guard import DivergenceGuard
+from common.interrupt import DeferredInterrupt
 from scalar.losses import LOSSES
 
 
@@ -53,6 +61,9 @@ class Trainer:
         self.history = {"loss": [], "acc": [], "val_loss": [], "val_acc": [], "time": []}
         self.epoch = 0                            # epochs completed
         self.step = 0                             # optimizer steps taken
+        self.guard = DivergenceGuard()            # main.py gives it the run's checkpoints
+        self.position = None                      # where an interrupted epoch stood (a dict), else None
+        self.interrupt = DeferredInterrupt()
 
     def train_batch(self, rows, targets) -> tuple[float, int]:
         """One optimizer step on the mean gradient of the batch; returns (summed loss, correct)."""
@@ -109,48 +120,76 @@ class Trainer:
 
         ``val=(x_val, y_val)`` is evaluated after every epoch. ``early_stopping=k`` stops after
         k epochs in which ``early_metric`` (val_loss or val_acc) did not improve by ``min_delta``,
-        and restores the best weights. ``on_epoch_end(trainer)`` runs after each epoch.
+        and restores the best weights. ``on_epoch_end(trainer)`` runs after each epoch, once the
+        guard has passed it. Ctrl-C raises ``KeyboardInterrupt`` after the current batch, with
+        :attr:`position` set when the epoch was under way.
         """
         if early_stopping and (val is None or not len(val[1])):
             raise UserError("early stopping watches the validation set: use --val-split > 0")
         sign = 1.0 if early_metric == "val_loss" else -1.0       # lower loss is better, higher accuracy
         best, best_state, waited = float("inf"), None, 0
-        while self.epoch < epochs:
-            self.epoch += 1
-            start, total, correct, seen = time.perf_counter(), 0.0, 0, 0
-            bar = tqdm(total=len(y), desc=f"epoch {self.epoch}", unit="sample", disable=not self.progress)
-            for idx in self._batches(len(y), batch_size, shuffle=True):
+        with self.interrupt:
+            while self.epoch < epochs:
+                total, correct, seen, elapsed = self._train_epoch(x, y, batch_size)
+                h = self.history
+                result = self.evaluate(*val, desc="validate") if val is not None and len(val[1]) else None
+                self.guard.check_epoch(self.epoch, loss=total / seen, val_loss=result and result["loss"],
+                                       tensors=self.network.state_dict().values())
+                self.epoch += 1
+                h["loss"].append(total / seen)
+                h["acc"].append(correct / seen)
+                h["time"].append(elapsed)
+                line = f"epoch {self.epoch}: loss {total / seen:.4f}  acc {correct / seen:.2%}"
+                if result is not None:
+                    h["val_loss"].append(result["loss"])
+                    h["val_acc"].append(result["acc"])
+                    line += f"  val_loss {result['loss']:.4f}  val_acc {result['acc']:.2%}"
+                line += f"  ({elapsed:.1f} s, {seen / max(elapsed, 1e-9):.0f} samples/s)"
+                if log:
+                    log(line)
+                if on_epoch_end is not None:
+                    on_epoch_end(self)
+                if early_stopping and h[early_metric]:
+                    score = sign * h[early_metric][-1]
+                    if score < best - min_delta:
+                        best, best_state, waited = score, self.network.state_dict(), 0
+                    else:
+                        waited += 1
+                        if waited >= early_stopping:
+                            self.network.load_state_dict(best_state)
+                            if log:
+                                log(f"early stopping: {early_metric} did not improve for {waited} epochs; "
+                                    f"restored the weights with {early_metric} {sign * best:.4f}")
+                            break
+                if self.interrupt.requested:      # Ctrl-C during the epoch's last batch: it is saved
+                    raise KeyboardInterrupt
+        return self.history
+
+    def _train_epoch(self, x, y, batch_size: int):
+        """One pass over the data (or the rest of an interrupted one); returns (loss sum, correct,
+        samples, seconds). On Ctrl-C it sets :attr:`position` and raises KeyboardInterrupt."""
+        if self.position is not None:             # resumed mid-epoch: same order, same partial sums
+            p, self.position = self.position, None
+            order, first = list(p["order"]), int(p["batch"])
+            total, correct, seen, elapsed = float(p["loss_sum"]), int(p["correct"]), int(p["seen"]), float(p["time"])
+        else:
+            order = list(range(len(y)))
+            self.rng.shuffle(order)
+            first, total, correct, seen, elapsed = 0, 0.0, 0, 0, 0.0
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        start = time.perf_counter() - elapsed
+        with tqdm(total=len(y), initial=seen, desc=f"epoch {self.epoch + 1}", unit="sample",
+                  disable=not self.progress) as bar:  # closed before any error message
+            for b in range(first, len(batches)):
+                idx = batches[b]
                 rows, targets = self.prepare(self._take(x, idx), self._take(y, idx), True)
                 batch_loss, batch_correct = self.train_batch(rows, targets)
+                self.guard.check_step(batch_loss / len(idx), self.epoch, self.step)
                 total, correct, seen = total + batch_loss, correct + batch_correct, seen + len(idx)
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{total / seen:.4f}", acc=f"{correct / seen:.3f}")
-            bar.close()
-            h = self.history
-            h["loss"].append(total / seen)
-            h["acc"].append(correct / seen)
-            h["time"].append(time.perf_counter() - start)
-            line = f"epoch {self.epoch}: loss {total / seen:.4f}  acc {correct / seen:.2%}"
-            if val is not None and len(val[1]):
-                result = self.evaluate(*val, desc="validate")
-                h["val_loss"].append(result["loss"])
-                h["val_acc"].append(result["acc"])
-                line += f"  val_loss {result['loss']:.4f}  val_acc {result['acc']:.2%}"
-            line += f"  ({h['time'][-1]:.1f} s, {seen / h['time'][-1]:.0f} samples/s)"
-            if log:
-                log(line)
-            if on_epoch_end is not None:
-                on_epoch_end(self)
-            if early_stopping and h[early_metric]:
-                score = sign * h[early_metric][-1]
-                if score < best - min_delta:
-                    best, best_state, waited = score, self.network.state_dict(), 0
-                else:
-                    waited += 1
-                    if waited >= early_stopping:
-                        self.network.load_state_dict(best_state)
-                        if log:
-                            log(f"early stopping: {early_metric} did not improve for {waited} epochs; "
-                                f"restored the weights with {early_metric} {sign * best:.4f}")
-                        break
-        return self.history
+                if self.interrupt.requested and b + 1 < len(batches):
+                    self.position = {"order": order, "batch": b + 1, "loss_sum": total, "correct": correct,
+                                     "seen": seen, "time": time.perf_counter() - start}
+                    raise KeyboardInterrupt
+        return total, correct, seen, time.perf_counter() - start

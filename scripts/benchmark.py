@@ -322,7 +322,11 @@ def parse_args(argv=None):
 def resolve(args) -> list[str]:
     """Validate the flags and fill defaults; raises BenchError with a one-line reason."""
     names = [n.strip().lower().replace("-", "_") for n in args.models.split(",") if n.strip()]
-    if not names or names == ["all"]:
+    if not names:
+        raise BenchError(f"--models {args.models!r} names no model; give names like mlp,lenet or 'all'")
+    if args.budget is not None and not 0 < args.budget < float("inf"):
+        raise BenchError(f"--budget must be a positive number of seconds, got {args.budget}")
+    if names == ["all"]:
         names = list(DEFAULT_ORDER)
     unknown = [n for n in names if n not in MODELS]
     if unknown:

@@ -129,7 +129,7 @@ def test_crash_mid_write_leaves_previous_file(tmp_path, monkeypatch, error):
 def test_unwritable_destination_is_a_checkpoint_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot be written: .*file is a file, not a folder"):
         save_checkpoint(blocker / "c.h5", make_ckpt())
 
 

@@ -93,6 +93,8 @@ def test_cnn_summary_prints_the_layer_table(env):
     (["convolutional/main.py", "--lr", "abc"], "--lr"),
     (["vectorized/main.py", "--hidden-sizes", "256,abc"], "'abc' is not an integer"),
     (["vectorized/main.py", "--val-split", "1.5"], "--val-split"),
+    (["vectorized/main.py", "--hidden-sizes", "8,8", "--dropout", "0.1,0.2,0.3"],
+     "--dropout has 3 values but there are 2 hidden layers"),
 ])
 def test_bad_flags_exit_2_with_one_line(env, argv, message):
     proc = run(env, str(ROOT / argv[0]), *argv[1:])
@@ -101,8 +103,6 @@ def test_bad_flags_exit_2_with_one_line(env, argv, message):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["vectorized/main.py", "--hidden-sizes", "8,8", "--dropout", "0.1,0.2,0.3", "--dataset", "synth-digits"],
-     "dropout has 3 values but there are 2 hidden layers"),
     (["vectorized/main.py", "--dataset", "no-such-dataset"], "unknown dataset"),
     (["vectorized/main.py", "--dataset", "fashion-mnist"], "fashion-mnist"),
     (["convolutional/main.py", "resnet18", "--variant", "canonical", "--dataset", "synth-digits"], "--image-size"),

@@ -13,12 +13,14 @@ import numpy as np
 
 from common import backend, dispatch, metrics, plots
 from common.augment import AugmentConfig, Augmenter
-from common.checkpoint import check_compatible, library_version, load_checkpoint, save_checkpoint
+from common.checkpoint import check_compatible, check_tier, library_version, load_checkpoint, save_checkpoint
 from common.cli import RunDir, augment_overrides, run_header
+from common.cli.preflight import check_run_flags
 from common.config import config_values, save_run_config
 from common.data import Normalizer, load_run_data
 from common.data.shards import check_divisible
 from common.errors import UserError
+from common.guard import refuse_non_finite
 from common.seed import seed_everything
 from vectorized import data_parallel
 from common.tensorboard import logger_for
@@ -67,6 +69,7 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
 
     ``build_model(input_shape, num_classes)`` makes the model; ``input_shape`` is (C, H, W).
     """
+    check_run_flags(args)  # flag combinations and output paths, before anything is loaded
     parallel = data_parallel.from_args(args)  # None unless --distributed (one rank of mpiexec -n N)
     root = parallel is None or parallel.is_root  # the process that writes files
     if args.gpu:
@@ -75,12 +78,19 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     resume_ckpt = load_checkpoint(args.resume) if getattr(args, "resume", None) else None
     load_ckpt = load_checkpoint(args.load) if getattr(args, "load", None) else None
     source = resume_ckpt or load_ckpt
+    if source is not None:  # another tier's checkpoint, or a diverged one: say so before the data loads
+        check_tier(source, tier, "--resume" if resume_ckpt is not None else "--load")
+        refuse_non_finite(source)
     if source is not None and "input_shape" in source.config:
         shape = tuple(source.config["input_shape"])  # a saved model keeps its own input shape
     else:
         shape = getattr(args, "image_shape", None)    # the conv quickstart's --image-shape C,H,W
     data = load_run_data(args, input_shape=shape)
     playground.check_flags(args, data, tier)  # toy tasks (points, not images): vectorized/playground.py
+    early = (EarlyStopping(args.early_metric, args.early_patience, args.early_delta)
+             if args.early_stopping else None)
+    if early is not None and len(data.x_val) == 0:
+        raise UserError("--early-stopping needs a validation set, and --limit leaves none: raise --limit")
 
     model = build_model(data.image_shape, 1 if data.task == "regression" else data.num_classes)
     if parallel is not None:
@@ -97,6 +107,9 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
               "dataset": data.name, "class_names": data.class_names,
               "normalization": {"mean": normalizer.mean.tolist(), "std": normalizer.std.tolist()},
               "version": library_version(), "args": _jsonable(args)}
+    if source is not None:  # a refused --resume/--load must leave the run folder as it was
+        check_compatible(source, model_shapes=model.state_shapes(),
+                         config={k: config[k] for k in ("tier", "architecture", "num_classes", "input_shape")})
 
     if not root:
         run_dir = None
@@ -122,10 +135,6 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     optimizer = build_optimizer(args, model)
     steps_per_epoch = max(1, -(-len(data.x_train) // args.batch_size))
     schedule = build_schedule(args, optimizer, steps_per_epoch)
-    early = (EarlyStopping(args.early_metric, args.early_patience, args.early_delta)
-             if args.early_stopping else None)
-    if early is not None and len(data.x_val) == 0:
-        raise UserError("--early-stopping needs a validation set: use --val-split > 0")
     trainer_cls, loss = Trainer, CrossEntropyLoss(label_smoothing=getattr(args, "label_smoothing", 0.0))
     if data.is_points:
         trainer_cls, loss = playground.trainer_parts(args, data)
@@ -144,8 +153,6 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         if parallel is not None:
             parallel.after_resume(trainer)
     elif load_ckpt is not None:
-        check_compatible(load_ckpt, model_shapes=model.state_shapes(),
-                         config={k: config[k] for k in ("tier", "architecture", "num_classes", "input_shape")})
         model.load_state_dict(load_ckpt.model_state)
         print(f"[load] weights from {args.load}")
 

@@ -2,16 +2,14 @@
 
 One loop for every model: host uint8 batch -> augment (host) -> normalize -> device ->
 forward -> loss -> backward -> clip -> optimizer step -> schedule. It keeps a history,
-saves a checkpoint every epoch (and the best one), resumes exactly, stops early, guards
-against NaN losses, and turns Ctrl-C into a saved checkpoint.
+saves a checkpoint every epoch (and the best one), resumes exactly, stops early, stops a
+diverged run before it saves anything of it (:mod:`common.guard`), and turns Ctrl-C into a
+saved checkpoint (:mod:`common.interrupt`).
 """
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,12 +20,13 @@ from common.backend import DTYPE, to_device, to_float, to_numpy, xp
 from common.checkpoint import Checkpoint, check_compatible, load_checkpoint, save_checkpoint
 from common.cli import TrainingInterrupted
 from common.errors import UserError
+from common.guard import DivergenceGuard, TrainingDiverged, quiet_float_warnings, refuse_non_finite
+from common.interrupt import DeferredInterrupt
 from common.seed import capture_rng_state, restore_rng_state
 from vectorized.optim import clip_grad_norm
 
 
-class TrainingDiverged(UserError):
-    """The loss became NaN or Inf."""
+__all__ = ["EarlyStopping", "Trainer", "TrainingDiverged"]
 
 
 @dataclass
@@ -86,7 +85,7 @@ class Trainer:
         run_dir: a ``common.cli.RunDir`` (metrics.csv, last.h5, best.h5), or None.
         config: the run's config, stored in every checkpoint (tier, architecture, dataset...).
         callbacks: objects with optional ``on_epoch_end(trainer, row)`` and ``on_step_end(trainer, step)``.
-        log_every: steps between host syncs for the progress bar and the NaN guard.
+        log_every: steps between progress-bar updates (the divergence guard checks every step).
         parallel: a :class:`vectorized.data_parallel.DataParallel` when this process is one rank
             of a data-parallel run (each rank trains on its shard of every batch), else None.
     """
@@ -106,7 +105,7 @@ class Trainer:
         self.epoch = 0          # completed epochs
         self.step = 0           # optimizer steps taken
         self._resume_position = None  # (permutation, next batch, partial sums) when resumed mid-epoch
-        self._interrupt_requested = False
+        self._interrupt = DeferredInterrupt()
         self._batch_index = 0
         self.parallel, self.seed = parallel, seed
 
@@ -122,6 +121,15 @@ class Trainer:
     def epoch_score(self, total: float, seen: int) -> float:
         """The epoch's score from the summed batch scores: accuracy = correct / seen."""
         return total / seen
+        self._resumed_from = None
+        self.guard = DivergenceGuard(candidates=self._fallback_checkpoints)
+
+    def _fallback_checkpoints(self):
+        """Checkpoints a diverged run can go back to: last, best, and the one it resumed from."""
+        paths = [self._resumed_from] if self._resumed_from is not None else []
+        if self.run_dir is not None:
+            paths += [self.run_dir.checkpoint_path("last"), self.run_dir.checkpoint_path("best")]
+        return paths
 
     # ------------------------------------------------------------------ data
     def prepare(self, x_uint8, y=None, train=False, keep=slice(None)):
@@ -152,7 +160,7 @@ class Trainer:
         loss = self.loss.forward(logits, targets)
         dispatch.training_backward(self.model, self.loss.backward())  # every parameter's gradient
         if self.parallel is not None:  # the mean gradient of the global batch, on every rank
-            self.parallel.average_gradients(self.model.parameters(), self._interrupt_requested)
+            self.parallel.average_gradients(self.model.parameters(), self._interrupt.requested)
         if self.grad_clip:
             clip_grad_norm(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -172,7 +180,7 @@ class Trainer:
             self.parallel.broadcast_model(self.model)
             self.parallel.reseed_device_stream(self.seed, self.step)
         try:
-            with self._deferred_interrupts():
+            with self._interrupt, quiet_float_warnings():
                 for epoch in range(self.epoch, epochs):
                     if self._train_one_epoch(epoch, epochs, x_train, y_train, val, batch_size):
                         break
@@ -200,7 +208,9 @@ class Trainer:
             else:  # each rank a slice of the validation set
                 metrics = self.parallel.evaluate(self, *val, batch_size=max(batch_size, 256))
             row.update({f"val_{k}": v for k, v in metrics.items() if k not in ("pred", "logits")})
-        self._check_finite(row["loss"], epoch)
+        # before anything of this epoch is kept: a diverged epoch writes no checkpoint and no row
+        self.guard.check_epoch(epoch, loss=row["loss"], val_loss=row.get("val_loss"),
+                               tensors=self.model.state_dict().values())
         row["lr"] = float(self.optimizer.lr)
         if self.schedule is not None and getattr(self.schedule, "per", "epoch") == "epoch":
             self.schedule.step(row.get("val_loss", row["loss"]))  # only ReduceLROnPlateau reads it
@@ -216,6 +226,8 @@ class Trainer:
             stop = self.early_stopping.update(row[metric], epoch, self.model)
         self._log_epoch(epoch, epochs, row)
         self._save_epoch_checkpoints(row)
+        if self.run_dir is not None:  # after the checkpoint landed, so the CSV never runs ahead of it
+            self.run_dir.log_metrics(row)
         for cb in self.callbacks:
             if hasattr(cb, "on_epoch_end"):
                 cb.on_epoch_end(self, row)
@@ -223,27 +235,6 @@ class Trainer:
             print(f"[early stopping] no {self.early_stopping.metric} improvement for "
                   f"{self.early_stopping.patience} epochs; best epoch {self.early_stopping.best_epoch + 1}")
         return stop
-
-    @contextmanager
-    def _deferred_interrupts(self):
-        """The first Ctrl-C lets the current step finish, then stops cleanly; a second one stops at once."""
-        self._interrupt_requested = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._interrupt_requested:
-                raise KeyboardInterrupt
-            self._interrupt_requested = True
-            print("\n[interrupt] finishing this step, then saving a checkpoint (Ctrl-C again to stop now)",
-                  flush=True)
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
     def _run_epoch(self, epoch, epochs, x_train, y_train, batch_size, steps_per_epoch):
         n = len(x_train)
@@ -263,44 +254,36 @@ class Trainer:
         t0 = time.perf_counter() - elapsed
         bar = tqdm(range(first_batch, steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                    disable=not self.progress, leave=False, dynamic_ncols=True)
-        for b in bar:
-            self._batch_index = b
-            idx = perm[b * batch_size:(b + 1) * batch_size]
-            keep = slice(None) if self.parallel is None else self.parallel.shard(len(idx))
-            x, targets = self.prepare(x_train[idx], y_train[idx], train=True, keep=keep)
-            y_hard = to_device(y_train[idx][keep])
-            batch_loss, batch_correct = self.train_step(x, targets, y_hard)
-            loss_sum += batch_loss
-            correct += batch_correct
-            seen += len(x)
-            self._batch_index, self._seen, self._epoch_t0 = b + 1, seen, t0
-            for cb in self.callbacks:
-                if hasattr(cb, "on_step_end"):
-                    cb.on_step_end(self, self.step)
-            stop = self._interrupt_requested if self.parallel is None else self.parallel.stop_requested
-            if stop:  # with ranks: stop after the step where any rank saw Ctrl-C, all together
-                bar.close()
-                raise KeyboardInterrupt
-            if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
-                mean_loss = to_float(loss_sum) / seen
-                self._check_finite(mean_loss, epoch)
-                score = self.epoch_score(to_float(correct), seen)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", **{self.score: f"{score:.3f}"},
-                                lr=f"{float(self.optimizer.lr):.2e}")
-        bar.close()
+        with bar:  # closed before any error message
+            for b in bar:
+                self._batch_index = b
+                idx = perm[b * batch_size:(b + 1) * batch_size]
+                keep = slice(None) if self.parallel is None else self.parallel.shard(len(idx))
+                x, targets = self.prepare(x_train[idx], y_train[idx], train=True, keep=keep)
+                y_hard = to_device(y_train[idx][keep])
+                batch_loss, batch_correct = self.train_step(x, targets, y_hard)
+                self.guard.check_step(to_float(batch_loss) / max(len(x), 1), epoch, self.step)
+                loss_sum += batch_loss
+                correct += batch_correct
+                seen += len(x)
+                self._batch_index, self._seen, self._epoch_t0 = b + 1, seen, t0
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        cb.on_step_end(self, self.step)
+                stop = self._interrupt.requested if self.parallel is None else self.parallel.stop_requested
+                if stop:  # with ranks: stop after the step where any rank saw Ctrl-C, all together
+                    raise KeyboardInterrupt
+                if (b + 1) % self.log_every == 0 or b + 1 == steps_per_epoch:
+                    mean_loss = to_float(loss_sum) / seen
+                    score = self.epoch_score(to_float(correct), seen)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", **{self.score: f"{score:.3f}"},
+                                    lr=f"{float(self.optimizer.lr):.2e}")
         if self.parallel is not None:
             loss_sum, correct, seen = self.parallel.sum_metrics(loss_sum, correct, seen)
         seen = max(seen, 1)
         return {"epoch": epoch + 1, "loss": to_float(loss_sum) / seen,
                 self.score: self.epoch_score(to_float(correct), seen),
                 "time": time.perf_counter() - t0}
-
-    def _check_finite(self, value, epoch):
-        if not math.isfinite(value):
-            where = self.run_dir.checkpoint_path("last") if self.run_dir is not None else None
-            keep = f"; the last good checkpoint is {where}" if where is not None and where.exists() else ""
-            raise TrainingDiverged(f"the loss became {value} in epoch {epoch + 1}{keep}; "
-                                   "try a lower --lr or --grad-clip 5")
 
     # ------------------------------------------------------------------ evaluation
     def _batches(self, x, batch_size):
@@ -360,8 +343,6 @@ class Trainer:
             parts += [f"val_loss {row['val_loss']:.4f}", f"val_{self.score} {row['val_' + self.score]:.4f}"]
         parts += [f"lr {row['lr']:.2e}", f"{row['time']:.1f}s"]
         print(" | ".join(parts), flush=True)
-        if self.run_dir is not None:
-            self.run_dir.log_metrics(row)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, *, mid_epoch=False) -> Checkpoint:
@@ -405,6 +386,8 @@ class Trainer:
         return bool(values) and values[-1] >= max(values)
 
     def _save_interrupted(self):
+        """Save where the run stands after Ctrl-C and return the path. After a second Ctrl-C
+        (possibly in the middle of a step) nothing new is saved: the previous checkpoint or None."""
         in_epoch = 0 < getattr(self, "_batch_index", 0) and getattr(self, "_epoch_perm", None) is not None
         if self.parallel is not None and not self.parallel.prepare_interrupted_save(self, in_epoch):
             return None  # rank 0 writes the checkpoint
@@ -412,6 +395,9 @@ class Trainer:
             path = self.run_dir.checkpoint_path("last")
         else:
             path = "interrupted.h5"
+        if self._interrupt.forced:
+            return path if self.run_dir is not None and path.exists() else None
+        self.guard.check_tensors(self.model.state_dict().values(), self.epoch)
         return self.save(path, mid_epoch=in_epoch)
 
     def resume(self, path):
@@ -420,6 +406,8 @@ class Trainer:
         check_compatible(ckpt, model_shapes=self.model.state_shapes(),
                          config={k: self.config[k] for k in ("tier", "architecture", "num_classes", "input_shape")
                                  if k in self.config})
+        refuse_non_finite(ckpt)
+        self._resumed_from = ckpt.path
         self.model.load_state_dict(ckpt.model_state)
         self.optimizer.load_state_dict(ckpt.optimizer_state)
         if self.schedule is not None and ckpt.scheduler_state:
@@ -437,5 +425,7 @@ class Trainer:
         if "batch_index" in ckpt.extra:
             self._resume_position = (np.asarray(ckpt.extra["epoch_perm"]), int(ckpt.extra["batch_index"]),
                                      ckpt.extra["partial"])
+        if self.run_dir is not None:  # drop rows of epochs the checkpoint does not hold
+            self.run_dir.rewrite_metrics(self.history)
         return ckpt
 

@@ -1,11 +1,13 @@
 """Command-line helpers shared by every entry point: one definition of each flag.
 
-Four files, one concern each:
+Five files, one concern each:
 
 - :mod:`common.cli.types`: argument types (``positive_int``, ``float_range``, comma lists);
 - :mod:`common.cli.flags`: the flag groups a launcher assembles (``add_data_args``, ...);
 - :mod:`common.cli.rundir`: run folders and the one-line run header;
-- :mod:`common.cli.entry`: the entry wrapper (exit codes, Ctrl-C, resume command).
+- :mod:`common.cli.entry`: the entry wrapper (exit codes, Ctrl-C, resume command);
+- :mod:`common.cli.preflight`: checks of flag combinations and output paths made before anything
+  is loaded or written (``check_run_flags``; imported from there, not re-exported here).
 
 A launcher builds its parser from argument groups and runs through :func:`run_main`::
 

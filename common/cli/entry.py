@@ -7,7 +7,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import UsageError, UserError, describe_os_error
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training after a checkpoint was saved; run_main prints how to resume."""
@@ -48,8 +48,10 @@ def resume_command(checkpoint_path, argv=None, prog=None) -> str:
 def run_main(main_fn, argv=None) -> int:
     """Call ``main_fn(argv)`` and turn its outcome into an exit code (0, 1 or 130).
 
-    UserError -> 'error: <msg>', 1. Any other exception -> one line with its type, 1 (``--debug``
-    shows the traceback). Ctrl-C -> 130, with a resume command when a checkpoint was saved.
+    UsageError (two flags that do not go together) -> 'error: <msg>', 2. UserError -> 'error: <msg>', 1.
+    An OSError (read-only, disk full, is a folder, exists, permission denied) -> one line naming the
+    path and what to do, 1. Any other exception -> one line with its type, 1 (``--debug`` shows the
+    traceback). Ctrl-C -> 130, with a resume command when a checkpoint was saved.
     argparse's own usage errors (SystemExit 2) pass through.
     """
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
@@ -70,6 +72,11 @@ def run_main(main_fn, argv=None) -> int:
         if debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except OSError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:
         if debug:

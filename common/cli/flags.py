@@ -113,7 +113,7 @@ def mlp_layers(args) -> tuple[list[int], list[str], list[float]]:
     sizes = list(args.hidden_sizes)
     n = len(sizes)
     acts = broadcast_list(args.hidden_activations or [args.activation], n, "--hidden-activations")
-    drops = broadcast_list(args.dropout, n, "dropout")
+    drops = broadcast_list(args.dropout, n, "--dropout")
     return sizes, acts, drops
 
 

@@ -53,6 +53,28 @@ class RunDir:
             csv.DictWriter(fh, fieldnames=header, extrasaction="ignore").writerow(row)
         return out
 
+    def rewrite_metrics(self, history: dict) -> Path:
+        """Write metrics.csv anew from a checkpoint's history, one row per epoch it holds.
+
+        After a resume, rows of epochs the checkpoint does not hold (a run that went on, or
+        crashed after logging) would disagree with it; the checkpoint is the truth.
+        """
+        out = self.path / "metrics.csv"
+        n = max((len(v) for v in history.values()), default=0)
+        header = []
+        if out.exists() and out.stat().st_size > 0:
+            with out.open(newline="", encoding="utf-8") as fh:
+                header = next(csv.reader(fh), [])
+        header = header or ["epoch"] + [k for k in history if k != "epoch"]
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
+            writer.writeheader()
+            for i in range(n):
+                row = {"epoch": i + 1}
+                row.update({k: v[i] for k, v in history.items() if i < len(v)})
+                writer.writerow(row)
+        return out
+
     def checkpoint_path(self, kind: str = "last") -> Path:
         if kind not in ("last", "best"):
             raise ValueError(f"checkpoint kind must be 'last' or 'best', got {kind!r}")

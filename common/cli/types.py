@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from common.errors import UserError
+from common.errors import UsageError
 
 _SCHEDULE_ALIASES = {"reduce_on_plateau": "plateau", "reduce-on-plateau": "plateau"}
 MAX_SEED = 2**32 - 1
@@ -30,6 +30,8 @@ def _ranged(cast, what, lo=None, hi=None, lo_open=False, hi_open=False, name=Non
         value = _number(text, cast, what)
         if value != value:  # NaN
             raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
         bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
         bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
         if bad_lo or bad_hi:
@@ -142,12 +144,12 @@ def _schedule_name(text: str) -> str:
 
 
 def broadcast_list(values, n: int, flag: str, what: str = "hidden layers") -> list:
-    """One value -> repeated n times; n values -> kept; anything else is a UserError."""
+    """One value -> repeated n times; n values -> kept; anything else is a UsageError (exit 2)."""
     values = list(values)
     if len(values) == 1:
         return values * n
     if len(values) == n:
         return values
-    raise UserError(f"{flag} has {len(values)} values but there are {n} {what}; give 1 value or {n}")
+    raise UsageError(f"{flag} has {len(values)} values but there are {n} {what}; give 1 value or {n}")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data.idx import read_idx
+from common.data.memory import check_fits
 from common.data.splits import train_val_split
 from common.errors import DataError
 
@@ -19,6 +20,9 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")  # as in Keras' mnist.npz
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 #: Size every image-folder image is resized to when the images differ in size.
 DEFAULT_FOLDER_SIZE = (64, 64)
+#: Most classes a label file may imply (labels 0..K-1) when no class names come with it: a stray
+#: label of 2**40 must not make a model with a trillion outputs.
+MAX_NUMBERED_CLASSES = 1000
 # train-images-idx3-ubyte.gz, t10k-labels.idx1-ubyte, test-images-idx3-ubyte ...
 _IDX_NAME = re.compile(r"^(train|t10k|test)[-_.](images|labels)[-_.]idx[13][-_.]ubyte(\.gz)?$")
 
@@ -48,6 +52,10 @@ def to_nchw_uint8(images: np.ndarray, name: str) -> np.ndarray:
     if x.dtype.kind not in "fiu":
         raise DataError(f"{name}: images must be numbers, got dtype {x.dtype}")
     x = x.astype(np.float64)
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise DataError(f"{name}: {bad} of {x.size} pixel values are NaN or infinite; "
+                        "fix or remove those images")
     if x.size and (x.min() < 0 or x.max() > 255):
         raise DataError(f"{name}: pixel values must lie in [0, 1] or [0, 255], "
                         f"found [{x.min():g}, {x.max():g}]")
@@ -56,8 +64,11 @@ def to_nchw_uint8(images: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(np.round(x).astype(np.uint8))
 
 
-def to_int_labels(labels: np.ndarray, name: str) -> np.ndarray:
-    """Integer labels ``(N,)`` or ``(N, 1)``, or one-hot rows ``(N, K)`` -> int64 ``(N,)``."""
+def to_int_labels(labels: np.ndarray, name: str, max_classes: int = MAX_NUMBERED_CLASSES) -> np.ndarray:
+    """Integer labels ``(N,)`` or ``(N, 1)``, or one-hot rows ``(N, K)`` -> int64 ``(N,)``.
+
+    Labels must be whole numbers in ``[0, max_classes)``; the error names the file (``name``).
+    """
     y = np.asarray(labels)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -67,14 +78,18 @@ def to_int_labels(labels: np.ndarray, name: str) -> np.ndarray:
         return y.argmax(axis=1).astype(np.int64)
     if y.ndim != 1:
         raise DataError(f"{name}: labels must be (N,) integers or (N, K) one-hot, got shape {y.shape}")
-    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
-        raise DataError(f"{name}: labels must be whole numbers")
     if y.dtype.kind not in "fiub":
         raise DataError(f"{name}: labels must be numbers, got dtype {y.dtype}")
-    y = y.astype(np.int64)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"{name}: labels must be whole numbers, found NaN or infinity")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise DataError(f"{name}: labels must be whole numbers")
     if y.size and y.min() < 0:
-        raise DataError(f"{name}: labels must be >= 0, found {y.min()}")
-    return y
+        raise DataError(f"{name}: labels must be >= 0, found {y.min():g}")
+    if y.size and y.max() >= max_classes:
+        raise DataError(f"{name}: label {y.max():g} is too large; labels must be class numbers "
+                        f"0..K-1 with K <= {max_classes} (name the classes with an image folder for more)")
+    return y.astype(np.int64)
 
 
 def _check_pair(x: np.ndarray, y: np.ndarray, what: str) -> None:
@@ -116,11 +131,14 @@ def load_idx_dir(directory: Path):
     return x_train, y_train, x_test, y_test, _numbered_classes(y_train, y_test)
 
 
-def _arrays_to_dataset(raw: dict, where: str):
-    x_train = to_nchw_uint8(raw["x_train"], f"{where} training images")
-    x_test = to_nchw_uint8(raw["x_test"], f"{where} test images")
-    y_train = to_int_labels(raw["y_train"], f"{where} training labels")
-    y_test = to_int_labels(raw["y_test"], f"{where} test labels")
+def _arrays_to_dataset(raw: dict, where: str, names: dict | None = None):
+    """``names`` maps x_train... to the file each array came from (for error messages)."""
+    names = names or {"x_train": f"{where} training images", "x_test": f"{where} test images",
+                      "y_train": f"{where} training labels", "y_test": f"{where} test labels"}
+    x_train = to_nchw_uint8(raw["x_train"], names["x_train"])
+    x_test = to_nchw_uint8(raw["x_test"], names["x_test"])
+    y_train = to_int_labels(raw["y_train"], names["y_train"])
+    y_test = to_int_labels(raw["y_test"], names["y_test"])
     _check_pair(x_train, y_train, f"{where} training set")
     _check_pair(x_test, y_test, f"{where} test set")
     if x_train.shape[1:] != x_test.shape[1:]:
@@ -139,7 +157,8 @@ def load_npy_dir(directory: Path):
         loaded = [np.load(directory / f, allow_pickle=False) for f in NPY_FILES]
     except ValueError as exc:
         raise DataError(f"could not read the .npy files in {directory} ({exc})") from exc
-    return _arrays_to_dataset(dict(zip(NPZ_KEYS, loaded)), str(directory))
+    names = {key: str(directory / f) for key, f in zip(NPZ_KEYS, NPY_FILES)}
+    return _arrays_to_dataset(dict(zip(NPZ_KEYS, loaded)), str(directory), names)
 
 
 def load_npz(path: Path):
@@ -229,6 +248,10 @@ def load_image_folder(root: Path, seed: int = 0, image_size: tuple[int, int] | N
     if image_size is None:
         image_size = next(iter(sizes)) if len(sizes) == 1 else DEFAULT_FOLDER_SIZE
     mode = "RGB" if colour else "L"
+    n = sum(len(files) for files, _ in listing.values())
+    check_fits(n * (3 if colour else 1) * image_size[0] * image_size[1],
+               f"reading the {n} images of {root} at {image_size[0]}x{image_size[1]}",
+               "use a smaller --image-size or fewer images")
     arrays = {part: (_read_images(files, image_size, mode), y) for part, (files, y) in listing.items()}
     if split:
         (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]

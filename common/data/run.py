@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.data.memory import check_fits
 from common.data.normalize import Normalizer
 from common.data.registry import load_dataset
 from common.data.resize import resize_images
@@ -67,16 +68,20 @@ def load_run_data(args, *, dataset=None, input_shape=None, synth_sizes=None) -> 
     if ds.task == "regression":   # float targets: no classes to balance or stratify by
         return _regression_run_data(args, ds)
     x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    if args.limit:  # before any resize: --image-size 600 --limit 200 resizes 200 images, not 60000
+        x, y = balanced_subset(x, y, args.limit, seed=args.seed)
+        # the test set shrinks with the training set, so a quick run stays quick
+        x_test, y_test = balanced_subset(x_test, y_test, max(args.limit // 5, ds.num_classes), seed=args.seed)
     size = getattr(args, "image_size", None)
     hw = tuple(input_shape[1:]) if input_shape is not None else ((size, size) if size else tuple(x.shape[2:]))
     channels = input_shape[0] if input_shape is not None else x.shape[1]
     if hw != tuple(x.shape[2:]) or channels != x.shape[1]:
+        n = len(x) + len(x_test)
+        check_fits(n * int(channels) * int(hw[0]) * int(hw[1]),
+                   f"resizing {n} images to {channels}x{hw[0]}x{hw[1]}",
+                   "use a smaller --image-size or a --limit")
         x = resize_images(x, hw, channels=channels)
         x_test = resize_images(x_test, hw, channels=channels)
-    if args.limit:
-        x, y = balanced_subset(x, y, args.limit, seed=args.seed)
-        # the test set shrinks with the training set, so a quick run stays quick
-        x_test, y_test = balanced_subset(x_test, y_test, max(args.limit // 5, ds.num_classes), seed=args.seed)
     x_train, y_train, x_val, y_val = train_val_split(x, y, args.val_split, seed=args.seed)
     if len(y_train) == 0:
         raise UserError("the training set is empty; lower --val-split or raise --limit")
