@@ -30,8 +30,9 @@ def build_parser():
     g = parser.add_argument_group("model")
     g.add_argument("arch", nargs="?", default="baseline", choices=ARCH_NAMES, metavar="ARCH",
                    help=f"architecture: {', '.join(ARCH_NAMES)}")
-    g.add_argument("--variant", choices=("auto", "canonical", "small"), default="auto",
-                   help="canonical (published) network or the small-input variant; auto picks by image size")
+    g.add_argument("--variant", choices=("auto", "canonical", "small", "gap"), default="auto",
+                   help="canonical (published) network or the small-input variant; auto picks by image size; "
+                        "gap: baseline's global-average-pool variant")
     g.add_argument("--se", action="store_true",
                    help="efficientnet_lite0 only: add squeeze-excite to every block (B0-style, not canonical Lite0)")
     g.add_argument("--summary", action="store_true", help="print the layer table and exit")
