@@ -35,8 +35,9 @@ EXAMPLES = [
 # ---------------------------------------------------------------------- flags
 def add_network_args(parser):
     g = parser.add_argument_group("network")
-    g.add_argument("--hidden-sizes", type=cli.positive_int_list, default="256,128,64", metavar="H1,H2",
-                   help="widths of the hidden layers, e.g. 256,128,64")
+    g.add_argument("--hidden-sizes", type=cli.hidden_size_list, default="256,128,64", metavar="H1,H2",
+                   help="widths of the hidden layers, e.g. 256,128,64; \"\" or none = no hidden layer, a linear "
+                        "(softmax-regression) classifier")
     g.add_argument("--activation", choices=ACTIVATION_NAMES, default="relu",
                    help="activation of every hidden layer (unless --hidden-activations is given)")
     g.add_argument("--hidden-activations", type=cli.name_list(ACTIVATION_NAMES), default=None,
@@ -117,7 +118,8 @@ def run_config(args, data: RunData, trainer) -> dict:
 
 
 def architecture(data: RunData, hidden_sizes) -> str:
-    return "mlp " + "-".join(str(v) for v in [data.input_size, *hidden_sizes, data.num_classes])
+    kind = "mlp " if hidden_sizes else "softmax-regression "     # no hidden layer: a linear classifier
+    return kind + "-".join(str(v) for v in [data.input_size, *hidden_sizes, data.num_classes])
 
 
 def train(args, data: RunData, trainer, run, log=print) -> dict:
@@ -204,10 +206,14 @@ def _main(argv=None) -> int:
         if args.load:
             io.load_weights(net, io.load(args.load))
         run = RunDir(args.run_dir, args.run_name or "scalar-mlp")
+    augment = trainer.augmenter.config.describe() if trainer.augmenter else "off"
     print(run_header(tier="scalar", model=architecture(data, args.hidden_sizes), dataset=data.name,
                      fell_back=data.fell_back, device="cpu (pure Python floats)", seed=args.seed,
                      params=net.num_parameters(),
-                     extra={"optimizer": args.optimizer, "lr": args.lr, "run": run}))
+                     extra={"optimizer": args.optimizer, "lr": args.lr, "augment": f'"{augment}"', "run": run}))
+    from common.run_cost import cost_line
+    print(cost_line(args.epochs, trainer.epoch, -(-len(data.y_train) // args.batch_size), args.batch_size,
+                    len(data.y_train)))
     n_train, n_val, n_test = len(data.y_train), len(data.y_val), len(data.y_test)
     if args.limit:
         print(f"[nnott] --limit {args.limit}: a class-balanced subset keeps this run to about two minutes "

@@ -20,6 +20,7 @@ from common.errors import UserError
 from common.seed import seed_everything
 from vectorized.losses import CrossEntropyLoss
 from vectorized.optim import Lookahead, make_optimizer
+from common.run_cost import CostEstimate, cost_line
 from vectorized.schedules import make_schedule
 from vectorized.trainer import EarlyStopping, Trainer
 
@@ -91,11 +92,14 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     run_dir.save_config(config)
 
     variant = getattr(model, "variant", None)
+    augmenter = build_augmenter(args, data.name, args.seed + 1)
+    augment = "off" if augmenter is None else augmenter.config.describe()
     print(run_header(tier=tier, model=arch + (f" ({variant})" if variant else ""), dataset=data.name,
                      fell_back=data.fell_back, device=backend.device_name(), seed=args.seed,
                      params=model.num_parameters(),
                      extra={"input": "x".join(map(str, data.image_shape)), "train": len(data.x_train),
-                            "val": len(data.x_val), "test": len(data.x_test), "run": run_dir}), flush=True)
+                            "val": len(data.x_val), "test": len(data.x_test), "augment": f'"{augment}"',
+                            "run": run_dir}), flush=True)
 
     optimizer = build_optimizer(args, model)
     steps_per_epoch = max(1, -(-len(data.x_train) // args.batch_size))
@@ -107,7 +111,7 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     trainer = Trainer(model, CrossEntropyLoss(label_smoothing=getattr(args, "label_smoothing", 0.0)), optimizer,
                       normalizer=normalizer, num_classes=data.num_classes, schedule=schedule,
                       grad_clip=getattr(args, "grad_clip", None),
-                      augmenter=build_augmenter(args, data.name, args.seed + 1), early_stopping=early,
+                      augmenter=augmenter, early_stopping=early,
                       run_dir=run_dir, config=config, flatten_input=flatten_input, seed=args.seed,
                       progress=not quiet)
     if resume_ckpt is not None:
@@ -120,6 +124,11 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         print(f"[load] weights from {args.load}")
 
     val = (data.x_val, data.y_val) if len(data.x_val) else None
+    if not getattr(args, "skip_train", False) and trainer.epoch < args.epochs:
+        epochs_left = args.epochs - trainer.epoch
+        print(cost_line(args.epochs, trainer.epoch, steps_per_epoch, args.batch_size, len(data.x_train)), flush=True)
+        trainer.callbacks.append(CostEstimate(epochs_left * steps_per_epoch, steps_per_epoch, epochs_left,
+                                              len(data.x_train) + len(data.x_val)))
     if not getattr(args, "skip_train", False):
         if trainer.epoch >= args.epochs:
             print(f"[resume] the checkpoint already has {trainer.epoch} epochs; raise --epochs to train more")

@@ -46,7 +46,7 @@ def model_builder(args):
             dim *= int(s)
         model = build_mlp(dim, num_classes, sizes, acts, drops, batchnorm=args.batchnorm,
                           bn_momentum=args.bn_momentum, init=args.init, leaky_slope=args.leaky_negative_slope)
-        model.arch_name = "mlp-" + "-".join(str(s) for s in sizes)
+        model.arch_name = ("mlp-" + "-".join(str(s) for s in sizes)) if sizes else "softmax-regression"
         return model
 
     return build
