@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
 from common import cli  # noqa: E402
+from common.cli.progname import launcher_prog  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
 ARCH_NAMES = ("lenet", "baseline", "alexnet", "vgg16", "resnet18", "efficientnet_lite0", "convnext_tiny")
@@ -26,7 +27,7 @@ EXAMPLES = [
 
 def build_parser():
     parser = cli.make_parser("Train a convolutional network (LeNet-5 ... ConvNeXt-Tiny) with the "
-                             "convolutional tier.", EXAMPLES)
+                             "convolutional tier.", EXAMPLES, prog=launcher_prog("convolutional"))
     g = parser.add_argument_group("model")
     g.add_argument("arch", nargs="?", default="baseline", choices=ARCH_NAMES, metavar="ARCH",
                    help=f"architecture: {', '.join(ARCH_NAMES)}")

@@ -16,6 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo roo
 import numpy as np  # noqa: E402
 
 from common import cli  # noqa: E402
+from common.cli.progname import launcher_prog  # noqa: E402
 from common.data import RunData  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
@@ -53,7 +54,7 @@ def add_network_args(parser):
 
 def build_parser(description: str = __doc__.split("\n")[0], examples=EXAMPLES, default_limit=DEFAULT_LIMIT,
                  epochs=DEFAULT_EPOCHS, prog=None):
-    parser = cli.make_parser(description, examples, prog=prog)
+    parser = cli.make_parser(description, examples, prog=prog or launcher_prog("scalar"))
     cli.add_data_args(parser, default_limit=default_limit)
     cli.add_training_args(parser, epochs=epochs, batch_size=64)
     cli.add_optimizer_args(parser, "adam", 1e-3, OPTIMIZER_NAMES, stabilizers=False, label_smoothing=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
 from common import cli  # noqa: E402
+from common.cli.progname import launcher_prog  # noqa: E402
 from vectorized.activations import ACTIVATION_NAMES  # noqa: E402
 
 EXAMPLES = [
@@ -20,7 +21,8 @@ EXAMPLES = [
 
 
 def build_parser():
-    parser = cli.make_parser("Train a multilayer perceptron with the vectorized (NumPy/CuPy) tier.", EXAMPLES)
+    parser = cli.make_parser("Train a multilayer perceptron with the vectorized (NumPy/CuPy) tier.", EXAMPLES,
+                             prog=launcher_prog("vectorized"))
     g = cli.add_mlp_args(parser, ACTIVATION_NAMES)
     g.add_argument("--batchnorm", action="store_true", help="BatchNorm1d between each Linear and its activation")
     g.add_argument("--bn-momentum", type=cli.float_range(0.0, 1.0, lo_open=True), default=0.1,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.data.legacy import resolve_old_data_dir
 from common.data.normalize import Normalizer
 from common.data.registry import load_dataset
 from common.data.resize import resize_images
@@ -53,9 +54,10 @@ def load_run_data(args, *, dataset=None, input_shape=None, synth_sizes=None) -> 
     ``dataset`` overrides --dataset (and counts as explicit); ``input_shape`` (C, H, W) converts the
     images to a given channel count and size, e.g. a resumed model's own.
     """
-    explicit = dataset is not None or getattr(args, "dataset", None) is not None
-    name = dataset or getattr(args, "dataset", None) or "mnist"
-    ds = load_dataset(name, args.data_dir, explicit=explicit, seed=args.seed, synth_sizes=synth_sizes)
+    chosen, data_dir = resolve_old_data_dir(dataset or getattr(args, "dataset", None), args.data_dir)
+    explicit = chosen is not None
+    name = chosen or "mnist"
+    ds = load_dataset(name, data_dir, explicit=explicit, seed=args.seed, synth_sizes=synth_sizes)
     x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
     size = getattr(args, "image_size", None)
     hw = tuple(input_shape[1:]) if input_shape is not None else ((size, size) if size else tuple(x.shape[2:]))
