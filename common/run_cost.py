@@ -63,7 +63,8 @@ class CostEstimate:
 
     def message(self, per_step: float) -> str:
         total = per_step * self.total_steps
-        text = (f"[nnott] estimate: {per_step:.3g} s per batch (batches 2-{self.seen}), so about "
+        measured = f" (batches 2-{self.seen})" if self.seen > 1 else ""
+        text = (f"[nnott] estimate: {per_step:.3g} s per batch{measured}, so about "
                 f"{format_duration(total)} of training for the {self.total_steps:,} steps")
         if total >= self.min_total_s:
             hints = []

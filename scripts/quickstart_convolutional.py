@@ -61,11 +61,20 @@ def _run():
     return run
 
 
+#: What the default baseline-cpu run gave when measured (python scripts/quickstart_convolutional.py
+#: --scenario baseline-cpu, offline, so on the synth-digits fallback), not a promise for other settings.
+BASELINE_CPU_TEXT = (
+    "BaselineCNN (1,701,578 parameters) has three 3x3 convolutions with batch normalisation, two "
+    "max-pools with dropout, and a 6272 -> 256 -> 10 head that holds 94 % of its weights. Convolutions "
+    "share weights across positions, so the three of them (with their batch norms) need only 93,120 parameters. Measured with "
+    "the defaults (3 epochs on 5,000 images, offline on synth-digits): 96.1 % test accuracy on 1,000 "
+    "test images, in 8.7 minutes on a shared, heavily loaded 2-core machine. More data (--limit 0) and "
+    "epochs (--epochs) raise the accuracy; the run header estimates what they cost.")
+
+
 def baseline_cpu(args, run, out):
-    narrate(1, 1, "a light CNN on the CPU", "BaselineCNN has two small convolution stages and global "
-            "average pooling: it reaches high accuracy on digits in minutes on two cores. Convolutions "
-            "share weights across positions, so it needs far fewer parameters than the MLP.")
-    run(variant(args, arch="baseline" if args.arch == "baseline" else args.arch, run_dir=Path(out.path)))
+    narrate(1, 1, "BaselineCNN on the CPU", BASELINE_CPU_TEXT)
+    run(variant(args, run_dir=Path(out.path)))
 
 
 def gpu_fast(args, run, out):

@@ -63,7 +63,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for module, n in missing_modules(terminalreporter).items():
         terminalreporter.write_line(f"{n} test{'s' if n != 1 else ''} skipped: {module} is not installed; "
                                     f"to run them: {INSTALL_LINES[module]}", yellow=True)
-    deselected = len(terminalreporter.stats.get("deselected", []))
+    deselected = sum(1 for item in terminalreporter.stats.get("deselected", [])
+                     if getattr(item, "get_closest_marker", lambda name: None)("slow") is not None)
     if deselected and "not slow" in (config.getoption("markexpr") or ""):
         terminalreporter.write_line(f"{deselected} slow tests were left out; run everything with: "
                                     "python -m pytest -m \"slow or not slow\"")
