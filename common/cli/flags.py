@@ -11,7 +11,7 @@ from pathlib import Path
 
 from common.cli.types import (_schedule_name, broadcast_list, float_list_or_none, float_range, hidden_size_list,
                               increasing_int_list, name_list, nonneg_float, nonneg_int, positive_float,
-                              positive_int, positive_int_list, probability, seed_value)
+                              positive_int, probability, seed_value)
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "multistep", "cosine", "plateau", "restarts")
