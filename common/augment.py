@@ -43,13 +43,12 @@ class AugmentConfig:
     def for_dataset(cls, dataset_name: str, **overrides) -> "AugmentConfig":
         """Defaults that suit ``dataset_name``; ``overrides`` that are None are ignored.
 
-        Digits (``mnist``, ``synth-digits``, ``synth-digits-rgb``) are never flipped. Clothes
-        (``fashion-mnist``) and natural images (``cifar10``, image folders) are mirrored
-        left-right half of the time; 32x32 CIFAR images are shifted up to 4 pixels.
+        Every dataset gets small shifts, rotations and noise; 32x32 CIFAR images are shifted up
+        to 4 pixels. Nothing is ever flipped unless asked for (``hflip_prob``): a mirrored digit
+        is another digit or none, and a folder's name cannot tell digits from photos.
         """
         name = dataset_name.lower()
-        is_digits = ("digit" in name or "mnist" in name) and "fashion" not in name
-        config = cls() if is_digits else cls(hflip_prob=0.5)
+        config = cls()
         if name.startswith("cifar"):
             config = replace(config, max_shift=4)
         known = {f.name for f in fields(cls)}
@@ -59,6 +58,29 @@ class AugmentConfig:
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         config.validate()
         return config
+
+    def describe(self) -> str:
+        """The ops in force, compactly: 'shift 2px, rotate 10deg p0.5, noise 0.02 p0.3' ('none' if none)."""
+        parts = []
+        if self.max_shift:
+            parts.append(f"shift {self.max_shift}px")
+        if self.rotate_deg and self.rotate_prob:
+            parts.append(f"rotate {self.rotate_deg:g}deg p{self.rotate_prob:g}")
+        if self.hflip_prob:
+            parts.append(f"hflip p{self.hflip_prob:g}")
+        if self.vflip_prob:
+            parts.append(f"vflip p{self.vflip_prob:g}")
+        if self.noise_std and self.noise_prob:
+            parts.append(f"noise {self.noise_std:g} p{self.noise_prob:g}")
+        if self.cutout_prob:
+            parts.append(f"cutout {self.cutout_size}px p{self.cutout_prob:g}")
+        if self.cutmix_prob:
+            parts.append(f"cutmix a{self.cutmix_alpha:g} p{self.cutmix_prob:g}")
+        if self.mixup_prob:
+            parts.append(f"mixup a{self.mixup_alpha:g} p{self.mixup_prob:g}")
+        if self.randaug_layers:
+            parts.append(f"randaugment {self.randaug_layers}x m{self.randaug_magnitude:g}")
+        return ", ".join(parts) or "none"
 
     def validate(self) -> None:
         """Raise UserError for any value out of range (values are never clamped silently)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
 from common import cli, distributed  # noqa: E402
+from common.cli.progname import launcher_prog  # noqa: E402
 from common.errors import UsageError  # noqa: E402
 
 ARCH_NAMES = ("lenet", "baseline", "alexnet", "vgg16", "resnet18", "efficientnet_lite0", "convnext_tiny")
@@ -27,12 +28,13 @@ EXAMPLES = [
 
 def build_parser():
     parser = cli.make_parser("Train a convolutional network (LeNet-5 ... ConvNeXt-Tiny) with the "
-                             "convolutional tier.", EXAMPLES)
+                             "convolutional tier.", EXAMPLES, prog=launcher_prog("convolutional"))
     g = parser.add_argument_group("model")
     g.add_argument("arch", nargs="?", default="baseline", choices=ARCH_NAMES, metavar="ARCH",
                    help=f"architecture: {', '.join(ARCH_NAMES)}")
-    g.add_argument("--variant", choices=("auto", "canonical", "small"), default="auto",
-                   help="canonical (published) network or the small-input variant; auto picks by image size")
+    g.add_argument("--variant", choices=("auto", "canonical", "small", "gap"), default="auto",
+                   help="canonical (published) network or the small-input variant; auto picks by image size; "
+                        "gap: baseline's global-average-pool variant")
     g.add_argument("--se", action="store_true",
                    help="efficientnet_lite0 only: add squeeze-excite to every block (B0-style, not canonical Lite0)")
     g.add_argument("--summary", action="store_true", help="print the layer table and exit")

@@ -16,6 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo roo
 import numpy as np  # noqa: E402
 
 from common import cli  # noqa: E402
+from common.cli.progname import launcher_prog  # noqa: E402
 from common.data import RunData  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
@@ -38,8 +39,9 @@ EXAMPLES = [
 # ---------------------------------------------------------------------- flags
 def add_network_args(parser):
     g = parser.add_argument_group("network")
-    g.add_argument("--hidden-sizes", type=cli.positive_int_list, default="256,128,64", metavar="H1,H2",
-                   help="widths of the hidden layers, e.g. 256,128,64")
+    g.add_argument("--hidden-sizes", type=cli.hidden_size_list, default="256,128,64", metavar="H1,H2",
+                   help="widths of the hidden layers, e.g. 256,128,64; \"\" or none = no hidden layer, a linear "
+                        "(softmax-regression) classifier")
     g.add_argument("--activation", choices=ACTIVATION_NAMES, default="relu",
                    help="activation of every hidden layer (unless --hidden-activations is given)")
     g.add_argument("--hidden-activations", type=cli.name_list(ACTIVATION_NAMES), default=None,
@@ -55,7 +57,7 @@ def add_network_args(parser):
 
 def build_parser(description: str = __doc__.split("\n")[0], examples=EXAMPLES, default_limit=DEFAULT_LIMIT,
                  epochs=DEFAULT_EPOCHS, prog=None):
-    parser = cli.make_parser(description, examples, prog=prog)
+    parser = cli.make_parser(description, examples, prog=prog or launcher_prog("scalar"))
     cli.add_data_args(parser, default_limit=default_limit)
     cli.add_training_args(parser, epochs=epochs, batch_size=64)
     cli.add_optimizer_args(parser, "adam", 1e-3, OPTIMIZER_NAMES, stabilizers=False, label_smoothing=False)
@@ -121,7 +123,8 @@ def run_config(args, data: RunData, trainer) -> dict:
 
 
 def architecture(data: RunData, hidden_sizes) -> str:
-    return "mlp " + "-".join(str(v) for v in [data.input_size, *hidden_sizes, data.num_classes])
+    kind = "mlp " if hidden_sizes else "softmax-regression "     # no hidden layer: a linear classifier
+    return kind + "-".join(str(v) for v in [data.input_size, *hidden_sizes, data.num_classes])
 
 
 def train(args, data: RunData, trainer, run, log=print) -> dict:
@@ -261,10 +264,14 @@ def _main(argv=None) -> int:
         if args.load:
             io.load_weights(net, ckpt)
         run = RunDir(args.run_dir, args.run_name or "scalar-mlp")
+    augment = trainer.augmenter.config.describe() if trainer.augmenter else "off"
     print(run_header(tier="scalar", model=architecture(data, args.hidden_sizes), dataset=data.name,
                      fell_back=data.fell_back, device="cpu (pure Python floats)", seed=args.seed,
                      params=net.num_parameters(),
-                     extra={"optimizer": args.optimizer, "lr": args.lr, "run": run}))
+                     extra={"optimizer": args.optimizer, "lr": args.lr, "augment": f'"{augment}"', "run": run}))
+    from common.run_cost import cost_line
+    print(cost_line(args.epochs, trainer.epoch, -(-len(data.y_train) // args.batch_size), args.batch_size,
+                    len(data.y_train)))
     n_train, n_val, n_test = len(data.y_train), len(data.y_val), len(data.y_test)
     if toy:
         print(f"[nnott] toy task {data.description}: {n_train} train / {n_val} val / {n_test} test points")

@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 import numpy as np  # noqa: E402
 
 from common import cli, distributed  # noqa: E402
+from common.cli.legacy import add_legacy_args, apply_legacy_args  # noqa: E402
 from common.errors import UserError  # noqa: E402
 from scripts.scenarios import compare, narrate, scenario_dir, variant  # noqa: E402
 
@@ -27,7 +28,15 @@ def build_parser():
     from convolutional.main import ARCH_NAMES, build_parser as main_parser
 
     parser = main_parser()
-    parser.description = "Guided CNN experiments (same flags as convolutional/main.py)."
+    parser.prog = "quickstart_convolutional.py"
+    parser.description = (
+        "Guided CNN experiments (same flags as convolutional/main.py). Scenarios (--scenario):\n"
+        "  baseline-cpu  BaselineCNN on the CPU: the default 3 epochs on 5000 images\n"
+        "  gpu-fast      ResNet18 with gradient clipping (and --lookahead); add --gpu on a CUDA machine\n"
+        "  resume-demo   stop after half the epochs, resume from the checkpoint, compare with a straight run\n"
+        "  dataset-swap  the same network on other data: --dataset NAME, or fashion-mnist (synth-digits-rgb\n"
+        "                offline); --image-shape C,H,W converts the images\n"
+        "  arch-compare  several --archs on the same data: parameters, seconds per epoch, accuracy")
     parser.epilog = "examples:\n" + "\n".join(f"  {c}" for c in EXAMPLES)
     g = parser.add_argument_group("quickstart")
     g.add_argument("--scenario", choices=SCENARIOS, default="baseline-cpu", help="which guided experiment to run")
@@ -38,6 +47,7 @@ def build_parser():
     g.add_argument("--stop-after", type=cli.positive_int, default=None, metavar="E",
                    help="resume-demo: epoch after which the first run stops (default: half of --epochs)")
     parser.set_defaults(limit=5000, epochs=3)
+    add_legacy_args(parser, save_path=True, arch_choices=ARCH_NAMES, files=True, alt=True)
     return parser
 
 
@@ -51,11 +61,20 @@ def _run():
     return run
 
 
+#: What the default baseline-cpu run gave when measured (python scripts/quickstart_convolutional.py
+#: --scenario baseline-cpu, offline, so on the synth-digits fallback), not a promise for other settings.
+BASELINE_CPU_TEXT = (
+    "BaselineCNN (1,701,578 parameters) has three 3x3 convolutions with batch normalisation, two "
+    "max-pools with dropout, and a 6272 -> 256 -> 10 head that holds 94 % of its weights. Convolutions "
+    "share weights across positions, so the three of them (with their batch norms) need only 93,120 parameters. Measured with "
+    "the defaults (3 epochs on 5,000 images, offline on synth-digits): 96.1 % test accuracy on 1,000 "
+    "test images, in 8.7 minutes on a shared, heavily loaded 2-core machine. More data (--limit 0) and "
+    "epochs (--epochs) raise the accuracy; the run header estimates what they cost.")
+
+
 def baseline_cpu(args, run, out):
-    narrate(1, 1, "a light CNN on the CPU", "BaselineCNN has two small convolution stages and global "
-            "average pooling: it reaches high accuracy on digits in minutes on two cores. Convolutions "
-            "share weights across positions, so it needs far fewer parameters than the MLP.")
-    run(variant(args, arch="baseline" if args.arch == "baseline" else args.arch, run_dir=Path(out.path)))
+    narrate(1, 1, "BaselineCNN on the CPU", BASELINE_CPU_TEXT)
+    run(variant(args, run_dir=Path(out.path)))
 
 
 def gpu_fast(args, run, out):
@@ -96,14 +115,15 @@ def resume_demo(args, run, out):
 
 def dataset_swap(args, run, out):
     from common.data import REGISTRY
+    from scripts.scenarios import swap_dataset
 
-    name = cli.dataset_name(args)
+    name = swap_dataset(args)
     shape = args.image_shape or (REGISTRY[name].image_shape if name in REGISTRY else None)
     narrate(1, 1, f"{args.arch} on {name}" + (f" as {'x'.join(map(str, shape))}" if shape else ""),
             "Every architecture builds for any channel count and image size at or above its minimum, so "
             "swapping datasets is a flag: --dataset fashion-mnist, cifar10, synth-digits-rgb, a folder, or "
             "--image-shape C,H,W to convert the images.")
-    run(variant(args, run_dir=Path(out.path)))
+    run(variant(args, dataset=name, run_dir=Path(out.path)))
 
 
 def arch_compare(args, run, out):
@@ -115,7 +135,7 @@ def arch_compare(args, run, out):
 
 
 def _main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = apply_legacy_args(build_parser().parse_args(argv))
     import engine
 
     engine.use(args.engine)  # the layers' reference code, or the engine's replacements

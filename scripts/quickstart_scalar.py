@@ -16,11 +16,18 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # repo roo
 import random  # noqa: E402
 
 from common import cli  # noqa: E402
-from common.errors import DataError  # noqa: E402
+from common.cli.legacy import add_legacy_args  # noqa: E402
 from scalar import main as scalar_main  # noqa: E402
 
 SCENARIOS = ("basic", "optimizer-compare", "dataset-swap", "trace", "gradcheck")
 QUICK_LIMIT = 1000
+DESCRIPTION = (
+    "Guided tours of the scalar tier, narrated step by step (every flag of scalar/main.py). Scenarios:\n"
+    "  basic              load a subset, build the network neuron by neuron, train, evaluate\n"
+    "  optimizer-compare  the same initial weights trained with sgd, momentum and adam\n"
+    "  dataset-swap       the same network on --dataset, or fashion-mnist (synth-digits-rgb offline)\n"
+    "  trace              one image through a tiny network, forward and backward, every number shown\n"
+    "  gradcheck          hand-written gradients against autograd and finite differences")
 
 
 def say(step: str) -> None:
@@ -28,9 +35,10 @@ def say(step: str) -> None:
 
 
 def build_parser():
-    parser = scalar_main.build_parser(__doc__.split("\n")[0], [line.strip() for line in __doc__.splitlines()[2:7]],
+    parser = scalar_main.build_parser(DESCRIPTION, [line.strip() for line in __doc__.splitlines()[2:7]],
                                       default_limit=QUICK_LIMIT, prog="quickstart_scalar.py")
     parser.add_argument("--scenario", choices=SCENARIOS, default="basic", help="which tour to take")
+    add_legacy_args(parser, files=True, alt=True, sample_count=True)
     return parser
 
 
@@ -87,16 +95,10 @@ def optimizer_compare(args, parser):
 
 
 def dataset_swap(args, parser):
-    name = cli.dataset_name(args) if cli.dataset_is_explicit(args) else "fashion-mnist"
+    from scripts.scenarios import swap_dataset
+    name = swap_dataset(args)
     say(f"The same scalar network on another dataset: {name}")
-    try:
-        return basic(args, parser, dataset=name, title="dataset-swap")
-    except DataError as exc:
-        if cli.dataset_is_explicit(args):
-            raise
-        print(f"[warn] {name} is not available ({str(exc).splitlines()[0]}); using synth-digits instead. "
-              "Pass --dataset NAME or --dataset path/to/folder (IDX, .npy or class folders).")
-        return basic(args, parser, dataset="synth-digits", title="dataset-swap")
+    return basic(args, parser, dataset=name, title="dataset-swap")
 
 
 def trace_tour(args, parser):

@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
 from common import cli, distributed  # noqa: E402
+from common.cli.legacy import add_legacy_args  # noqa: E402
 from scripts.scenarios import compare, narrate, scenario_dir, variant  # noqa: E402
 
 SCENARIOS = ("basic", "optimizer-compare", "hidden-sweep", "lr-sweep", "schedule-compare", "rnn", "toys")
@@ -35,7 +36,14 @@ def build_parser():
     from vectorized.main import build_parser as main_parser
 
     parser = main_parser()
-    parser.description = "Guided experiments with the vectorized MLP (same flags as vectorized/main.py)."
+    parser.prog = "quickstart_vectorized.py"
+    parser.description = (
+        "Guided experiments with the vectorized MLP (same flags as vectorized/main.py). Scenarios (--scenario):\n"
+        "  basic              train one MLP (--hidden-sizes; \"\" or none for softmax regression)\n"
+        "  optimizer-compare  the same network with each of --optimizers, each at a learning rate that suits it\n"
+        "  hidden-sweep       one run per layer list in --hidden-options: what width buys\n"
+        "  lr-sweep           one run per rate in --lr-options: too small, about right, too large\n"
+        "  schedule-compare   one run per schedule in --schedules (step, cosine, plateau, ...)")
     parser.epilog = "examples:\n" + "\n".join(f"  {c}" for c in EXAMPLES)
     g = parser.add_argument_group("quickstart")
     g.add_argument("--scenario", choices=SCENARIOS, default="basic", help="which guided experiment to run")
@@ -48,6 +56,7 @@ def build_parser():
     g.add_argument("--schedules", type=cli.name_list(cli.SCHEDULES), default=["none", "step", "cosine", "plateau"],
                    metavar="S1,S2", help="schedule-compare: schedules to compare")
     parser.set_defaults(limit=10000, epochs=3)
+    add_legacy_args(parser, files=True)
     return parser
 
 

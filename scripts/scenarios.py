@@ -24,6 +24,29 @@ def variant(args, **changes):
     return new
 
 
+def swap_dataset(args, preferred: str = "fashion-mnist", offline: str = "synth-digits-rgb") -> str:
+    """The dataset a dataset-swap scenario trains on: --dataset when given, else ``preferred`` when it
+    is cached or can be downloaded, else ``offline`` (generated, so always there). Says once which.
+
+    Both choices differ from the default digits, so the swap shows something new even offline.
+    """
+    from common.cli import dataset_is_explicit
+    from common.data import load_dataset
+    from common.errors import DataError
+
+    if dataset_is_explicit(args):
+        return args.dataset
+    try:
+        load_dataset(preferred, args.data_dir, explicit=True, seed=args.seed)
+        print(f"[quickstart] dataset-swap: the default digits are swapped for {preferred}")
+        return preferred
+    except DataError as exc:
+        reason = str(exc).split(";")[0].split("(")[0].strip()
+        print(f"[quickstart] dataset-swap: {preferred} is not available ({reason}); the default digits are "
+              f"swapped for {offline} instead (pass --dataset NAME or a folder to choose)")
+        return offline
+
+
 def scenario_dir(args, scenario: str) -> RunDir:
     """A folder holding the scenario's table and figures, with one sub-folder per run."""
     return RunDir(args.run_dir, f"quickstart-{scenario}")

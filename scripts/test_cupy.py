@@ -199,7 +199,14 @@ def check_stress(cp, args):
 
 # ---------------------------------------------------------------------------- main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Check CuPy, the GPU and NNOTT's GPU path; stress the GPU.")
+    p = argparse.ArgumentParser(
+        prog="test_cupy.py", description="Check CuPy, the GPU and NNOTT's GPU path; stress the GPU.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python scripts/test_cupy.py                       # every check, a 10 s stress loop\n"
+               "  python scripts/test_cupy.py --stress-seconds 0    # the checks and one stress product only\n"
+               "  python scripts/test_cupy.py --stress-seconds 60 --stress-size 8192   # a longer, larger stress\n"
+               "  python scripts/test_cupy.py --debug               # the traceback of a failed check")
     p.add_argument("--stress-seconds", type=float, default=10.0, help="length of the GEMM stress loop (default 10)")
     p.add_argument("--stress-size", type=int, default=4096, help="matrix side of the stress GEMM (default 4096)")
     p.add_argument("--debug", action="store_true", help="print the traceback of a failed check")

@@ -50,7 +50,12 @@ def test_canonical_parameter_count(name):
     ("efficientnet_lite0", (3, 32, 32), 10, "auto", (), 3_383_818),         # stride-1 stem, same weights
     ("convnext_tiny", (3, 32, 32), 10, "auto", (), 27_827_818),             # stem stride 2, same weights
     ("alexnet", (3, 32, 32), 10, "auto", (), 28_711_754),                   # 3x3 stem, 3x3 pool
-    ("baseline", (1, 28, 28), 10, "auto", (), 94_186),
+    ("baseline", (1, 28, 28), 10, "auto", (), 1_701_578),                  # the previous NNOTT's
+    ("baseline", (3, 32, 32), 10, "auto", (), 1_702_154),                  # 8x8 map averaged to 7x7
+    ("baseline", (3, 224, 224), 10, "auto", (), 1_702_154),
+    ("baseline", (3, 17, 23), 10, "auto", (), 751_882),                    # 4x5 map flattened as it is
+    ("baseline", (1, 28, 28), 10, "gap", (), 94_186),                      # global-average-pool variant
+    ("baseline", (3, 224, 224), 10, "gap", (), 94_762),
 ])
 def test_variant_parameter_count(name, shape, classes, variant, options, expected):
     assert cached(name, shape, classes, variant, **dict(options)).num_parameters() == expected
@@ -61,6 +66,27 @@ def test_registry_small_parameter_count(name):
     """The gallery prints spec.small_params without building the model: keep it true."""
     spec = ARCHITECTURES[name]
     assert cached(name, spec.small_input).num_parameters() == spec.small_params
+
+
+def test_baseline_is_the_previous_nnott_network():
+    """Layer for layer the previous NNOTT's BaselineCNN (convs with bias, LeakyReLU 0.1 in the third
+    block, dropout 0.15 / 0.25 / 0.5, a 6272 -> 256 -> 10 head)."""
+    model = cached("baseline", (1, 28, 28))
+    kinds = [type(m).__name__ for m in model.features]
+    assert kinds == ["Conv2D", "BatchNorm2D", "ReLU", "Conv2D", "BatchNorm2D", "ReLU", "MaxPool2D", "Dropout",
+                     "Conv2D", "BatchNorm2D", "LeakyReLU", "MaxPool2D", "Dropout"]
+    assert [m.p for m in model.modules() if type(m).__name__ == "Dropout"] == [0.15, 0.25, 0.5]
+    assert [m.negative_slope for m in model.features if type(m).__name__ == "LeakyReLU"] == [0.1]
+    linears = [(m.in_features, m.out_features) for m in model.classifier if type(m).__name__ == "Linear"]
+    assert linears == [(6272, 256), (256, 10)]
+    assert model.state_shapes()["classifier.0.weight"] == (256, 6272)
+
+
+def test_baseline_small_is_canonical_and_gap_is_baseline_only():
+    assert resolve_variant("baseline", (1, 28, 28), "small") == "canonical"
+    assert cached("baseline", (1, 28, 28), 10, "gap").variant == "gap"
+    with pytest.raises(UserError, match="resnet18 has no variant 'gap'"):
+        build_model("resnet18", (3, 32, 32), 10, variant="gap")
 
 
 # ----------------------------------------------------------------------------- variants and sizes

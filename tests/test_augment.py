@@ -180,8 +180,9 @@ def test_for_dataset_defaults_and_overrides():
     for digits in ("mnist", "synth-digits", "synth-digits-rgb"):
         cfg = AugmentConfig.for_dataset(digits)
         assert cfg.hflip_prob == 0 and cfg.vflip_prob == 0
-    assert AugmentConfig.for_dataset("cifar10").hflip_prob == 0.5
-    assert AugmentConfig.for_dataset("fashion-mnist").hflip_prob == 0.5
+    for other in ("cifar10", "fashion-mnist", "/data/my_photos", "old_npy_folder"):   # flips only when asked
+        assert AugmentConfig.for_dataset(other).hflip_prob == 0
+    assert AugmentConfig.for_dataset("cifar10", hflip_prob=0.5).hflip_prob == 0.5
     cfg = AugmentConfig.for_dataset("mnist", max_shift=None, cutout_prob=0.5)
     assert cfg.max_shift == AugmentConfig().max_shift and cfg.cutout_prob == 0.5
     with pytest.raises(UserError):

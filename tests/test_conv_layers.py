@@ -168,6 +168,13 @@ def test_lenet_layers_take_the_banded_path_and_match_naive():
     assert wide.cache.plan.path == "gather"
 
 
+#: Finite-difference checks are the suite's longest tests: the two main paths run by default, the
+#: other five (each already compared with the naive convolution above) only with -m slow.
+SLOW_PATHS = ("gather-blocks", "columns-blocks", "banded", "banded-segments", "taps")
+
+
+@pytest.mark.parametrize("conv_path", ["gather", "columns", *(pytest.param(p, marks=pytest.mark.slow)
+                                                             for p in SLOW_PATHS)], indirect=True)
 @pytest.mark.parametrize("case", CONV_CASES[:9])
 def test_conv2d_gradients(case, conv_path):
     cin, cout, k, s, p, d, g, h, w = case
@@ -386,6 +393,7 @@ def test_layernorm2d_in_blocks_on_every_core_equals_the_formula(monkeypatch):
     assert_grads_ok(C.LayerNorm2D(7), x)
 
 
+@pytest.mark.slow
 def test_squeeze_excite_layerscale_pointwise_gradients():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 4, 6))
@@ -500,6 +508,7 @@ def test_batchnorm_in_blocks_on_every_core_equals_the_formula(monkeypatch, train
     assert_grads_ok(layer, x)
 
 
+@pytest.mark.slow   # a whole block through finite differences: 23-70 s each on 2 busy cores
 @pytest.mark.parametrize("block", [
     lambda: C.BasicBlock(3, 3, 1), lambda: C.BasicBlock(2, 4, 2),
     lambda: C.MBConv(4, 4, 3, 1, 1), lambda: C.MBConv(3, 5, 5, 2, 2, se_ratio=0.25, activation="silu"),

@@ -106,6 +106,15 @@ def test_eval_parity_with_pytorch(name, shape):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("variant,shape", [("gap", (1, 28, 28)), ("canonical", (3, 40, 36))])
+def test_baseline_variants_parity(variant, shape):
+    """The GAP variant, and the canonical head's 10x9 map averaged to 7x7 (PyTorch's adaptive rule)."""
+    ours, theirs = twins("baseline", shape, variant=variant)
+    assert ours.variant == variant
+    compare(ours, theirs, shape, dtype=np.float64)
+
+
+@pytest.mark.torch
 def test_lenet_classic_32x32_parity():
     ours, theirs = twins("lenet", (1, 32, 32), variant="canonical", activation="tanh", pool="avg")
     assert ours.variant == "canonical"

@@ -27,6 +27,10 @@ def env(tmp_path_factory):
     path = cache_path(data, 42, DEFAULT_SIZES, False)          # the CLI's default --seed
     path.parent.mkdir(parents=True)
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    x_train, y_train = generate(300, 0, "train", rgb=True)     # dataset-swap's offline choice
+    x_test, y_test = generate(100, 0, "test", rgb=True)
+    np.savez(cache_path(data, 42, DEFAULT_SIZES, True), x_train=x_train, y_train=y_train, x_test=x_test,
+             y_test=y_test)
     return {**os.environ, "NNOTT_DATA": str(data), "MPLBACKEND": "Agg", "NNOTT_DOWNLOAD_TIMEOUT": "1",
             "NNOTT_MIRROR": "http://127.0.0.1:9/"}      # downloads fail at once: the tests stay offline
 
@@ -77,7 +81,7 @@ def test_user_errors_exit_1_without_traceback(env, tmp_path):
 @pytest.mark.parametrize("scenario, expected", [
     ("basic", "Step 4: evaluate"),
     ("optimizer-compare", "Summary: test accuracy"),
-    ("dataset-swap", "using synth-digits instead"),
+    ("dataset-swap", "swapped for synth-digits-rgb instead"),
     ("trace", "backward stops here"),
     ("gradcheck", "hand-written vs autograd"),
 ])

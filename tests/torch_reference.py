@@ -11,7 +11,8 @@ are the ones NNOTT's models produce and :mod:`convolutional.interop` maps one-to
 * ``lenet``, ``baseline``: NNOTT's own names.
 
 ``build_torch_model(name, input_shape, num_classes, variant, **options)`` mirrors
-``convolutional.architectures.build_model`` for an *explicit* variant ('canonical' or 'small').
+``convolutional.architectures.build_model`` for an *explicit* variant ('canonical' or 'small';
+'gap' for BaselineCNN's global-average-pool variant, whose 'small' is its 'canonical').
 The tests compare logits and gradients; ``scripts/benchmark.py`` times these twins.
 """
 from __future__ import annotations
@@ -54,7 +55,32 @@ class LeNet5(nn.Module):
 
 # ----------------------------------------------------------------------------- BaselineCNN
 class BaselineCNN(nn.Module):
-    """[conv3x3-BN-ReLU] 32 - pool - 64 - pool - 128, global average pool, Linear."""
+    """canonical: conv 32 - conv 64 - pool - drop - conv 128 (LeakyReLU 0.1) - pool - drop, FC 256, FC.
+
+    A map longer than 7 on a side is averaged down to 7 (``nn.AdaptiveAvgPool2d``), as ours is.
+    """
+
+    def __init__(self, input_shape=(1, 28, 28), num_classes=10, width=32, dropout=(0.15, 0.25, 0.5)):
+        super().__init__()
+        c, h, w = input_shape
+        w1, w2, w3 = width, 2 * width, 4 * width
+        p1, p2, p3 = dropout
+        self.features = nn.Sequential(
+            nn.Conv2d(c, w1, 3, padding=1), nn.BatchNorm2d(w1), nn.ReLU(),
+            nn.Conv2d(w1, w2, 3, padding=1), nn.BatchNorm2d(w2), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(p1),
+            nn.Conv2d(w2, w3, 3, padding=1), nn.BatchNorm2d(w3), nn.LeakyReLU(0.1), nn.MaxPool2d(2),
+            nn.Dropout(p2))
+        fh, fw = h // 4, w // 4
+        self.avgpool = nn.AdaptiveAvgPool2d((7 if fh > 7 else None, 7 if fw > 7 else None))
+        self.classifier = nn.Sequential(
+            nn.Linear(w3 * min(fh, 7) * min(fw, 7), 256), nn.ReLU(), nn.Dropout(p3), nn.Linear(256, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class BaselineGAP(nn.Module):
+    """gap: [conv3x3-BN-ReLU] 32 - pool - 64 - pool - 128, global average pool, Linear."""
 
     def __init__(self, input_shape=(1, 28, 28), num_classes=10, width=32):
         super().__init__()
@@ -332,7 +358,7 @@ def build_torch_model(name, input_shape, num_classes=10, variant="small", **opti
         padding = options.pop("padding", 2 if small else 0)
         return LeNet5(input_shape, num_classes, padding=padding, **options)
     if name == "baseline":
-        return BaselineCNN(input_shape, num_classes, **options)
+        return (BaselineGAP if variant == "gap" else BaselineCNN)(input_shape, num_classes, **options)
     if name == "alexnet":
         return AlexNet(input_shape, num_classes, small=small, **options)
     if name == "vgg16":
@@ -350,5 +376,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["build_torch_model", "count_parameters", "LeNet5", "BaselineCNN", "AlexNet", "VGG16",
+__all__ = ["build_torch_model", "count_parameters", "LeNet5", "BaselineCNN", "BaselineGAP", "AlexNet", "VGG16",
            "ResNet18", "EfficientNetLite0", "ConvNeXtTiny", "F"]

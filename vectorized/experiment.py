@@ -28,6 +28,7 @@ from common.tracking import save_predictions
 from vectorized import playground
 from vectorized.losses import CrossEntropyLoss
 from vectorized.optim import Lookahead, make_optimizer
+from common.run_cost import CostEstimate, cost_line
 from vectorized.schedules import make_schedule
 from vectorized.sync_bn import convert_sync_batchnorm
 from vectorized.trainer import EarlyStopping, Trainer
@@ -124,12 +125,14 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         tensorboard = logger_for(args, run_dir.path, config_values(args))
 
     variant = getattr(model, "variant", None)
+    augmenter = build_augmenter(args, data.name, args.seed + 1)
+    augment = "off" if augmenter is None else augmenter.config.describe()
     print(run_header(tier=tier, model=arch + (f" ({variant})" if variant else ""), dataset=data.name,
                      fell_back=data.fell_back, device=backend.device_name(), seed=args.seed,
                      params=model.num_parameters(),
                      extra={"engine": dispatch.engine_name(), "input": "x".join(map(str, data.image_shape)),
-                            "train": len(data.x_train),
-                            "val": len(data.x_val), "test": len(data.x_test), "run": run_dir,
+                            "train": len(data.x_train), "val": len(data.x_val), "test": len(data.x_test),
+                            "augment": f'"{augment}"', "run": run_dir,
                             **({"ranks": parallel.size} if parallel is not None else {})}), flush=True)
 
     optimizer = build_optimizer(args, model)
@@ -141,7 +144,7 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
     trainer = trainer_cls(model, loss, optimizer,
                       normalizer=normalizer, num_classes=data.num_classes, schedule=schedule,
                       grad_clip=getattr(args, "grad_clip", None),
-                      augmenter=build_augmenter(args, data.name, args.seed + 1), early_stopping=early,
+                      augmenter=augmenter, early_stopping=early,
                       run_dir=run_dir, config=config, flatten_input=flatten_input, seed=args.seed,
                       progress=not quiet and root, parallel=parallel,
                       callbacks=[tensorboard] if tensorboard else ())
@@ -157,6 +160,11 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         print(f"[load] weights from {args.load}")
 
     val = (data.x_val, data.y_val) if len(data.x_val) else None
+    if not getattr(args, "skip_train", False) and trainer.epoch < args.epochs:
+        epochs_left = args.epochs - trainer.epoch
+        print(cost_line(args.epochs, trainer.epoch, steps_per_epoch, args.batch_size, len(data.x_train)), flush=True)
+        trainer.callbacks.append(CostEstimate(epochs_left * steps_per_epoch, steps_per_epoch, epochs_left,
+                                              len(data.x_train) + len(data.x_val)))
     if not getattr(args, "skip_train", False):
         if trainer.epoch >= args.epochs:
             print(f"[resume] the checkpoint already has {trainer.epoch} epochs; raise --epochs to train more")

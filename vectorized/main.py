@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from any folder
 
 from common import cli, distributed  # noqa: E402
+from common.cli.progname import launcher_prog  # noqa: E402
 from vectorized.activations import ACTIVATION_NAMES  # noqa: E402
 
 EXAMPLES = [
@@ -23,7 +24,8 @@ EXAMPLES = [
 
 
 def build_parser():
-    parser = cli.make_parser("Train a multilayer perceptron with the vectorized (NumPy/CuPy) tier.", EXAMPLES)
+    parser = cli.make_parser("Train a multilayer perceptron with the vectorized (NumPy/CuPy) tier.", EXAMPLES,
+                             prog=launcher_prog("vectorized"))
     g = cli.add_mlp_args(parser, ACTIVATION_NAMES)
     g.add_argument("--batchnorm", action="store_true", help="BatchNorm1d between each Linear and its activation")
     g.add_argument("--bn-momentum", type=cli.float_range(0.0, 1.0, lo_open=True), default=0.1,
@@ -50,7 +52,7 @@ def model_builder(args):
             dim *= int(s)
         model = build_mlp(dim, num_classes, sizes, acts, drops, batchnorm=args.batchnorm,
                           bn_momentum=args.bn_momentum, init=args.init, leaky_slope=args.leaky_negative_slope)
-        model.arch_name = "mlp-" + "-".join(str(s) for s in sizes)
+        model.arch_name = ("mlp-" + "-".join(str(s) for s in sizes)) if sizes else "softmax-regression"
         return model
 
     return build

@@ -38,7 +38,8 @@ from common.cli.flags import (DEFAULT_DATASET, OPTIMIZERS, SCHEDULES, ArgumentPa
                               dataset_name, make_parser, mlp_layers)
 from common.cli.flags import add_toy_args, apply_toy_recipe
 from common.cli.rundir import RunDir, run_header
-from common.cli.types import (MAX_SEED, broadcast_list, float_list_or_none, float_range, increasing_int_list,
+from common.cli.types import (MAX_SEED, broadcast_list, float_list_or_none, float_range, hidden_size_list,
+                              increasing_int_list,
                               int_list, name_list, nonneg_float, nonneg_int, positive_float, positive_int,
                               positive_int_list, probability, seed_value, shape3)
 
@@ -48,7 +49,7 @@ __all__ = [
     "add_checkpoint_args", "add_data_args", "add_device_args", "add_distributed_args", "add_experiment_args", "add_mlp_args",
     "add_optimizer_args", "add_output_args", "add_schedule_args", "add_training_args", "augment_overrides",
     "dataset_is_explicit", "dataset_name", "make_parser", "mlp_layers", "RunDir", "run_header", "MAX_SEED",
-    "broadcast_list", "float_list_or_none", "float_range", "increasing_int_list", "int_list", "name_list",
+    "broadcast_list", "float_list_or_none", "float_range", "hidden_size_list", "increasing_int_list", "int_list", "name_list",
     "nonneg_float", "nonneg_int", "positive_float", "positive_int", "positive_int_list", "probability",
     "seed_value", "shape3",
     "add_toy_args", "apply_toy_recipe",

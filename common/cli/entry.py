@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +31,32 @@ def save_on_interrupt(save_fn):
         raise TrainingInterrupted(save_fn()) from None
 
 
+@contextmanager
+def sigterm_as_interrupt():
+    """Inside the block, SIGTERM (``kill PID``, a batch system's time limit) does what Ctrl-C does.
+
+    The handler calls whatever handles SIGINT at that moment: during training that is the
+    trainer's "finish this step, save a checkpoint, stop" handler, elsewhere Python's own
+    (KeyboardInterrupt). Only the main thread can set signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if callable(on_interrupt):
+            on_interrupt(signal.SIGINT, frame)
+        else:                                   # SIGINT ignored or default: stop like Ctrl-C anyway
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def resume_command(checkpoint_path, argv=None, prog=None) -> str:
     """The command line that continues this run: the same arguments with --resume PATH."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -51,12 +79,13 @@ def run_main(main_fn, argv=None) -> int:
     UsageError (two flags that do not go together) -> 'error: <msg>', 2. UserError -> 'error: <msg>', 1.
     An OSError (read-only, disk full, is a folder, exists, permission denied) -> one line naming the
     path and what to do, 1. Any other exception -> one line with its type, 1 (``--debug`` shows the
-    traceback). Ctrl-C -> 130, with a resume command when a checkpoint was saved.
+    traceback). Ctrl-C or SIGTERM -> 130, with a resume command when a checkpoint was saved.
     argparse's own usage errors (SystemExit 2) pass through.
     """
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        code = main_fn(argv)
+        with sigterm_as_interrupt():
+            code = main_fn(argv)
         return 0 if code is None else int(code)
     except TrainingInterrupted as exc:
         if exc.checkpoint_path is None:

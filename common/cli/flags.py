@@ -9,9 +9,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.cli.types import (_schedule_name, broadcast_list, float_list_or_none, float_range,
+from common.cli.types import (_schedule_name, broadcast_list, float_list_or_none, float_range, hidden_size_list,
                               increasing_int_list, name_list, nonneg_float, nonneg_int, positive_float,
-                              positive_int, positive_int_list, probability, seed_value)
+                              positive_int, probability, seed_value)
 from common.dispatch import ENGINES
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
@@ -69,7 +69,8 @@ def add_data_args(parser, default_limit: int | None = None, *, image_size: bool 
     g.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="dataset cache folder (default: $NNOTT_DATA, else ~/.cache/nnott)")
     g.add_argument("--limit", type=nonneg_int, default=default_limit or 0, metavar="N",
-                   help="keep a class-balanced subset of N training images; 0 = all")
+                   help="keep a class-balanced subset of N training images, and shrink the test set to "
+                        "N/5 images (at least one per class) so a quick run stays quick; 0 = all")
     g.add_argument("--val-split", type=float_range(0.0, 0.9), default=default_val_split, metavar="F",
                    help="fraction of the training set held out for validation, in [0, 0.9]")
     if image_size:
@@ -96,8 +97,9 @@ def add_mlp_args(parser, activations, *, dropout_flags=("--dropout",), default_h
     the scalar tier's old name is ``--hidden-dropout``.
     """
     g = parser.add_argument_group("model")
-    g.add_argument("--hidden-sizes", type=positive_int_list, default=list(default_hidden), metavar="W1,W2,...",
-                   help="widths of the hidden layers (default: %s)" % ",".join(map(str, default_hidden)))
+    g.add_argument("--hidden-sizes", type=hidden_size_list, default=list(default_hidden), metavar="W1,W2,...",
+                   help="widths of the hidden layers; \"\" or none = no hidden layer, a linear (softmax-regression) "
+                        "classifier (default: %s)" % ",".join(map(str, default_hidden)))
     g.add_argument("--activation", type=str.lower, choices=tuple(activations), default=default_activation,
                    help="activation of every hidden layer")
     g.add_argument("--hidden-activations", type=name_list(activations), default=None, metavar="A1,A2,...",
@@ -143,9 +145,9 @@ def add_optimizer_args(parser, default_optimizer: str = "adam", default_lr: floa
                    help="update rule (momentum = SGD with heavy-ball momentum)")
     g.add_argument("--lr", type=positive_float, default=default_lr, help="learning rate")
     g.add_argument("--momentum", type=float_range(0.0, 1.0, hi_open=True), default=0.9,
-                   help="momentum for momentum/nesterov, rho for rmsprop")
+                   help="momentum for momentum/nesterov" + (", rho for rmsprop" if "rmsprop" in choices else ""))
     g.add_argument("--weight-decay", type=nonneg_float, default=default_weight_decay,
-                   help="L2 penalty (decoupled for adamw)")
+                   help="L2 penalty" + (" (decoupled for adamw)" if "adamw" in choices else ""))
     if label_smoothing:
         g.add_argument("--label-smoothing", type=float_range(0.0, 1.0, hi_open=True), default=0.0,
                        metavar="EPS", help="mix EPS of a uniform distribution into the targets")
@@ -188,7 +190,8 @@ _AUGMENT_FLAGS = {  # AugmentConfig field: (flag, type, help)
     "max_shift": ("--augment-max-shift", nonneg_int, "random shift radius in pixels (zero fill)"),
     "rotate_deg": ("--augment-rotate-deg", nonneg_float, "largest rotation in degrees; 0 = off"),
     "rotate_prob": ("--augment-rotate-prob", probability, "probability of rotating an image"),
-    "hflip_prob": ("--augment-hflip-prob", probability, "horizontal flip probability (0 for digits)"),
+    "hflip_prob": ("--augment-hflip-prob", probability, "horizontal flip probability (default 0; "
+                   "0.5 suits clothes and photos, never digits)"),
     "vflip_prob": ("--augment-vflip-prob", probability, "vertical flip probability"),
     "noise_std": ("--augment-noise-std", nonneg_float, "std of the Gaussian noise, in [0, 1] pixel units"),
     "noise_prob": ("--augment-noise-prob", probability, "probability of adding noise"),
@@ -217,7 +220,10 @@ class _DeprecatedNoOp(argparse.Action):
 
 def add_augment_args(parser, allow_mix: bool = True):
     """Augmentation flags. Unset values (None) mean "the dataset's default"."""
-    g = parser.add_argument_group("augmentation", "unset values use the dataset's defaults")
+    g = parser.add_argument_group(
+        "augmentation", "on by default for training batches (off with --no-augment); unset values use the "
+        "defaults: shift 2px, rotate 10deg p0.5, noise 0.02 p0.3 (cifar10: shift 4px); no flips, cutout, "
+        "mixing or RandAugment unless asked for. The run header prints the augmentation in force.")
     g.add_argument("--no-augment", action="store_true", help="train without augmentation")
     flags = dict(_AUGMENT_FLAGS, **(_MIX_FLAGS if allow_mix else {}))
     for field_name, (flag, kind, text) in flags.items():

@@ -86,6 +86,14 @@ def positive_int_list(text: str) -> list[int]:
     return values
 
 
+def hidden_size_list(text: str) -> list[int]:
+    """Hidden-layer widths: '256,128' -> [256, 128]; '' or 'none' -> [] (no hidden layer: the
+    network is one Linear layer and softmax, i.e. softmax regression)."""
+    if text.strip().lower() in ("", "none", "linear"):
+        return []
+    return positive_int_list(text)
+
+
 def increasing_int_list(text: str) -> list[int]:
     """Positive, strictly increasing integers ('5,10,15'), e.g. LR milestones."""
     values = positive_int_list(text)

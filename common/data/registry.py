@@ -93,6 +93,7 @@ REGISTRY: dict[str, DatasetSpec] = {
 REGISTRY.update({name: DatasetSpec(name, "toy", (t.features, 1, 1), tuple(class_names_of(name)),
                                    f"{t.description} (generated, offline)") for name, t in TOYS.items()})
 DATASET_NAMES = tuple(REGISTRY)
+_FALLBACK_WARNED: set = set()   # data dirs whose MNIST fallback was already announced
 _ALIASES = {"fashion": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist",
             "cifar-10": "cifar10", "cifar": "cifar10", "synth": "synth-digits",
             "synth_digits": "synth-digits", "synth_digits_rgb": "synth-digits-rgb",
@@ -216,9 +217,11 @@ def load_dataset(name: str = "mnist", data_dir=None, *, explicit: bool = True, s
         return _load_remote(spec, root, progress)
     except (DownloadUnavailable, ChecksumError) as exc:
         if key == "mnist" and not explicit:
-            print(f"[warn] mnist is not cached in {root / 'mnist'} and could not be downloaded "
-                  f"({exc}); using the built-in synth-digits dataset instead "
-                  "(pass --dataset mnist to make this an error)", flush=True)
+            if root not in _FALLBACK_WARNED:   # once per process: a quickstart's later runs stay quiet
+                _FALLBACK_WARNED.add(root)
+                print(f"[warn] mnist is not cached in {root / 'mnist'} and could not be downloaded "
+                      f"({exc}); using the built-in synth-digits dataset instead "
+                      "(pass --dataset mnist to make this an error)", flush=True)
             fallback = load_dataset("synth-digits", root, seed=seed, progress=progress,
                                     synth_sizes=synth_sizes)
             fallback.fell_back = True

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.data.memory import check_fits
+from common.data.legacy import resolve_old_data_dir
 from common.data.normalize import Normalizer
 from common.data.registry import load_dataset
 from common.data.resize import resize_images
@@ -60,11 +61,12 @@ def load_run_data(args, *, dataset=None, input_shape=None, synth_sizes=None) -> 
     ``dataset`` overrides --dataset (and counts as explicit); ``input_shape`` (C, H, W) converts the
     images to a given channel count and size, e.g. a resumed model's own.
     """
-    explicit = dataset is not None or getattr(args, "dataset", None) is not None
-    name = dataset or getattr(args, "dataset", None) or "mnist"
+    chosen, data_dir = resolve_old_data_dir(dataset or getattr(args, "dataset", None), args.data_dir)
+    explicit = chosen is not None
+    name = chosen or "mnist"
     toy = {"size": getattr(args, "toy_size", None), "noise": getattr(args, "toy_noise", None),
            "classes": getattr(args, "toy_classes", None)}
-    ds = load_dataset(name, args.data_dir, explicit=explicit, seed=args.seed, synth_sizes=synth_sizes, toy=toy)
+    ds = load_dataset(name, data_dir, explicit=explicit, seed=args.seed, synth_sizes=synth_sizes, toy=toy)
     if ds.task == "regression":   # float targets: no classes to balance or stratify by
         return _regression_run_data(args, ds)
     x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test

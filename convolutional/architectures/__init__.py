@@ -49,8 +49,8 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
     spec.name: spec for spec in (
         ArchitectureSpec("lenet", "LeNet-5", lenet, (1, 32, 32), 10, 61_706,
                          (1, 28, 28), 61_706, "lenet.md"),
-        ArchitectureSpec("baseline", "BaselineCNN", baseline, (1, 28, 28), 10, 94_186,
-                         (1, 28, 28), 94_186, "baseline.md"),
+        ArchitectureSpec("baseline", "BaselineCNN", baseline, (1, 28, 28), 10, 1_701_578,
+                         (1, 28, 28), 1_701_578, "baseline.md"),
         ArchitectureSpec("alexnet", "AlexNet", alexnet, (3, 224, 224), 1000, 61_100_840,
                          (3, 32, 32), 28_711_754, "alexnet.md"),
         ArchitectureSpec("vgg16", "VGG16", vgg, (3, 224, 224), 1000, 138_357_544,
@@ -64,7 +64,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
     )
 }
 
-VARIANT_CHOICES = ("auto", "canonical", "small")
+VARIANT_CHOICES = ("auto", "canonical", "small", "gap")   # gap: BaselineCNN only
 
 
 def architecture_names() -> list[str]:
@@ -81,13 +81,15 @@ def get_spec(name: str) -> ArchitectureSpec:
 
 
 def resolve_variant(name: str, input_shape, variant: str = "auto") -> str:
-    """'auto' -> the variant that fits ``input_shape``; 'canonical' / 'small' are checked and returned.
+    """'auto' -> the variant that fits ``input_shape``; any other name is checked and returned.
 
-    An architecture with a single variant (BaselineCNN) returns it for any request.
+    An architecture with a single variant returns it for any request; an architecture's
+    ``ALIASES`` map a shared name onto its own (BaselineCNN: 'small' -> 'canonical').
     """
     spec = get_spec(name)
     if variant not in VARIANT_CHOICES:
         raise UserError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANT_CHOICES)}")
+    variant = getattr(spec.module, "ALIASES", {}).get(variant, variant)
     if len(spec.variants) == 1:
         return next(iter(spec.variants))
     if variant == "auto":
@@ -101,6 +103,7 @@ def min_input_size(name: str, variant: str = "canonical") -> int:
     spec = get_spec(name)
     if len(spec.variants) == 1:
         variant = next(iter(spec.variants))
+    variant = getattr(spec.module, "ALIASES", {}).get(variant, variant)
     if variant not in spec.module.MIN_SIZE:
         raise UserError(f"{name} has no variant {variant!r}; choose one of: {', '.join(spec.variants)}")
     return spec.module.MIN_SIZE[variant]
@@ -110,7 +113,8 @@ def build_model(name: str, input_shape=(1, 28, 28), num_classes: int = 10, *, va
                 **options) -> Network:
     """Build architecture ``name`` for inputs ``(C, H, W)`` and ``num_classes`` outputs.
 
-    ``variant``: 'auto' (small inputs -> the small-input variant), 'canonical' or 'small'.
+    ``variant``: 'auto' (small inputs -> the small-input variant), 'canonical', 'small', or
+    'gap' (BaselineCNN's global-average-pool variant).
     ``options`` go to the architecture (e.g. ``se=True`` for EfficientNet, ``dropout=0.3``).
     The model records ``arch_name``, ``variant`` and ``variant_label``.
     """
