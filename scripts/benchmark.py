@@ -283,7 +283,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Training and inference throughput of NNOTT's models, side by side with PyTorch.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="models: " + ", ".join(DEFAULT_ORDER) + " (or 'all')")
+        epilog="models: " + ", ".join(DEFAULT_ORDER) + " (or 'all')\n\n"
+               "examples:\n"
+               "  python scripts/benchmark.py                                  # every model, against PyTorch on the CPU\n"
+               "  python scripts/benchmark.py --models baseline --repeats 3 --budget 6\n"
+               "  python scripts/benchmark.py --models mlp,lenet --quick       # a smoke run\n"
+               "  python scripts/benchmark.py --models lenet --engine reference  # the readable layers alone\n"
+               "  python scripts/benchmark.py --gpu --models resnet18          # CuPy against torch CUDA\n"
+               "  python scripts/benchmark.py --no-torch --json out.json")
     p.add_argument("--models", default="all", help="comma-separated model names, or 'all' (default)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default: per model)")
@@ -339,6 +346,9 @@ def resolve(args) -> list[str]:
     if args.torch_mode == "require" and not have_torch:
         raise BenchError("--torch was given but PyTorch is not installed (pip install torch)")
     args.torch_side = have_torch and args.torch_mode != "skip"
+    if not have_torch and args.torch_mode != "skip":
+        print("[note] PyTorch is not installed, so the torch columns show '-'; install the CPU build with "
+              "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu", file=sys.stderr)
     if args.gpu:
         from common.backend import gpu_unavailable_reason
 
