@@ -39,7 +39,7 @@ from scripts.bench.report import format_gflops
 from scripts.bench.workloads import MODELS
 
 WORKER = ROOT / "scripts" / "bench" / "worker.py"
-DEFAULT_ORDER = ["mlp", "scalar", "lenet", "baseline", "alexnet", "resnet18", "vgg16",
+DEFAULT_ORDER = ["mlp", "scalar", "lenet", "baseline", "baseline_gap", "alexnet", "resnet18", "vgg16",
                  "efficientnet_lite0", "convnext_tiny"]
 
 

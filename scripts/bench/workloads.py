@@ -27,6 +27,8 @@ class Workload:
     steps: int            # timed steps per measurement (default run)
     quick_steps: int      # timed steps per measurement with --quick
     has_torch: bool = True
+    arch: str = ""        # the architecture to build (default: the workload's name)
+    variant: str = "auto" # build_model's variant
 
     @property
     def flat(self) -> bool:
@@ -44,6 +46,8 @@ MODELS = {w.name: w for w in (
              has_torch=False),
     Workload("lenet", "LeNet-5", (1, 28, 28), "convolutional", 40, 6),
     Workload("baseline", "BaselineCNN", (1, 28, 28), "convolutional", 30, 5),
+    Workload("baseline_gap", "BaselineCNN --variant gap (94k, global-average-pool head)", (1, 28, 28),
+             "convolutional", 30, 5, arch="baseline", variant="gap"),
     Workload("alexnet", "AlexNet (small-input variant)", (3, 32, 32), "convolutional", 8, 3),
     Workload("resnet18", "ResNet18 (CIFAR stem)", (3, 32, 32), "convolutional", 6, 2),
     Workload("vgg16", "VGG16-BN (small-input variant)", (3, 32, 32), "convolutional", 6, 2),
@@ -81,7 +85,8 @@ def build_ours(workload: Workload):
                        activations="relu", dropouts=MLP_DROPOUT, seed=0)
     from convolutional.architectures import build_model
 
-    return build_model(workload.name, input_shape=workload.input_shape, num_classes=NUM_CLASSES)
+    return build_model(workload.arch or workload.name, input_shape=workload.input_shape, num_classes=NUM_CLASSES,
+                       variant=workload.variant)
 
 
 def export_weights(model, path: Path) -> None:
@@ -142,7 +147,7 @@ def build_torch(workload: Workload, state: dict, variant: str = "small", layers:
         model = torch_mlp(layers)
     else:
         ref = _torch_reference_module()
-        model = ref.build_torch_model(workload.name, input_shape=workload.input_shape,
+        model = ref.build_torch_model(workload.arch or workload.name, input_shape=workload.input_shape,
                                       num_classes=NUM_CLASSES, variant=variant)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
     own = model.state_dict()
