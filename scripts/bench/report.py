@@ -115,6 +115,25 @@ def throughput(report: dict) -> str:
     return _table(header, rows)
 
 
+def engine(report: dict) -> str:
+    """The same model on the reference engine (each layer's own readable code) and on the fast one."""
+    header = ["model", "train reference", "train fast", "fast / reference", "infer reference", "infer fast",
+              "fast / reference"]
+    rows = []
+    for r in report["models"]:
+        o, ref = r.get("ours", {}), r.get("reference", {})
+        if not ref.get("train_ips"):
+            continue
+
+        def times(mode):
+            value = r.get(f"engine_speedup_{mode}")
+            return "-" if not value else f"{value:.1f}×"
+
+        rows.append([r["model"], _num(ref.get("train_ips"), 1), _num(o.get("train_ips"), 1), times("train"),
+                     _num(ref.get("infer_ips"), 1), _num(o.get("infer_ips"), 1), times("infer")])
+    return _table(header, rows) if rows else ""
+
+
 def format_gflops(g, peak) -> str:
     """'41.3 (22%)': achieved GFLOP/s and its share of the measured GEMM peak ('-' when unknown)."""
     if g is None:
@@ -164,7 +183,7 @@ def epochs(report: dict) -> str:
 def errors(report: dict) -> str:
     lines = []
     for r in report["models"]:
-        for side in ("ours", "torch"):
+        for side in ("ours", "torch", "reference"):
             err = r.get(side, {}).get("error")
             if err:
                 lines.append(f"- {r['model']} ({side}): {err}")
@@ -176,6 +195,9 @@ def render(path) -> str:
     parts = [machine(report), "", "### Throughput (images/s, median)", "", throughput(report), "",
              "### Arithmetic rate and memory", "", efficiency(report), "",
              "### Expected time per epoch", "", epochs(report)]
+    tricks = engine(report)
+    if tricks:
+        parts += ["", "### What the engine buys (images/s, reference engine against fast engine)", "", tricks]
     err = errors(report)
     if err:
         parts += ["", "Models that did not run:", "", err]
