@@ -312,6 +312,9 @@ def parse_args(argv=None):
     p.add_argument("--no-reference", dest="reference", action="store_false",
                    help="skip the reference-engine measurement (by default each model is also timed for a "
                         "few steps on the reference engine, and the table shows fast/ref)")
+    p.add_argument("--distributed", type=int, default=None, metavar="N",
+                   help="data-parallel scaling instead: images/s and scaling efficiency of ResNet18 on 1..N "
+                        "MPI ranks against one process (needs nnott[mpi]; runs scripts/bench_distributed.py)")
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write every figure to this file")
     p.add_argument("--quick", action="store_true", help="few steps, one round, small GEMM: a smoke run")
     p.add_argument("--gpu", action="store_true", help="CuPy against torch CUDA instead of the CPU")
@@ -365,6 +368,16 @@ def resolve(args) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.distributed is not None:  # the data-parallel scaling benchmark: its own script
+        if args.distributed < 1:
+            print("error: --distributed must be at least 1", file=sys.stderr)
+            return 2
+        from scripts import bench_distributed
+
+        extra = ["--json", str(args.json)] if args.json else []
+        extra += ["--steps", str(args.steps)] if args.steps else []
+        extra += ["--repeats", str(args.repeats)] if args.repeats else []
+        return bench_distributed.main(["--ranks", ",".join(str(n) for n in range(1, args.distributed + 1)), *extra])
     try:
         names = resolve(args)
     except BenchError as exc:
