@@ -222,6 +222,9 @@ class Softmax(Module):
         self.axis = axis
 
     def forward(self, x):
+        if x.size == 0:  # an empty batch: no maximum to subtract
+            self.s = x.copy()
+            return self.s
         e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
         self.s = e / e.sum(axis=self.axis, keepdims=True)
         return self.s
@@ -245,6 +248,9 @@ class LogSoftmax(Module):
         self.dim = int(dim)
 
     def forward(self, x):
+        if x.size == 0:  # an empty batch: no maximum to subtract
+            self.y = x.copy()
+            return self.y
         shifted = x - x.max(axis=self.dim, keepdims=True)
         self.y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
         return self.y

@@ -110,7 +110,7 @@ class BatchNorm1d(Module):
         """The layer on rows: x (M, C) -> y (M, C), one mean and variance per column."""
         m = x.shape[0]
         self.batch_stats = self.training or not self.track_running_stats
-        if self.training and m == 1:
+        if self.batch_stats and m == 1:
             raise UserError(f"{type(self).__name__} needs more than one value per channel in training mode "
                             "(more than 1 sample per batch, or a map larger than 1x1)")
         if self.training and self.track_running_stats:
