@@ -88,8 +88,9 @@ def input_grad_by_flipped_conv(dy, wk, plan, x_shape):
 # ------------------------------------------------------------------------------ the layer
 def conv_layer_forward(self, x):
     """Conv2D.forward on the fast kernels: groups=1, depthwise, or one convolution per group.
-    A border copied from the input (``padding_mode`` other than 'zeros') runs the layer's own code."""
-    self.on_reference = self.padding_mode != "zeros"
+    A border copied from the input (``padding_mode`` other than 'zeros') and the empty batch run
+    the layer's own code."""
+    self.on_reference = self.padding_mode != "zeros" or x.shape[0] == 0
     if self.on_reference:
         return Conv2D.forward.reference(self, x)
     check_nhwc(x, self.in_channels, repr(self).split("\n")[0])

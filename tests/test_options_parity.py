@@ -321,3 +321,34 @@ def test_the_empty_batch_runs_every_layer_on_both_engines():
             assert np.isnan(loss(y, np.zeros(0, dtype=np.int64)))
             assert model.backward(loss.backward()).shape == (0, 8, 8, 3)
     engine.use("fast")
+
+
+EMPTY_BATCH_LAYERS = [
+    lambda: C.AdaptiveAvgPool2D((3, None)), lambda: C.AvgPool2D(3, 2, 1, count_include_pad=False),
+    lambda: C.BatchNorm2D(4), lambda: C.BatchNorm2D(4, affine=False, momentum=None),
+    lambda: C.Conv2D(4, 4, 3, padding=1), lambda: C.Conv2D(4, 6, 1), lambda: C.Conv2D(4, 6, 3, groups=2),
+    lambda: C.DepthwiseConv2D(4, 3, padding=1), lambda: C.Dropout(0.3), lambda: C.Flatten(),
+    lambda: C.GELU(), lambda: C.GELU("tanh"), lambda: C.GlobalAvgPool2D(), lambda: C.LayerNorm2D(4),
+    lambda: C.MaxPool2D(2), lambda: C.MaxPool2D(3, 2, 1), lambda: C.MaxPool2D(2, dilation=2, ceil_mode=True),
+    lambda: C.PointwiseLinear(4, 3), lambda: C.ReLU(), lambda: C.ReLU6(), lambda: C.Softmax(),
+    lambda: C.BasicBlock(4, 8, 2), lambda: C.ConvNeXtBlock(4), lambda: C.MBConv(4, 4, 3, 1, expand_ratio=2),
+    lambda: C.SqueezeExcite(4, 2), lambda: A.Softplus(), lambda: A.Mish(), lambda: A.Hardswish(),
+    lambda: A.Hardsigmoid(), lambda: A.PReLU(4), lambda: A.LogSoftmax()]
+
+
+@pytest.mark.parametrize("engine_name", ["fast", "reference"])
+def test_every_layer_takes_an_empty_batch(engine_name):
+    engine.use(engine_name)
+    try:
+        for build in EMPTY_BATCH_LAYERS:
+            for dtype in (np.float32, np.float64):
+                layer = build().astype(dtype)
+                for training in (True, False):
+                    layer.train(training)
+                    x = np.zeros((0, 6, 6, 4), dtype=dtype)
+                    y = layer(x)
+                    assert y.shape[0] == 0 and y.dtype == dtype, layer
+                    dx = layer.backward(np.zeros(y.shape, dtype=dtype))
+                    assert dx.shape == x.shape, layer
+    finally:
+        engine.use("fast")
