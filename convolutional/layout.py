@@ -37,7 +37,8 @@ class Flatten(Module):
             return x
         if x.ndim != 4:
             raise UserError(f"Flatten expects (N, H, W, C) or (N, F), got shape {tuple(x.shape)}")
-        return xp.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+        n, h, w, c = x.shape
+        return xp.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(n, c * h * w)
 
     def backward(self, grad_out):
         if grad_out is None or len(self.in_shape) == 2:  # None: see ToChannelsLast.backward

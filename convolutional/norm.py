@@ -29,22 +29,26 @@ class BatchNorm2D(BatchNorm1d):
     BatchNorm1d on the (N*H*W, C) rows: training normalises with the *biased* batch variance and
     updates running_var with the *unbiased* one (x M/(M-1), M = N*H*W); running = (1-momentum)*running
     + momentum*batch. Evaluation uses the running statistics. Buffers: running_mean, running_var,
-    num_batches_tracked (PyTorch's state-dict keys).
+    num_batches_tracked (PyTorch's state-dict keys). ``affine``, ``track_running_stats`` and
+    ``momentum=None`` as in :class:`vectorized.layers.BatchNorm1d`.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__(num_features, eps, momentum)
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
 
     def forward(self, x):
         check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
         self.x_shape = x.shape
-        return super().forward(x.reshape(-1, self.num_features)).reshape(x.shape)
+        return self.normalize(x.reshape(-1, self.num_features)).reshape(x.shape)
 
     def backward(self, grad_out):
-        return super().backward(grad_out.reshape(-1, self.num_features)).reshape(self.x_shape)
+        return self.normalize_backward(grad_out.reshape(-1, self.num_features)).reshape(self.x_shape)
 
     def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        s = f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        s += "" if self.affine else ", affine=False"
+        return s + ("" if self.track_running_stats else ", track_running_stats=False")
 
 
 @accelerated("forward", "backward")

@@ -5,8 +5,12 @@ Like the convolutions, the fixed-window pools look at the k² kernel offsets, ea
 
 * max-pool keeps the maximum and which offset won (``argmax``), so the backward pass sends each
   gradient to exactly one input, the *first* maximum, as PyTorch does;
-* average-pool adds the k² views and divides by k² (padding counts as zeros, PyTorch's
-  default ``count_include_pad=True``).
+* average-pool adds the k² views and divides by the window's divisor (k², padding counting as
+  zeros, with PyTorch's default ``count_include_pad=True``).
+
+Options as in PyTorch: ``dilation`` (max-pool), ``ceil_mode`` (both) and ``count_include_pad``
+(average). A ``ceil_mode`` window may reach past the padded input; the extra rows and columns are
+padded like the rest (-inf for max, zeros that do not count for average).
 
 The loop twins are :func:`convolutional.naive.maxpool2d_naive` and friends.
 """
@@ -19,42 +23,70 @@ from convolutional.geometry import check_nhwc, output_size, pad_nhwc, pair, unpa
 from vectorized.module import Module
 
 
-class _Pool2D(Module):
-    """Shared geometry of the k×k pools: kernel, stride (default = kernel), symmetric padding."""
+def pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool, what: str) -> int:
+    """floor (or ceil) of (size + 2 pad - d(k-1) - 1) / s, plus 1 (PyTorch's rule).
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    With ``ceil_mode`` a last, partial window is kept, but only if it starts inside the input or
+    its left padding (a window that would start in the right padding is dropped)."""
+    span = dilation * (kernel - 1) + 1
+    padded = size + 2 * pad
+    if padded < span:
+        raise UserError(f"{what}: input size {size} (padded {padded}) is smaller than the "
+                        f"kernel's reach {span}; use a larger input or a smaller kernel")
+    out = (padded - span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+class _Pool2D(Module):
+    """Shared geometry of the k×k pools: kernel, stride (default = kernel), symmetric padding,
+    dilation (the gap between a window's taps) and ``ceil_mode`` (keep a last partial window)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
+        self.dilation = pair(dilation, "dilation")
+        self.ceil_mode = bool(ceil_mode)
         ph, pw = pair(padding, "padding")
-        if min(self.kernel_size + self.stride) < 1:
-            raise UserError(f"{type(self).__name__}: kernel_size and stride must be at least 1")
+        if min(self.kernel_size + self.stride + self.dilation) < 1:
+            raise UserError(f"{type(self).__name__}: kernel_size, stride and dilation must be at least 1")
         if 2 * ph > self.kernel_size[0] or 2 * pw > self.kernel_size[1]:
             raise UserError(f"{type(self).__name__}: padding {padding} must be at most half the kernel")
         self.padding = (ph, pw)
         self.pads = (ph, ph, pw, pw)
 
     def _geometry(self, x):
+        """(OH, OW) for input x, and ``self.pads`` = (top, bottom, left, right) with the extra rows
+        and columns that a ``ceil_mode`` window reaches past the padded input."""
         check_nhwc(x, None, type(self).__name__)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        top, bottom, left, right = self.pads
         what = type(self).__name__
-        return (output_size(x.shape[1], kh, sh, top, bottom, 1, what),
-                output_size(x.shape[2], kw, sw, left, right, 1, what))
+        (kh, kw), (sh, sw), (dh, dw), (ph, pw) = self.kernel_size, self.stride, self.dilation, self.padding
+        h, w = x.shape[1], x.shape[2]
+        oh = pooled_size(h, kh, sh, ph, dh, self.ceil_mode, what)
+        ow = pooled_size(w, kw, sw, pw, dw, self.ceil_mode, what)
+        extra_h = max(0, (oh - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph))
+        extra_w = max(0, (ow - 1) * sw + dw * (kw - 1) + 1 - (w + 2 * pw))
+        self.pads = (ph, ph + extra_h, pw, pw + extra_w)
+        return oh, ow
 
     def _offsets(self):
         kh, kw = self.kernel_size
         return [(i, j) for i in range(kh) for j in range(kw)]
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
 
 
 @accelerated("forward", "backward")
 class MaxPool2D(_Pool2D):
     """Window maximum.   (N, H, W, C) -> (N, OH, OW, C); padding is -inf (never the maximum).
 
-    forward:  out[n, y, x, c] = max over (i, j) of x_pad[n, y*s + i, x*s + j, c]
+    forward:  out[n, y, x, c] = max over (i, j) of x_pad[n, y*s + i*d, x*s + j*d, c]
     backward: each dL/dout goes to the input that won its window, the *first* maximum on a tie
               (PyTorch's rule); every other input of the window gets 0.
     """
@@ -62,9 +94,9 @@ class MaxPool2D(_Pool2D):
     def forward(self, x):
         oh, ow = self._geometry(x)
         x_pad = pad_nhwc(x, self.pads, value=-float("inf"))
-        patches = windows(x_pad, self.kernel_size, (oh, ow), self.stride)     # (N, OH, OW, kh, kw, C)
+        patches = windows(x_pad, self.kernel_size, (oh, ow), self.stride, self.dilation)  # (N, OH, OW, kh, kw, C)
         n, c = x.shape[0], x.shape[3]
-        patches = patches.reshape(n, oh, ow, -1, c)                             # (N, OH, OW, kh*kw, C)
+        patches = patches.reshape(n, oh, ow, len(self._offsets()), c)          # (N, OH, OW, kh*kw, C)
         self.arg = patches.argmax(axis=3)                                       # which offset won
         self.x_shape, self.pad_shape, self.out_hw = x.shape, x_pad.shape, (oh, ow)
         return patches.max(axis=3)
@@ -73,13 +105,32 @@ class MaxPool2D(_Pool2D):
         oh, ow = self.out_hw
         dx_pad = xp.zeros(self.pad_shape, dtype=grad_out.dtype)
         for k, (i, j) in enumerate(self._offsets()):
-            view = window(dx_pad, i, j, oh, ow, self.stride)
+            view = window(dx_pad, i, j, oh, ow, self.stride, self.dilation)
             view += grad_out * (self.arg == k)                                  # the windows offset k won
         return unpad_nhwc(dx_pad, self.pads, self.x_shape)
 
 
 class AvgPool2D(_Pool2D):
-    """Window mean.   (N, H, W, C) -> (N, OH, OW, C); padded zeros count (count_include_pad=True)."""
+    """Window mean.   (N, H, W, C) -> (N, OH, OW, C).
+
+    Each window's sum is divided by its *divisor*: with ``count_include_pad=True`` (PyTorch's
+    default) the window's size clipped to the padded input (so k² except for a ``ceil_mode``
+    window hanging over the edge); with ``False`` the number of real input pixels it covers.
+    The divisor is a product of a row count and a column count, an (OH, OW) map.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _counts(self, size, out, kernel, stride, pad):
+        """For each of the ``out`` windows along one axis: how many of its taps it divides by."""
+        start = xp.arange(out) * stride - pad                    # first tap, in input coordinates
+        end = xp.minimum(start + kernel, size + pad)             # clipped to the padded input
+        if not self.count_include_pad:
+            start, end = xp.maximum(start, 0), xp.minimum(end, size)
+        return (end - start).astype(float)
 
     def forward(self, x):
         oh, ow = self._geometry(x)
@@ -89,17 +140,24 @@ class AvgPool2D(_Pool2D):
         out = xp.zeros((x.shape[0], oh, ow, x.shape[3]), dtype=x.dtype)
         for i, j in self._offsets():
             out += window(x_pad, i, j, oh, ow, self.stride)
-        out *= 1.0 / (self.kernel_size[0] * self.kernel_size[1])
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        rows = self._counts(x.shape[1], oh, kh, sh, ph)
+        cols = self._counts(x.shape[2], ow, kw, sw, pw)
+        self.inv_divisor = (1.0 / xp.outer(rows, cols)).astype(x.dtype)[:, :, None]   # (OH, OW, 1)
+        out *= self.inv_divisor
         return out
 
     def backward(self, grad_out):
         oh, ow = self.out_hw
-        share = grad_out * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
+        share = grad_out * self.inv_divisor
         dx_pad = xp.zeros(self.pad_shape, dtype=grad_out.dtype)
         for i, j in self._offsets():
             view = window(dx_pad, i, j, oh, ow, self.stride)
             view += share
         return unpad_nhwc(dx_pad, self.pads, self.x_shape)
+
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
 
 
 @accelerated("forward")

@@ -87,7 +87,12 @@ def input_grad_by_flipped_conv(dy, wk, plan, x_shape):
 
 # ------------------------------------------------------------------------------ the layer
 def conv_layer_forward(self, x):
-    """Conv2D.forward on the fast kernels: groups=1, depthwise, or one convolution per group."""
+    """Conv2D.forward on the fast kernels: groups=1, depthwise, or one convolution per group.
+    A border copied from the input (``padding_mode`` other than 'zeros') and the empty batch run
+    the layer's own code."""
+    self.on_reference = self.padding_mode != "zeros" or x.shape[0] == 0
+    if self.on_reference:
+        return Conv2D.forward.reference(self, x)
     check_nhwc(x, self.in_channels, repr(self).split("\n")[0])
     out_hw = self.output_hw(x.shape[1], x.shape[2])
     bias = None if self.bias is None else self.bias.data
@@ -110,6 +115,8 @@ def conv_layer_forward(self, x):
 
 
 def conv_layer_backward(self, grad_out):
+    if self.on_reference:
+        return Conv2D.backward.reference(self, grad_out)
     input_grad = self.depthwise or not skips_input_grad(self)  # depthwise makes dx and dw in the same passes
     if self.depthwise:
         dx, dw, db = depthwise_backward(grad_out, self.cache)

@@ -20,8 +20,14 @@ from engine.parallel import blocks_of, run_blocks, scratch, sum_blocks
 
 
 def batchnorm_forward(self, x):
-    """BatchNorm2D.forward on wide rows in blocks; keeps x - mean (not x) for backward."""
+    """BatchNorm2D.forward on wide rows in blocks; keeps x - mean (not x) for backward. Without
+    gamma and beta, without running statistics, with a cumulative average (momentum None) or on
+    an empty batch, the layer's own code runs."""
     check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
+    self.on_reference = (not self.affine or not self.track_running_stats or self.momentum is None
+                         or x.shape[0] == 0)
+    if self.on_reference:
+        return BatchNorm2D.forward.reference(self, x)
     rows = _Rows(x.shape, x.itemsize)
     xw, m = rows.wide(x), rows.count
     if not self.training:
@@ -72,6 +78,8 @@ def _batchnorm_evaluate(self, x, rows, xw):
 
 
 def batchnorm_backward(self, grad_out):
+    if self.on_reference:
+        return BatchNorm2D.backward.reference(self, grad_out)
     rows, centred, inv_std = self.rows, self.centred, self.inv_std
     g = rows.wide(grad_out)
     m = rows.count

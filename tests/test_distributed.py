@@ -81,8 +81,9 @@ class OneRank:
         return array
 
 
+@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
 @pytest.mark.parametrize("kind", ["1d", "2d"])
-def test_sync_batchnorm_on_one_rank_is_batchnorm(kind):
+def test_sync_batchnorm_on_one_rank_is_batchnorm(kind, momentum):
     """Forward, running statistics, input and parameter gradients equal the plain layer's."""
     from convolutional.norm import BatchNorm2D
     from vectorized.data_parallel import DataParallel
@@ -92,11 +93,11 @@ def test_sync_batchnorm_on_one_rank_is_batchnorm(kind):
     rng = np.random.default_rng(0)
     shape = (6, 5) if kind == "1d" else (3, 4, 4, 5)
     x, g = rng.normal(size=shape) * 2 + 1, rng.normal(size=shape)
-    plain = (BatchNorm1d(5) if kind == "1d" else BatchNorm2D(5)).astype(np.float64)
+    plain = (BatchNorm1d(5, momentum=momentum) if kind == "1d" else BatchNorm2D(5, momentum=momentum)).astype(np.float64)
     plain.weight.data[...] = rng.normal(size=5)
     group = DataParallel(OneRank())
     group.shard(shape[0])
-    twin = (BatchNorm1d(5) if kind == "1d" else BatchNorm2D(5)).astype(np.float64)
+    twin = (BatchNorm1d(5, momentum=momentum) if kind == "1d" else BatchNorm2D(5, momentum=momentum)).astype(np.float64)
     twin.load_state_dict(plain.state_dict())
     sync = SyncBatchNorm(twin, group)
     for mode in ("train", "eval"):

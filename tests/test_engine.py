@@ -89,9 +89,18 @@ CONV_LAYERS = [
     ("global-pool", lambda: C.GlobalAvgPool2D(), (3, 5, 5, 4)),
     ("batchnorm2d", lambda: C.BatchNorm2D(6), (3, 5, 5, 6)),
     ("layernorm2d", lambda: C.LayerNorm2D(6), (3, 4, 5, 6)),
+    # PyTorch's options: the fast path where it has one (F.pad's four numbers), the reference otherwise
+    ("conv-four-pads", lambda: C.Conv2D(3, 4, 3, padding=(2, 0, 1, 1)), (2, 7, 6, 3)),
+    ("conv-reflect", lambda: C.Conv2D(3, 4, 3, padding=2, padding_mode="reflect"), (2, 7, 6, 3)),
+    ("conv-empty-batch", lambda: C.Conv2D(3, 4, 3, padding=1), (0, 7, 6, 3)),
+    ("maxpool-ceil-dilated", lambda: C.MaxPool2D(3, 2, 1, dilation=2, ceil_mode=True), (2, 10, 9, 4)),
+    ("maxpool-empty-batch", lambda: C.MaxPool2D(2), (0, 8, 8, 4)),
+    ("batchnorm2d-options", lambda: C.BatchNorm2D(6, momentum=None, affine=False), (3, 5, 5, 6)),
+    ("batchnorm2d-empty-batch", lambda: C.BatchNorm2D(6), (0, 5, 5, 6)),
 ]
 VEC_LAYERS = [
     ("linear", lambda: C.Linear(7, 5), (6, 7)),
+    ("linear-leading-dims", lambda: C.Linear(7, 5), (2, 3, 7)),
     ("relu", lambda: C.ReLU(), (4, 33)),
     ("relu6", lambda: C.ReLU6(), (4, 33)),
     ("gelu", lambda: C.GELU(), (4, 33)),

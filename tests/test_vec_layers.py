@@ -75,7 +75,7 @@ def test_flatten_shapes():
 
 
 def test_linear_rejects_wrong_width():
-    with pytest.raises(UserError, match="expected \\(N, 4\\)"):
+    with pytest.raises(UserError, match="expected \\(..., 4\\)"):
         Linear(4, 2)(np.zeros((3, 5), dtype=np.float32))
 
 

@@ -34,7 +34,7 @@ def test_per_layer_activations_dropout_and_auto_init():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(activations=["relu", "tanh", "relu"]), "activations"),
     (dict(dropout=[0.1, 0.2, 0.3]), "dropout"),
-    (dict(activations=["softplus"]), "unknown activation"),
+    (dict(activations=["swishy"]), "unknown activation"),
     (dict(init="orthogonal"), "init scheme"),
 ])
 def test_bad_settings_raise_user_errors(kwargs, match):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from common.backend import xp
 from common.dispatch import accelerated
 from common.errors import UserError
 from vectorized.layers import Identity
-from vectorized.module import Module
+from vectorized.module import Module, parameter
 
 
 @accelerated("forward", "backward")
@@ -220,6 +222,9 @@ class Softmax(Module):
         self.axis = axis
 
     def forward(self, x):
+        if x.size == 0:  # an empty batch: no maximum to subtract
+            self.s = x.copy()
+            return self.s
         e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
         self.s = e / e.sum(axis=self.axis, keepdims=True)
         return self.s
@@ -232,6 +237,133 @@ class Softmax(Module):
         return f"axis={self.axis}"
 
 
+class LogSoftmax(Module):
+    """log softmax along ``dim`` (PyTorch's keyword): y = x - max - log sum_j exp(x_j - max).
+
+    Backward: dL/dx = g - softmax(x) * sum(g), summed along ``dim``.
+    """
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = int(dim)
+
+    def forward(self, x):
+        if x.size == 0:  # an empty batch: no maximum to subtract
+            self.y = x.copy()
+            return self.y
+        shifted = x - x.max(axis=self.dim, keepdims=True)
+        self.y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
+        return self.y
+
+    def backward(self, grad_out):
+        return grad_out - xp.exp(self.y) * grad_out.sum(axis=self.dim, keepdims=True)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+# ------------------------------------------------------------ smooth and hard variants
+def softplus(x):
+    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), which never overflows."""
+    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+class Softplus(Module):
+    """(1/beta) log(1 + e^(beta x)), and x itself where beta x > threshold (PyTorch's switch to the
+    line it approaches). Its slope is sigmoid(beta x), or 1 above the threshold."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    def forward(self, x):
+        self.x = x
+        bx = self.beta * x
+        return xp.where(bx > self.threshold, x, softplus(bx) / self.beta)
+
+    def backward(self, grad_out):
+        bx = self.beta * self.x
+        return grad_out * xp.where(bx > self.threshold, 1.0, sigmoid(bx))
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Mish(Module):
+    """x tanh(softplus(x)); derivative tanh(sp) + x (1 - tanh(sp)^2) sigmoid(x)."""
+
+    def forward(self, x):
+        self.x, self.t = x, xp.tanh(softplus(x))
+        return x * self.t
+
+    def backward(self, grad_out):
+        return grad_out * (self.t + self.x * (1 - self.t * self.t) * sigmoid(self.x))
+
+
+class Hardsigmoid(Module):
+    """relu6(x + 3) / 6: 0 below -3, 1 above 3, a line between; slope 1/6 where -3 < x < 3."""
+
+    def forward(self, x):
+        self.x = x
+        return xp.clip(x + 3, 0, 6) / 6
+
+    def backward(self, grad_out):
+        return grad_out * (((self.x > -3) & (self.x < 3)) / 6)
+
+
+class Hardswish(Module):
+    """x relu6(x + 3) / 6 (MobileNetV3); slope 0 up to -3, x/3 + 1/2 between, 1 from 3 on
+    (PyTorch's choice at the two kinks)."""
+
+    def forward(self, x):
+        self.x = x
+        return x * xp.clip(x + 3, 0, 6) / 6
+
+    def backward(self, grad_out):
+        x = self.x
+        return grad_out * xp.where(x <= -3, 0.0, xp.where(x < 3, x / 3 + 0.5, 1.0))
+
+
+class PReLU(Module):
+    """x where x > 0, a x elsewhere, with a *learnable* slope a: one shared (``num_parameters=1``)
+    or one per channel, starting at ``init``.   dL/dx = g or a g;  dL/da = sum of g x where x <= 0.
+
+    The channel axis is PyTorch's axis 1 for (N, C) and (N, C, L), and the last axis for the
+    conv tier's channels-last (N, H, W, C).
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25):
+        super().__init__()
+        self.num_parameters = int(num_parameters)
+        self.weight = parameter(np.full(self.num_parameters, float(init)))
+
+    def _slope(self, x):
+        """The slope broadcast against x, and the axes that the slope's gradient sums over."""
+        if self.num_parameters == 1:
+            return self.weight.data.reshape((1,) * x.ndim), tuple(range(x.ndim))
+        axis = x.ndim - 1 if x.ndim == 4 else 1
+        if x.ndim < 2 or x.shape[axis] != self.num_parameters:
+            raise UserError(f"PReLU({self.num_parameters}) got input of shape {tuple(x.shape)}; its channel "
+                            f"axis (1, or the last of (N, H, W, C)) must have {self.num_parameters} entries")
+        shape = [1] * x.ndim
+        shape[axis] = self.num_parameters
+        return self.weight.data.reshape(shape), tuple(a for a in range(x.ndim) if a != axis)
+
+    def forward(self, x):
+        self.x = x
+        a, _ = self._slope(x)
+        return xp.where(x > 0, x, a * x)
+
+    def backward(self, grad_out):
+        a, axes = self._slope(self.x)
+        negative = self.x <= 0
+        self.weight.grad += (grad_out * self.x * negative).sum(axis=axes).reshape(self.num_parameters)
+        return xp.where(negative, a * grad_out, grad_out)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
 _FACTORIES = {
     "relu": lambda **kw: ReLU(),
     "leaky_relu": lambda negative_slope=0.01, **kw: LeakyReLU(negative_slope),
@@ -242,6 +374,11 @@ _FACTORIES = {
     "gelu_tanh": lambda **kw: GELU("tanh"),
     "silu": lambda **kw: SiLU(),
     "relu6": lambda **kw: ReLU6(),
+    "softplus": lambda **kw: Softplus(),
+    "mish": lambda **kw: Mish(),
+    "hardswish": lambda **kw: Hardswish(),
+    "hardsigmoid": lambda **kw: Hardsigmoid(),
+    "prelu": lambda **kw: PReLU(),
     "linear": lambda **kw: Identity(),
     "identity": lambda **kw: Identity(),
 }

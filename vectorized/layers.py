@@ -17,14 +17,14 @@ from vectorized.module import Module, parameter
 
 @accelerated("forward", "backward")
 class Linear(Module):
-    """y = x @ W.T + b.   x: (N, in_features) -> y: (N, out_features).
+    """y = x @ W.T + b.   x: (..., in_features) -> y: (..., out_features), any leading dims.
 
     weight: (out_features, in_features), bias: (out_features,), initialised by ``init``
     (see :mod:`vectorized.init`; ``gain`` overrides the scheme's default) and zero bias.
 
     Each output is the scalar tier's neuron, y[n, j] = sum_i x[n, i] W[j, i] + b[j], for all
     n and j at once; the backward pass is three matrix products:
-    dL/dx = g @ W,  dL/dW = g.T @ x,  dL/db = sum_n g.
+    dL/dx = g @ W,  dL/dW = g.T @ x,  dL/db = sum_n g  (n running over every leading index).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: str = "kaiming",
@@ -37,9 +37,9 @@ class Linear(Module):
         self.bias = parameter(np.zeros(out_features)) if bias else None
 
     def check_input(self, x):
-        if x.ndim != 2 or x.shape[1] != self.in_features:
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise UserError(f"Linear({self.in_features}, {self.out_features}) got input of shape "
-                            f"{tuple(x.shape)}; expected (N, {self.in_features})")
+                            f"{tuple(x.shape)}; expected (..., {self.in_features})")
 
     def forward(self, x):
         self.check_input(x)
@@ -50,10 +50,11 @@ class Linear(Module):
         return y
 
     def backward(self, grad_out):
-        self.weight.grad += grad_out.T @ self.x       # dL/dW = g.T @ x   (out, in)
+        g = grad_out.reshape(-1, self.out_features)                     # every leading index is a row
+        self.weight.grad += g.T @ self.x.reshape(-1, self.in_features)  # dL/dW = g.T @ x   (out, in)
         if self.bias is not None:
-            self.bias.grad += grad_out.sum(axis=0)    # dL/db = sum over the batch
-        return grad_out @ self.weight.data            # dL/dx = g @ W     (N, in)
+            self.bias.grad += g.sum(axis=0)                             # dL/db = sum over the rows
+        return grad_out @ self.weight.data                              # dL/dx = g @ W     (..., in)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
@@ -61,40 +62,69 @@ class Linear(Module):
 
 
 class BatchNorm1d(Module):
-    """Batch normalisation over the batch axis.   x: (N, C) -> y: (N, C).
+    """Batch normalisation per feature.   x: (N, C) or (N, C, L) -> the same shape.
 
-    Training: y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta with the *biased* batch
-    variance, and running_stat = (1 - momentum) * running_stat + momentum * batch_stat, where
-    the running variance takes the *unbiased* batch variance (x N/(N-1)), as in PyTorch.
+    Training: y = gamma * (x - mean_B) / sqrt(var_B + eps) + beta, the statistics over every
+    value of a channel (N of them, or N*L), with the *biased* batch variance; and
+    running_stat = (1 - f) * running_stat + f * batch_stat, where the running variance takes the
+    *unbiased* batch variance (x M/(M-1)), as in PyTorch. f is ``momentum``, or 1/t for the t-th
+    batch when ``momentum=None`` (a plain average of every batch so far).
     Evaluation: the running statistics replace the batch statistics.
+
+    Options as in PyTorch: ``affine=False`` (no gamma, beta), ``track_running_stats=False`` (no
+    buffers; the batch statistics are used in evaluation too).
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True):
         super().__init__()
-        self.num_features, self.eps, self.momentum, self.affine = int(num_features), float(eps), \
-            float(momentum), bool(affine)
+        self.num_features, self.eps, self.affine = int(num_features), float(eps), bool(affine)
+        self.momentum = None if momentum is None else float(momentum)
+        self.track_running_stats = bool(track_running_stats)
         if affine:
             self.weight = parameter(np.ones(num_features))   # gamma
             self.bias = parameter(np.zeros(num_features))    # beta
-        self.register_buffer("running_mean", to_device(np.zeros(num_features), dtype=DTYPE))
-        self.register_buffer("running_var", to_device(np.ones(num_features), dtype=DTYPE))
-        self.register_buffer("num_batches_tracked", to_device(np.array(0), dtype=np.int64))
+        if self.track_running_stats:
+            self.register_buffer("running_mean", to_device(np.zeros(num_features), dtype=DTYPE))
+            self.register_buffer("running_var", to_device(np.ones(num_features), dtype=DTYPE))
+            self.register_buffer("num_batches_tracked", to_device(np.array(0), dtype=np.int64))
 
     def forward(self, x):
-        if x.ndim != 2 or x.shape[1] != self.num_features:
+        if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise UserError(f"BatchNorm1d({self.num_features}) got input of shape {tuple(x.shape)}; "
-                            f"expected (N, {self.num_features})")
-        if self.training:
-            n = x.shape[0]
-            if n < 2:
-                raise UserError(f"{type(self).__name__} needs more than one value per channel in training mode "
-                                "(more than 1 sample per batch, or a map larger than 1x1)")
-            mean = x.mean(axis=0)
-            var = x.var(axis=0)  # biased: divides by N
-            m = self.momentum
-            self.running_mean = (1 - m) * self.running_mean + m * mean
-            self.running_var = (1 - m) * self.running_var + m * var * (n / (n - 1))
+                            f"expected (N, {self.num_features}) or (N, {self.num_features}, L)")
+        if x.ndim == 2:
+            return self.normalize(x)
+        n, c, length = self.x_shape = x.shape               # (N, C, L) -> N*L rows of C
+        y = self.normalize(x.transpose(0, 2, 1).reshape(n * length, c))
+        return xp.ascontiguousarray(y.reshape(n, length, c).transpose(0, 2, 1))
+
+    def backward(self, grad_out):
+        if grad_out.ndim == 2:
+            return self.normalize_backward(grad_out)
+        n, c, length = self.x_shape
+        dx = self.normalize_backward(grad_out.transpose(0, 2, 1).reshape(n * length, c))
+        return xp.ascontiguousarray(dx.reshape(n, length, c).transpose(0, 2, 1))
+
+    def normalize(self, x):
+        """The layer on rows: x (M, C) -> y (M, C), one mean and variance per column."""
+        m = x.shape[0]
+        self.batch_stats = self.training or not self.track_running_stats
+        if self.batch_stats and m == 1:
+            raise UserError(f"{type(self).__name__} needs more than one value per channel in training mode "
+                            "(more than 1 sample per batch, or a map larger than 1x1)")
+        if self.training and self.track_running_stats:
             self.num_batches_tracked = self.num_batches_tracked + 1
+        if m == 0:  # an empty batch: nothing to normalise, the running statistics stay (as in PyTorch)
+            self.x_hat = x
+            return x.copy()
+        if self.batch_stats:
+            mean = x.mean(axis=0)
+            var = x.var(axis=0)  # biased: divides by M
+            if self.training and self.track_running_stats:
+                f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean = (1 - f) * self.running_mean + f * mean
+                self.running_var = (1 - f) * self.running_var + f * var * (m / (m - 1))
         else:
             mean, var = self.running_mean, self.running_var
         self.inv_std = 1 / xp.sqrt(var + self.eps)
@@ -103,23 +133,27 @@ class BatchNorm1d(Module):
             return self.x_hat
         return self.x_hat * self.weight.data + self.bias.data
 
-    def backward(self, grad_out):
+    def normalize_backward(self, grad_out):
+        """dL/dx on rows (M, C) from dL/dy (M, C); gamma's and beta's gradients accumulate."""
         if self.affine:
             self.weight.grad += (grad_out * self.x_hat).sum(axis=0)
             self.bias.grad += grad_out.sum(axis=0)
             g = grad_out * self.weight.data  # dL/dx_hat
         else:
             g = grad_out
-        if not self.training:  # running statistics are constants
+        n = g.shape[0]
+        if n == 0:
+            return g.copy()
+        if not self.batch_stats:  # running statistics are constants
             return g * self.inv_std
         # mean and var depend on every x in the batch; the three terms are the direct path,
         # the path through the mean and the path through the variance.
-        n = g.shape[0]
         x_hat = self.x_hat
         return (self.inv_std / n) * (n * g - g.sum(axis=0) - x_hat * (g * x_hat).sum(axis=0))
 
     def extra_repr(self):
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        s = f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+        return s + ("" if self.track_running_stats else ", track_running_stats=False")
 
 
 class Dropout(Module):

@@ -10,12 +10,27 @@ Contract (PyTorch-like, with an explicit backward):
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 
 from common.backend import DTYPE, to_device, to_numpy, xp
 from common.dispatch import accelerated
+
+
+def _warn_if_rounded(state, dtypes) -> None:
+    """One warning line when loading rounds floating tensors to a less precise model dtype."""
+    rounded = {}
+    for k, dtype in dtypes.items():
+        if k in state:
+            source = np.asarray(state[k]).dtype
+            if np.issubdtype(source, np.floating) and np.issubdtype(dtype, np.floating) \
+                    and np.finfo(source).precision > np.finfo(dtype).precision:
+                rounded[(source.name, np.dtype(dtype).name)] = rounded.get((source.name, np.dtype(dtype).name), 0) + 1
+    for (source, target), count in rounded.items():
+        warnings.warn(f"load_state_dict: {count} {source} tensors rounded to the model's {target}; "
+                      f"call model.astype(np.{source}) first to keep every digit", stacklevel=3)
 
 
 class Parameter:
@@ -90,10 +105,20 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, x):
+        x = self.to_own_dtype(x)
         out = self.forward(x)
         if _SHAPE_LOG is not None:
             _SHAPE_LOG.append((self, tuple(out.shape)))
         return out
+
+    def to_own_dtype(self, x):
+        """A floating input of another dtype than this layer's own parameters, cast to theirs: a
+        float32 model computes in float32 whatever it is given (``astype`` sets the dtype)."""
+        for p in self._parameters.values():
+            if x.dtype != p.data.dtype and xp.issubdtype(x.dtype, xp.floating):
+                return x.astype(p.data.dtype)
+            break
+        return x
 
     # ------------------------------------------------------------------ traversal
     def named_children(self):
@@ -169,7 +194,8 @@ class Module:
         return shapes
 
     def load_state_dict(self, state, strict: bool = True) -> None:
-        """Copy tensors in place. Every missing, unexpected or mis-shaped tensor is reported at once."""
+        """Copy tensors in place. Every missing, unexpected or mis-shaped tensor is reported at once.
+        Tensors take the model's dtype; rounding float64 into a float32 model warns (one line)."""
         own = self.state_shapes()
         problems = []
         missing = [k for k in own if k not in state]
@@ -185,6 +211,8 @@ class Module:
         if problems:
             raise ValueError("state dict does not fit the model: " + "; ".join(problems))
         params = dict(self.named_parameters())
+        _warn_if_rounded(state, {**{k: p.data.dtype for k, p in params.items()},
+                                 **{k: b.dtype for k, b in self.named_buffers()}})
         for name, module in self.named_modules():
             for bname, b in list(module._buffers.items()):
                 full = f"{name}.{bname}" if name else bname

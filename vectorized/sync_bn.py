@@ -64,12 +64,12 @@ class SyncBatchNorm(Module):
             if m < 2:
                 raise UserError(f"{self.kind} needs more than one value per channel in training mode")
             self.m = m
-            mo = self.momentum
+            self.num_batches_tracked += 1
+            mo = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum  # None: cumulative
             self.running_mean *= 1 - mo
             self.running_mean += mo * mean
             self.running_var *= 1 - mo
             self.running_var += (mo * m / (m - 1)) * var
-            self.num_batches_tracked += 1
         self.inv_std = 1 / xp.sqrt(var + self.eps)
         self.x_hat = (rows - mean) * self.inv_std
         out = self.x_hat * self.weight.data + self.bias.data if self.affine else self.x_hat.copy()
