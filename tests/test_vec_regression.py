@@ -27,8 +27,8 @@ def away_from_kinks(shape, kinks=(0.0,), gap=0.05, seed=0):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("make, kinks", [(MSELoss, ()), (L1Loss, (0.0,)),
-                                         (lambda r: HuberLoss(1.0, r), (1.0,)),
-                                         (lambda r: HuberLoss(0.3, r), (0.3,))])
+                                         (lambda r: HuberLoss(r, delta=1.0), (1.0,)),
+                                         (lambda r: HuberLoss(r, delta=0.3), (0.3,))])
 def test_regression_loss_gradients_float64(make, kinks, reduction):
     t = rng.standard_normal((6, 1))
     y = t + away_from_kinks((6, 1), kinks, seed=3)
@@ -66,7 +66,7 @@ def test_loss_factory_and_bad_input():
     with pytest.raises(UserError, match="unknown regression loss"):
         make_regression_loss("hinge")
     with pytest.raises(UserError, match="positive"):
-        HuberLoss(0.0)
+        HuberLoss(delta=0.0)
     with pytest.raises(UserError, match="differ in shape"):
         L1Loss()(np.zeros((3, 1)), np.zeros(3))
 
