@@ -108,6 +108,8 @@ class Trainer:
         self._interrupt = DeferredInterrupt()
         self._batch_index = 0
         self.parallel, self.seed = parallel, seed
+        self._resumed_from = None
+        self.guard = DivergenceGuard(candidates=self._fallback_checkpoints)
 
     #: the metric next to the loss in the history and the log; RegressionTrainer reports "r2"
     score = "acc"
@@ -121,8 +123,6 @@ class Trainer:
     def epoch_score(self, total: float, seen: int) -> float:
         """The epoch's score from the summed batch scores: accuracy = correct / seen."""
         return total / seen
-        self._resumed_from = None
-        self.guard = DivergenceGuard(candidates=self._fallback_checkpoints)
 
     def _fallback_checkpoints(self):
         """Checkpoints a diverged run can go back to: last, best, and the one it resumed from."""
