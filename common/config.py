@@ -37,7 +37,8 @@ SWITCHES = (argparse._StoreTrueAction, argparse._StoreFalseAction)
 # Never saved in a run's config.yaml: reading the file, continuing a checkpoint, tracebacks, and
 # --save (a rerun must not overwrite the model file of the run it reproduces).
 NOT_SAVED = {"help", "config", "resume", "debug", "save"}
-_LIST_TYPES = {"int_list", "positive_int_list", "increasing_int_list", "float_list_or_none", "name_list", "shape3"}
+_LIST_TYPES = {"int_list", "positive_int_list", "increasing_int_list", "float_list_or_none", "name_list", "shape3",
+               "hidden_size_list"}
 _parsed = {"parser": None}  # the parser that read this process's command line (for save_run_config)
 
 

@@ -204,7 +204,7 @@ def test_cli_two_ranks_float32_and_rank0_only_files(tmp_path):
     one = python(CONV, *CLI, "--epochs", "2", "--save", "w.h5", cwd=tmp_path / "one")
     two = mpiexec(2, CONV, *CLI, "--epochs", "2", "--save", "w.h5", "--distributed", "--plot", cwd=tmp_path / "two")
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
-    assert two.stdout.count("[nnott]") == 1 and two.stdout.count("test accuracy") == 1
+    assert two.stdout.count("[nnott] tier=") == 1 and two.stdout.count("test accuracy") == 1
     assert "ranks=2" in two.stdout and "error" not in two.stderr and "Traceback" not in two.stderr
     folders = run_folders(tmp_path / "two")
     assert len(folders) == 1

@@ -82,7 +82,7 @@ def test_unknown_model_is_one_line_error(tmp_path):
     proc = run([BENCH, "--models", "mlp,nosuchnet"], cwd=tmp_path, timeout=60)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    expected = ("error: unknown model 'nosuchnet'; choose from mlp, scalar, lenet, baseline, alexnet, "
+    expected = ("error: unknown model 'nosuchnet'; choose from mlp, scalar, lenet, baseline, baseline_gap, alexnet, "
                 "resnet18, vgg16, efficientnet_lite0, convnext_tiny or all")
     assert proc.stderr.strip().splitlines() == [expected]
 

@@ -140,7 +140,7 @@ def test_every_tier_loads_and_gives_probabilities(runs, tier):
 
 
 def test_the_scalar_model_answers_like_its_vectorized_export(runs):
-    from scalar.io import to_vectorized
+    from parity.convert import to_vectorized
 
     served = load_served_model(runs["paths"]["scalar"])
     pixels = model_pixels(_stroke_one(), served.input_shape, served.dataset)[None]
