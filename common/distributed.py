@@ -182,6 +182,7 @@ def run_main(main_fn, argv=None) -> int:
     with code 130. Usage errors (argparse) exit 2 on every rank, printed once by rank 0.
     """
     from common.cli import TrainingInterrupted
+    from common.cli.entry import without_resume
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -200,7 +201,7 @@ def run_main(main_fn, argv=None) -> int:
         except TrainingInterrupted as exc:
             if exc.checkpoint_path is not None:
                 command = shlex.join(["mpiexec", "-n", str(comm.size), "python", sys.argv[0]]
-                                     + _without_resume(args) + ["--resume", str(exc.checkpoint_path)])
+                                     + without_resume(args) + ["--resume", str(exc.checkpoint_path)])
                 print(f"\ninterrupted: checkpoint saved to {exc.checkpoint_path}; resume with: {command}",
                       file=stderr, flush=True)
             code = 130
@@ -215,16 +216,6 @@ def run_main(main_fn, argv=None) -> int:
         sys.stdout, sys.stderr = stdout, stderr
 
 
-def _without_resume(args):
-    kept, skip = [], False
-    for a in args:
-        if skip:
-            skip = False
-        elif a in ("--resume", "--load"):
-            skip = True
-        elif not a.startswith(("--resume=", "--load=")):
-            kept.append(a)
-    return kept
 
 
 def entry(main_fn, argv=None) -> int:

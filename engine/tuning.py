@@ -3,7 +3,7 @@
 The engine reads each knob as ``tuning.NAME`` when it runs, so a knob can be changed at run time
 (``python scripts/profile_layers.py baseline --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21``
 times two values against each other). The measurements behind each reason are in the
-performance notes (tutorial/contributing/performance-notes.md).
+performance notes (tutorial/performance-notes.md, "For contributors" in the tutorial).
 
 Machines: "AMD" is the 2-core AMD EPYC VM (AVX-512, 1 MiB of L2 a core), "Intel" the 2-core
 Intel Xeon VM (AVX-512, 2 MiB of L2 a core).

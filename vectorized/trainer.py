@@ -300,7 +300,11 @@ class Trainer:
                 out.append(to_numpy(self.model(self.prepare(xb)[0])))
         finally:
             self.model.train(was_training)
-        return np.concatenate(out) if out else np.zeros((0, self.num_classes), DTYPE)
+        return np.concatenate(out) if out else self._no_outputs()
+
+    def _no_outputs(self):
+        """The outputs of an empty input: (0, K) logits."""
+        return np.zeros((0, self.num_classes), DTYPE)
 
     def predict_proba(self, x, batch_size=256):
         logits = self.predict_logits(x, batch_size)

@@ -57,9 +57,8 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def resume_command(checkpoint_path, argv=None, prog=None) -> str:
-    """The command line that continues this run: the same arguments with --resume PATH."""
-    args = list(sys.argv[1:] if argv is None else argv)
+def without_resume(args) -> list:
+    """``args`` without any --resume/--load and its value (a resume command adds its own)."""
     kept, skip = [], False
     for a in args:
         if skip:
@@ -68,6 +67,12 @@ def resume_command(checkpoint_path, argv=None, prog=None) -> str:
             skip = True
         elif not a.startswith(("--resume=", "--load=")):
             kept.append(a)
+    return kept
+
+
+def resume_command(checkpoint_path, argv=None, prog=None) -> str:
+    """The command line that continues this run: the same arguments with --resume PATH."""
+    kept = without_resume(sys.argv[1:] if argv is None else argv)
     prog = prog or sys.argv[0]
     head = ["python", prog] if prog.endswith(".py") else [Path(prog).name]
     return shlex.join(head + kept + ["--resume", str(checkpoint_path)])
