@@ -19,6 +19,7 @@ file                      what it does
 ``pooling.py``            max-pool in blocks, global average pool as a product
 ``activations.py``        ReLU, ReLU6 and GELU in blocks
 ``linear.py``             Linear through the split products
+``losses.py``             cross-entropy for the common case in fewer passes
 ``optim.py``              Adam on flat arrays and slices
 ``steps.py``              whole-model passes: no dX for the images, ReLU after max-pool, threads
 ========================  ============================================================
@@ -29,9 +30,9 @@ switches between ``"fast"`` and ``"reference"``.
 from __future__ import annotations
 
 from common import dispatch
-from engine import activations, convolution, linear, norm, optim, pooling, steps
+from engine import activations, convolution, linear, losses, norm, optim, pooling, steps
 
-for _module in (activations, convolution, linear, norm, optim, pooling, steps):
+for _module in (activations, convolution, linear, losses, norm, optim, pooling, steps):
     for _cls, _method, _function in _module.REPLACEMENTS:
         dispatch.register(_cls, _method, _function)
 for _name, _hook in steps.HOOKS.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from numbers import Number
 
 from common.backend import xp
+from common.dispatch import accelerated
 from common.errors import UserError
 from vectorized.activations import sigmoid
 
@@ -78,6 +79,7 @@ class Loss:
         return per_loss
 
 
+@accelerated("forward", "backward")
 class CrossEntropyLoss(Loss):
     """l_i = -sum_k c_ik log softmax(z_i)_k, with c_ik = weight_k q_ik, averaged, summed or one per sample.
 
