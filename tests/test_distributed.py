@@ -33,7 +33,9 @@ def _mpi_missing():
     return None
 
 
-needs_mpi = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
+# the 2-rank runs start mpiexec and several interpreters: slow (CI runs them; so does -m "slow or not slow")
+def needs_mpi(test):
+    return pytest.mark.slow(pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))(test))
 
 
 def mpiexec(n, *args, timeout=120, **kw):

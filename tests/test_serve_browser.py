@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # a real browser and a Gradio server: slow (CI runs it)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("gradio", reason="the drawing page needs Gradio: pip install -e '.[ui]'")
 pytest.importorskip("selenium", reason="the browser test needs Selenium: pip install selenium")

@@ -13,9 +13,9 @@ import pytest
 
 from scripts.site_build import ROOT, build_site
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("markdown_exec") is None,
-    reason="the docs extra is not installed (pip install 'nnott[docs]')")
+    reason="the docs extra is not installed (pip install 'nnott[docs]')")]  # builds the whole site: slow (CI runs it)
 
 
 @pytest.fixture(scope="module")
