@@ -24,7 +24,8 @@ def to_vectorized(network: Network, dtype=np.float64):
     c = network.config
     model = build_mlp(c["input_size"], c["num_classes"], c["hidden_sizes"], c["activations"], c["dropouts"])
     model.astype(dtype)
-    model.load_state_dict(state_arrays(network))
+    # the scalar tier's float64 weights, rounded on purpose when ``dtype`` is float32
+    model.load_state_dict({k: v.astype(dtype) for k, v in state_arrays(network).items()})
     return model
 
 
