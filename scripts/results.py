@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file from any folder
 
+from common.cli.entry import without_options  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
 CONV_MODELS = ("lenet", "baseline", "alexnet", "vgg16", "resnet18", "efficientnet_lite0", "convnext_tiny")
@@ -44,15 +45,7 @@ def _common_flags(args, run_dir):
 
 def _shown(argv):
     """The command as a reader would type it: without this machine's folders."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in ("--run-dir", "--data-dir"):
-            skip = True
-        else:
-            out.append(a)
-    return " ".join(out)
+    return " ".join(without_options(argv, ("--run-dir", "--data-dir")))
 
 
 def run_scalar(args, run_dir):

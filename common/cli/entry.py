@@ -57,17 +57,22 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def without_resume(args) -> list:
-    """``args`` without any --resume/--load and its value (a resume command adds its own)."""
+def without_options(args, names) -> list:
+    """``args`` without the options ``names`` (each with its value, as ``--x V`` or ``--x=V``)."""
     kept, skip = [], False
     for a in args:
         if skip:
             skip = False
-        elif a in ("--resume", "--load"):
+        elif a in names:
             skip = True
-        elif not a.startswith(("--resume=", "--load=")):
+        elif not a.startswith(tuple(f"{n}=" for n in names)):
             kept.append(a)
     return kept
+
+
+def without_resume(args) -> list:
+    """``args`` without any --resume/--load and its value (a resume command adds its own)."""
+    return without_options(args, ("--resume", "--load"))
 
 
 def resume_command(checkpoint_path, argv=None, prog=None) -> str:
