@@ -61,6 +61,15 @@ def test_guard_messages_name_what_and_where(tmp_path):
 
 
 def test_first_ctrl_c_is_deferred_and_the_second_is_not():
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where the suite runs in the background
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        deferred_ctrl_c_then_forced()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def deferred_ctrl_c_then_forced():
     with DeferredInterrupt(message="") as interrupt:
         os.kill(os.getpid(), signal.SIGINT)
         assert interrupt.requested and not interrupt.forced
