@@ -175,7 +175,8 @@ SLOW_PATHS = ("gather-blocks", "columns-blocks", "banded", "banded-segments", "t
 
 @pytest.mark.parametrize("conv_path", ["gather", "columns", *(pytest.param(p, marks=pytest.mark.slow)
                                                              for p in SLOW_PATHS)], indirect=True)
-@pytest.mark.parametrize("case", CONV_CASES[:9])
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if i in (2, 3, 4) else c
+                                  for i, c in enumerate(CONV_CASES[:9])])  # 2-4: the longest checks
 def test_conv2d_gradients(case, conv_path):
     cin, cout, k, s, p, d, g, h, w = case
     bias = case[0] % 2 == 1
@@ -203,7 +204,8 @@ def test_conv_output_is_float32_and_contiguous():
 POOL_CASES = [(2, None, 0, 6, 6), (3, 2, 1, 7, 8), (3, 1, 1, 5, 5), (2, 2, 0, 5, 7), ((2, 3), (1, 2), (1, 1), 6, 7)]
 
 
-@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if i in (1, 4) else c
+                                  for i, c in enumerate(POOL_CASES)])  # 1 and 4: the longest checks
 @pytest.mark.parametrize("short_run", [0, 10**9], ids=["views", "copied-planes"])
 def test_maxpool_fast_equals_naive_and_gradients(case, short_run, monkeypatch):
     """Both ways of reading the k² windows: strided views, and (few channels, ``SHORT_RUN``) each
@@ -345,7 +347,7 @@ def test_global_avgpool_flatten_and_channels_last():
     np.testing.assert_array_equal(C.Flatten()(flat), flat)
 
 
-@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("training", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_norm_gradients(training):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 4, 5, 6)) * 2 + 1

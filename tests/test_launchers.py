@@ -127,7 +127,8 @@ def test_vectorized_quickstart_scenarios(env, tmp_path, scenario):
 
 
 @pytest.mark.parametrize("scenario,extra", [
-    ("baseline-cpu", []), ("gpu-fast", ["--lookahead"]), ("resume-demo", ["lenet", "--epochs", "2"]),
+    ("baseline-cpu", []), pytest.param("gpu-fast", ["--lookahead"], marks=pytest.mark.slow),
+    pytest.param("resume-demo", ["lenet", "--epochs", "2"], marks=pytest.mark.slow),
     ("dataset-swap", ["lenet", "--image-shape", "3,32,32"]), ("arch-compare", ["--archs", "lenet,baseline"]),
 ])
 def test_cnn_quickstart_scenarios(env, tmp_path, scenario, extra):

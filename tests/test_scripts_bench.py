@@ -18,6 +18,7 @@ def run(args, cwd, timeout=300):
                           timeout=timeout, check=False)
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_wellformed_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = run([BENCH, "--models", "mlp,lenet", "--quick", "--steps", "2", "--repeats", "1",
