@@ -160,3 +160,18 @@ def test_sequential_state_dict_loads_into_torch():
     ref = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
     ref.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})  # strict: same keys
     ours.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
+
+
+def test_a_layer_set_under_an_existing_name_keeps_its_place():
+    """As in PyTorch: replacing a child (or a parameter) by name keeps the run and state order."""
+    from vectorized.activations import ReLU
+
+    seq = Sequential(Linear(3, 4), ReLU(), Linear(4, 2))
+    names = list(seq.state_dict())
+    replacement = Linear(3, 4)
+    setattr(seq, "0", replacement)
+    assert [type(m).__name__ for m in seq] == ["Linear", "ReLU", "Linear"] and seq[0] is replacement
+    assert list(seq.state_dict()) == names
+    seq[2].weight = type(seq[2].weight)(np.zeros((2, 4)))
+    assert list(seq.state_dict()) == names
+    assert seq(np.ones((2, 3))).shape == (2, 2)

@@ -76,8 +76,11 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
-        for registry in (self._parameters, self._modules):
-            registry.pop(name, None)
+        # A new value for an existing name keeps that name's place (a Sequential's order).
+        if not isinstance(value, Module):
+            self._modules.pop(name, None)
+        if not isinstance(value, Parameter):
+            self._parameters.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
