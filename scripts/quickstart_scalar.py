@@ -74,6 +74,7 @@ def basic(args, parser, dataset=None, title="basic"):
 
 
 def optimizer_compare(args, parser):
+    """Train the same initial network with each optimizer; returns {name: (test accuracy, history)}."""
     from common import plots
     data, acts, drops = prepare_run(args, parser)
     run = cli.RunDir(args.run_dir, args.run_name or "quickstart-scalar-optimizers")
@@ -92,6 +93,7 @@ def optimizer_compare(args, parser):
     if args.plot:
         metric = "val_acc" if len(data.y_val) else "acc"
         print(f"figure: {plots.plot_histories(histories, run.plot_path('optimizers'), metric=metric)}")
+    return {name: (results[name], histories[name]) for name in results}
 
 
 def dataset_swap(args, parser):

@@ -64,6 +64,40 @@ def build_parser():
 SUITED_LR = {"sgd": 0.05, "momentum": 0.02, "nesterov": 0.02, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 
+def mlp_runner(args, quiet=False):
+    """The function a scenario calls once per variant of ``args``: train, evaluate and save one MLP.
+
+    ``quiet`` turns the progress bars off (the tutorial's optimization lab runs it at build time).
+    """
+    from vectorized.experiment import run_experiment
+    from vectorized.main import model_builder
+
+    cli.mlp_layers(args)
+
+    def run(a):
+        return run_experiment(a, tier="vectorized", model_name="mlp", build_model=model_builder(a),
+                              flatten_input=True, quiet=quiet)
+    return run
+
+
+def optimizer_runs(args):
+    """optimizer-compare: one (label, flags) pair per name in --optimizers, each at the rate that suits it
+    (SUITED_LR); AdamW gets a weight decay of 0.05 unless --weight-decay is given."""
+    return [(name, variant(args, optimizer=name, lr=SUITED_LR[name],
+                           weight_decay=args.weight_decay or (0.05 if name == "adamw" else 0.0)))
+            for name in args.optimizers]
+
+
+# optimizer-compare's extra table columns: the rate and the weight decay each run used
+OPTIMIZER_COLUMNS = {"lr": lambda r: r["trainer"].history["lr"][0],
+                     "weight decay": lambda r: r["trainer"].optimizer.state_dict().get("weight_decay")}
+
+
+def lr_sweep_runs(args):
+    """lr-sweep: one (label, flags) pair per rate in --lr-options, everything else unchanged."""
+    return [(f"lr={lr:g}", variant(args, lr=lr)) for lr in args.lr_options]
+
+
 def _main(argv=None):
     args = build_parser().parse_args(argv)
     import engine
@@ -73,15 +107,7 @@ def _main(argv=None):
     if args.scenario == "rnn":  # recurrent networks: their own flags and data (scripts/quickstart_rnn.py)
         from scripts.quickstart_rnn import run_rnn_scenario
         return run_rnn_scenario(args)
-    from vectorized.experiment import run_experiment
-    from vectorized.main import model_builder
-
-    cli.mlp_layers(args)
-
-    def run(a):
-        return run_experiment(a, tier="vectorized", model_name="mlp", build_model=model_builder(a),
-                              flatten_input=True)
-
+    run = mlp_runner(args)
     out = scenario_dir(args, args.scenario)
     print(f"[quickstart] scenario {args.scenario}: results in {out}")
     if args.scenario == "basic":
@@ -93,12 +119,7 @@ def _main(argv=None):
         print("Same network, same data, same seed: only the update rule changes. Plain SGD takes small "
               "steps along the gradient; momentum accumulates a velocity; Adam scales each weight's step by "
               "its gradient history; AdamW decouples weight decay from that scaling.")
-        runs = [(name, variant(args, optimizer=name, lr=SUITED_LR[name],
-                               weight_decay=args.weight_decay or (0.05 if name == "adamw" else 0.0)))
-                for name in args.optimizers]
-        compare(runs, run, out, title="optimizer", plot=args.plot,
-                extra_columns={"lr": lambda r: r["trainer"].history["lr"][0],
-                               "weight decay": lambda r: r["trainer"].optimizer.state_dict().get("weight_decay")})
+        compare(optimizer_runs(args), run, out, title="optimizer", plot=args.plot, extra_columns=OPTIMIZER_COLUMNS)
     elif args.scenario == "hidden-sweep":
         print("Wider layers add capacity (and parameters); the table shows what each size buys.")
         runs = [(",".join(map(str, sizes)), variant(args, hidden_sizes=sizes, hidden_activations=None))
@@ -111,8 +132,7 @@ def _main(argv=None):
     elif args.scenario == "lr-sweep":
         print("Too small a learning rate crawls, too large a one diverges or bounces; somewhere between "
               "is the sweet spot for this optimizer.")
-        runs = [(f"lr={lr:g}", variant(args, lr=lr)) for lr in args.lr_options]
-        compare(runs, run, out, title="learning rate", plot=args.plot)
+        compare(lr_sweep_runs(args), run, out, title="learning rate", plot=args.plot)
     else:
         print("Schedules change the learning rate as training goes: step decay, cosine annealing, or "
               "reduce-on-plateau driven by the validation loss.")
