@@ -145,7 +145,8 @@ def add_optimizer_args(parser, default_optimizer: str = "adam", default_lr: floa
                    help="update rule (momentum = SGD with heavy-ball momentum)")
     g.add_argument("--lr", type=positive_float, default=default_lr, help="learning rate")
     g.add_argument("--momentum", type=float_range(0.0, 1.0, hi_open=True), default=0.9,
-                   help="momentum for momentum/nesterov" + (", rho for rmsprop" if "rmsprop" in choices else ""))
+                   help="momentum for momentum/nesterov" + ("; rmsprop uses none and decays its squares "
+                                                           "by PyTorch's alpha=0.99" if "rmsprop" in choices else ""))
     g.add_argument("--weight-decay", type=nonneg_float, default=default_weight_decay,
                    help="L2 penalty" + (" (decoupled for adamw)" if "adamw" in choices else ""))
     if label_smoothing:
