@@ -63,6 +63,18 @@ BAND_ITEM_BYTES = 256
 DEPTHWISE_BLOCK_BYTES = 2**19
 #: Depthwise convolutions sum their k² taps in one einsum on the CPU (else k² passes).
 DEPTHWISE_EINSUM = True
+#: Winograd 3×3 convolutions: "auto" (the rule below), "off", or "f2" / "f4" on every 3×3 stride-1 layer.
+WINOGRAD = "auto"
+#: ... "auto": only layers with at least this many input and output channels ...
+WINOGRAD_MIN_CHANNELS = 32
+#: ... and at least this many 2×2 output tiles an image.
+WINOGRAD_MIN_TILES = 4
+#: F(4×4, 3×3) instead of F(2×2, 3×3) for outputs at least this large on each side ...
+WINOGRAD_F4_MIN_SIZE = 8
+#: ... in float32 too (its rounding error is measured in the performance notes).
+WINOGRAD_F4_FLOAT32 = True
+#: dW by Winograd's tiles too (else by the column matrix of :mod:`engine.gather`).
+WINOGRAD_WEIGHT_GRAD = True
 
 #: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
 TABLE = {
@@ -106,4 +118,18 @@ TABLE = {
     "DEPTHWISE_BLOCK_BYTES": ("a few images a block keep the k² taps' passes in cache", "Intel"),
     "DEPTHWISE_EINSUM": ("one einsum over the windows view is 1.0-3.8x faster than k² multiply-adds",
                          "Intel"),
+    "WINOGRAD": ("'auto' follows the rule of the next four knobs; 'off', 'f2' and 'f4' are for tests and for "
+                 "timing one path against another (scripts/bench_winograd.py)", "AMD"),
+    "WINOGRAD_MIN_CHANNELS": ("the tile transforms cost passes over C values, the products C*OC: 16 channels at "
+                              "32x32 ran 0.4-0.7x the column path, 32->32 1.0-1.1x, 32->64 at 28x28 1.2-1.8x, "
+                              "64->64 1.1-1.3x; BaselineCNN's step 0.91x with it", "AMD (loaded)"),
+    "WINOGRAD_MIN_TILES": ("VGG16's 512-channel 2x2 maps (one tile an image): F(2x2) 0.6-0.75x, F(4x4) 0.3x "
+                           "the column path", "AMD (loaded)"),
+    "WINOGRAD_F4_MIN_SIZE": ("F(4x4) beats F(2x2) from 8x8 maps up (ResNet18 256 channels at 8x8: 1.6-2.0x vs "
+                             "1.3-1.5x the column path); on 4x4 maps a batch has too few tiles for its products "
+                             "(dW 0.6-0.9x, F(2x2) 1.0-1.3x)", "AMD (loaded)"),
+    "WINOGRAD_F4_FLOAT32": ("F(4x4)'s float32 error is 3-10e-6 of the largest value (the direct path's 2-7e-7; "
+                            "F(2x2)'s the same as direct), far below a float32 update's rounding", "AMD"),
+    "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-1.9x faster than by the column matrix on the ResNet18 "
+                             "layers the rule gives to Winograd", "AMD (loaded)"),
 }
