@@ -89,11 +89,20 @@ def transforms(m: int, dtype=np.float64):
                  for mat in transform_fractions(m))
 
 
-def kron_transforms(m: int, dtype):
-    """(Bᵀ ⊗ Bᵀ (α², α²), Aᵀ ⊗ Aᵀ (m², α²), A ⊗ A (α², m²)) on the device: a 2-D transform
-    ``Bᵀ d B`` of a tile read as a vector of α² values is one product, vec(Bᵀ d B) = (Bᵀ ⊗ Bᵀ) vec(d)."""
-    at, _g, bt = transforms(m, dtype)
-    return xp.asarray(np.kron(bt, bt)), xp.asarray(np.kron(at, at)), xp.asarray(np.kron(at.T, at.T))
+def device_transforms(m: int, dtype):
+    """(Aᵀ, A, G, Gᵀ, Bᵀ) of F(m, 3) as contiguous arrays of ``dtype`` on the device."""
+    at, g, bt = transforms(m, dtype)
+    return tuple(xp.asarray(np.ascontiguousarray(a)) for a in (at, at.T, g, g.T, bt))
+
+
+def two_sided(left, d, t, out):
+    """``out[ξ, ν] = Σ_a Σ_b left[ξ, a] left[ν, b] d[a, b]``, the 2-D transform ``left · d · leftᵀ``
+    of every column of ``d`` (s, s, R) at once, as two products: along a, then along b.
+    ``t``: (K, s, R) and ``out``: (K, K, R) receive the results (K = rows of ``left``)."""
+    k, s = left.shape
+    xp.matmul(left, d.reshape(s, -1), out=t.reshape(k, -1))   # t[ξ, b] = Σ_a left[ξ, a] d[a, b]
+    xp.matmul(left, t, out=out)                                # out[ξ, ν] = Σ_b left[ν, b] t[ξ, b]
+    return out
 
 
 def tile_view(a, m, tiles_hw, size):
@@ -104,10 +113,13 @@ def tile_view(a, m, tiles_hw, size):
 
 
 def kernel_transform(wk, m):
-    """U (α, α, C, OC) = G g Gᵀ for every (input, output) channel pair of ``wk`` (3, 3, C, OC)."""
-    _at, g, _bt = transforms(m, wk.dtype)
-    g = xp.asarray(g)
-    return xp.einsum("xi,ijco,yj->xyco", g, wk, g, optimize=True)
+    """U (α², C, OC) = G g Gᵀ for every (input, output) channel pair of ``wk`` (3, 3, C, OC): one
+    product of G ⊗ G (α², 9) with the 9 taps of each pair, vec(G g Gᵀ) = (G ⊗ G) vec(g). The result
+    is a view of an (OC, α², C) array, laid out as the weight the engine keeps (:func:`kernel_view`)."""
+    g = transforms(m, wk.dtype)[1]
+    c, oc = wk.shape[2:]
+    taps = xp.ascontiguousarray(wk.transpose(3, 0, 1, 2)).reshape(oc, 9, c)   # a view for kernel_view's wk
+    return xp.matmul(xp.asarray(np.kron(g, g)), taps).transpose(1, 2, 0)
 
 
 def block_scratch(buf, name, shape, nb, plan, dtype):
@@ -129,29 +141,32 @@ def padded_block(x, plan, n0, n1, buf):
     return padded
 
 
-def transform_tiles(kron, tiles, buf, plan, name):
-    """``kron`` (K, s²) applied to every tile of ``tiles`` (nb, TH, TW, s, s, C): the tiles are copied
-    position-major, (s, s, nb, TH, TW, C), and one product gives (K, P, C)."""
+def transform_tiles(left, tiles, buf, plan, name):
+    """``left · tile · leftᵀ`` of every tile of ``tiles`` (nb, TH, TW, s, s, C): the tiles are copied
+    position-major, (s, s, nb·TH·TW·C), then transformed by :func:`two_sided`. Returns (K², P, C)."""
     nb, th, tw, size, _size, c = tiles.shape
+    k, rest = left.shape[0], nb * th * tw * c
     d = block_scratch(buf, name + "_tiles", (size, size, nb, th, tw, c), nb, plan, tiles.dtype)
     d[...] = tiles.transpose(3, 4, 0, 1, 2, 5)
-    out = block_scratch(buf, name, (kron.shape[0], nb * th * tw * c), nb, plan, tiles.dtype)
-    xp.matmul(kron, d.reshape(size * size, -1), out=out)
-    return out.reshape(kron.shape[0], nb * th * tw, c)
+    t = block_scratch(buf, name + "_half", (k, size, rest), nb, plan, tiles.dtype)
+    out = block_scratch(buf, name, (k, k, rest), nb, plan, tiles.dtype)
+    return two_sided(left, d.reshape(size, size, rest), t, out).reshape(k * k, nb * th * tw, c)
 
 
-def input_transform(x, kron_b, plan, n0, n1, buf):
+def input_transform(x, bt, plan, n0, n1, buf):
     """V (α², P, C) = Bᵀ d B for the P tiles of images n0..n1-1."""
     tiles = tile_view(padded_block(x, plan, n0, n1, buf), plan.tile, plan.tiles, plan.tile + 2)
-    return transform_tiles(kron_b, tiles, buf, plan, "v")
+    return transform_tiles(bt, tiles, buf, plan, "v")
 
 
-def output_transform(mprod, kron_at, plan, out, buf):
+def output_transform(mprod, at, plan, out, buf):
     """out (nb, OH, OW, OC) = Aᵀ M A of ``mprod`` (α², P, OC): the m×m tiles put in place, cropped."""
     m, (th, tw) = plan.tile, plan.tiles
     nb, oh, ow, oc = out.shape
-    y = block_scratch(buf, "y", (m * m, mprod.shape[1] * oc), nb, plan, out.dtype)
-    xp.matmul(kron_at, mprod.reshape(mprod.shape[0], -1), out=y)
+    alpha, rest = m + 2, mprod.shape[1] * oc
+    t = block_scratch(buf, "y_half", (m, alpha, rest), nb, plan, out.dtype)
+    y = two_sided(at, mprod.reshape(alpha, alpha, rest), t,
+                  block_scratch(buf, "y", (m, m, rest), nb, plan, out.dtype))
     if (oh, ow) == (th * m, tw * m):
         grid = out
     else:
@@ -164,23 +179,23 @@ def output_transform(mprod, kron_at, plan, out, buf):
 
 def winograd_forward(x, wk, plan, saved):
     """out (N, OH, OW, OC) of ``x`` (N, H, W, C) and the kernel ``wk`` (3, 3, C, OC)."""
-    n, c, oc, m = x.shape[0], wk.shape[2], wk.shape[3], plan.tile
-    u = kernel_transform(wk, m).reshape(-1, c, oc)
-    kron_b, kron_at, _kron_a = kron_transforms(m, x.dtype)
+    n, oc = x.shape[0], wk.shape[3]
+    u = kernel_transform(wk, plan.tile)
+    at, _a, _g, _gt, bt = device_transforms(plan.tile, x.dtype)
     saved.x = x
     out = xp.empty((n, *plan.out_hw, oc), dtype=x.dtype)
 
     def work(n0, n1, buf):
-        v = input_transform(x, kron_b, plan, n0, n1, buf)
+        v = input_transform(x, bt, plan, n0, n1, buf)
         mprod = block_scratch(buf, "m", (u.shape[0], v.shape[1], oc), n1 - n0, plan, x.dtype)
         xp.matmul(v, u, out=mprod)
-        output_transform(mprod, kron_at, plan, out[n0:n1], buf)
+        output_transform(mprod, at, plan, out[n0:n1], buf)
 
     run_blocks(list(plan.blocks), work)
     return out
 
 
-def output_grad_tiles(dy, kron_a, plan, n0, n1, buf):
+def output_grad_tiles(dy, a, plan, n0, n1, buf):
     """Z (α², P, OC) = A dY_tile Aᵀ for the P tiles of images n0..n1-1 (dY padded with zeros to
     whole tiles: outputs that do not exist have no gradient)."""
     m, (th, tw) = plan.tile, plan.tiles
@@ -190,22 +205,20 @@ def output_grad_tiles(dy, kron_a, plan, n0, n1, buf):
     else:
         grid = scratch(buf, "dy_grid", (plan.block_images, th * m, tw * m, oc), dy.dtype, zeros=True)[:nb]
         grid[:, :oh, :ow] = dy[n0:n1]
-    return transform_tiles(kron_a, tile_view(grid, m, (th, tw), m), buf, plan, "z")
+    return transform_tiles(a, tile_view(grid, m, (th, tw), m), buf, plan, "z")
 
 
 def winograd_weight_grad(dy, wk_shape, plan, saved):
     """dW in the (OC, 3, 3, C) layout: dU = Vᵀ Z per block of images, summed; dW = Gᵀ dU G."""
     _kh, _kw, c, oc = wk_shape
-    m = plan.tile
-    alpha = m + 2
-    kron_b, _kron_at, kron_a = kron_transforms(m, dy.dtype)
+    alpha = plan.tile + 2
+    _at, a, _g, gt, bt = device_transforms(plan.tile, dy.dtype)
 
     def part(n0, n1, buf):
-        v = input_transform(saved.x, kron_b, plan, n0, n1, buf)
-        z = output_grad_tiles(dy, kron_a, plan, n0, n1, buf)
+        v = input_transform(saved.x, bt, plan, n0, n1, buf)
+        z = output_grad_tiles(dy, a, plan, n0, n1, buf)
         return xp.matmul(v.transpose(0, 2, 1), z, out=scratch(buf, "du", (alpha * alpha, c, oc), dy.dtype))
 
-    du = sum_blocks(list(plan.blocks), part).reshape(alpha, alpha, c, oc)
-    _at, g, _bt = transforms(m, dy.dtype)
-    g = xp.asarray(g)
-    return xp.einsum("xi,xyco,yj->oijc", g, du, g, optimize=True)
+    du = sum_blocks(list(plan.blocks), part).reshape(alpha, alpha, c * oc)
+    dw = two_sided(gt, du, xp.empty((3, alpha, c * oc), dtype=dy.dtype), xp.empty((3, 3, c * oc), dtype=dy.dtype))
+    return dw.reshape(3, 3, c, oc).transpose(3, 0, 1, 2)
