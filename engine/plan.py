@@ -115,8 +115,10 @@ def make_plan(x_shape, wk_shape, stride, pads, dilation, out_hw, itemsize) -> Co
     common = dict(path=path, kernel=(kh, kw), stride=stride, pads=pads, dilation=dilation, out_hw=out_hw)
     if path == "winograd":
         tiles = (-(-out_hw[0] // tile), -(-out_hw[1] // tile))
-        alpha2 = (tile + 2) ** 2   # a tile's V and M rows: α²·C and α²·OC values
-        blocks = column_blocks(x_shape[0], tiles[0] * tiles[1], alpha2 * (c + oc) * itemsize)
+        alpha2 = (tile + 2) ** 2   # a tile's V and M rows: α²·C and α²·OC values; U: α²·C·OC
+        kernel_bytes = alpha2 * c * oc * itemsize   # U, which every block reads whole
+        blocks = image_blocks(x_shape[0], tiles[0] * tiles[1] * alpha2 * (c + oc) * itemsize,
+                              max(tuning.WINOGRAD_BLOCK_BYTES, int(tuning.WINOGRAD_KERNEL_SHARE * kernel_bytes)))
         return ConvPlan(**common, blocks=tuple(blocks), tile=tile, tiles=tiles)
     if path == "banded":
         seg_ow = out_hw[1] // segments(out_hw[1], oc)

@@ -73,6 +73,10 @@ WINOGRAD_MIN_TILES = 4
 WINOGRAD_F4_MIN_SIZE = 8
 #: ... in float32 too (its rounding error is measured in the performance notes).
 WINOGRAD_F4_FLOAT32 = True
+#: Bytes of transformed tiles (V and M) in one block of the Winograd path ...
+WINOGRAD_BLOCK_BYTES = 2**20
+#: ... but at least this many times the bytes of the transformed kernel U, which every block reads whole.
+WINOGRAD_KERNEL_SHARE = 1
 #: dW by Winograd's tiles too (else by the column matrix of :mod:`engine.gather`).
 WINOGRAD_WEIGHT_GRAD = True
 
@@ -130,6 +134,12 @@ TABLE = {
                              "(dW 0.6-0.9x, F(2x2) 1.0-1.3x)", "AMD (loaded)"),
     "WINOGRAD_F4_FLOAT32": ("F(4x4)'s float32 error is 3-10e-6 of the largest value (the direct path's 2-7e-7; "
                             "F(2x2)'s the same as direct), far below a float32 update's rounding", "AMD"),
+    "WINOGRAD_BLOCK_BYTES": ("the tile transforms are small products that run from cache: 4 images of 64 "
+                             "channels at 32x32 transformed 4x faster per image than 16 images; 256 KiB-2 MiB "
+                             "blocks within noise of each other on 64-128 channels", "AMD (loaded)"),
+    "WINOGRAD_KERNEL_SHARE": ("U (α²·C·OC) is read whole by every block: blocks at least U's size made "
+                              "forward+backward of 256 channels at 8x8 and 512 at 4x4 1.3-1.5x faster than "
+                              "2 MiB blocks (7-8 images)", "AMD (loaded)"),
     "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-1.9x faster than by the column matrix on the ResNet18 "
                              "layers the rule gives to Winograd", "AMD (loaded)"),
 }
