@@ -25,8 +25,8 @@ def workers(request, monkeypatch):
     parallel.set_cpu_workers(request.param)
     if request.param > 1:
         monkeypatch.setattr(tuning, "SMALL_WORK_BYTES", 0)
-        monkeypatch.setattr(tuning, "CONV_BLOCK_BYTES", 1)
-        monkeypatch.setattr(tuning, "MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(tuning, "WINOGRAD_BLOCK_BYTES", 1)
+        monkeypatch.setattr(tuning, "WINOGRAD_KERNEL_SHARE", 0)
     yield request.param
     parallel.set_cpu_workers()
 
@@ -77,6 +77,8 @@ def test_winograd_equals_the_direct_convolution(mode, padding, shape, oc, bias, 
     want = layer_results("reference", make, x, np.float64, monkeypatch)
     got = layer_results(mode, make, x, np.float64, monkeypatch)
     assert got[4].path == "winograd" and got[4].tile == int(mode[1])
+    if workers > 1:
+        assert len(got[4].blocks) == shape[0]  # one image a block
     assert max(relative_errors(got, want)) <= 1e-10
     got32 = layer_results(mode, make, x, np.float32, monkeypatch)
     assert got32[0].dtype == got32[1].dtype == got32[2].dtype == np.float32
@@ -161,11 +163,22 @@ def test_the_rule_picks_winograd_where_it_pays(monkeypatch):
         winograd_tile((3, 3, 64, 64), (1, 1), (1, 1), (8, 8), 4)
 
 
-def test_the_plan_covers_the_output_with_whole_tiles(monkeypatch):
+def test_the_plan_covers_the_output_with_whole_tiles_and_the_batch_with_blocks(monkeypatch):
     monkeypatch.setattr(tuning, "WINOGRAD", "f4")
-    plan = make_plan((5, 9, 7, 8), (3, 3, 8, 16), (1, 1), (1, 1, 1, 1), (1, 1), (9, 7), 4)
-    assert plan.path == "winograd" and plan.tile == 4 and plan.tiles == (3, 2)
-    assert plan.blocks[0][0] == 0 and plan.blocks[-1][1] == 5
+    monkeypatch.setattr(tuning, "SMALL_WORK_BYTES", 0)
+    parallel.set_cpu_workers(2)
+    try:
+        plan = make_plan((5, 9, 7, 8), (3, 3, 8, 16), (1, 1), (1, 1, 1, 1), (1, 1), (9, 7), 4)
+        assert plan.path == "winograd" and plan.tile == 4 and plan.tiles == (3, 2)
+        assert plan.blocks[0][0] == 0 and plan.blocks[-1][1] == 5
+        assert all(a[1] == b[0] for a, b in zip(plan.blocks, plan.blocks[1:]))
+        # a block holds at least the transformed kernel's bytes: U has 36*64*64 values, an image's 6 tiles
+        # 6*36*(64+64), so 2 images a block
+        monkeypatch.setattr(tuning, "WINOGRAD_BLOCK_BYTES", 1)
+        plan = make_plan((6, 9, 7, 64), (3, 3, 64, 64), (1, 1), (1, 1, 1, 1), (1, 1), (9, 7), 4)
+        assert plan.blocks == ((0, 2), (2, 4), (4, 6))
+    finally:
+        parallel.set_cpu_workers()
 
 
 def test_winograd_under_the_strict_device_backend(strict_backend, monkeypatch):
