@@ -124,14 +124,14 @@ TABLE = {
                          "Intel"),
     "WINOGRAD": ("'auto' follows the rule of the next four knobs; 'off', 'f2' and 'f4' are for tests and for "
                  "timing one path against another (scripts/bench_winograd.py)", "AMD"),
-    "WINOGRAD_MIN_CHANNELS": ("the tile transforms cost passes over C values, the products C*OC: 16 channels at "
-                              "32x32 ran 0.4-0.7x the column path, 32->32 1.0-1.1x, 32->64 at 28x28 1.2-1.8x, "
-                              "64->64 1.1-1.3x; BaselineCNN's step 0.91x with it", "AMD (loaded)"),
-    "WINOGRAD_MIN_TILES": ("VGG16's 512-channel 2x2 maps (one tile an image): F(2x2) 0.6-0.75x, F(4x4) 0.3x "
+    "WINOGRAD_MIN_CHANNELS": ("the tile transforms cost products over C values, the tile products C*OC: against "
+                              "the column path, F(4x4) ran 0.9-1.1x on 16 channels at 32x32, 1.2-1.5x on 32, "
+                              "1.5-2.5x on ResNet18's 64-channel layers", "AMD (loaded)"),
+    "WINOGRAD_MIN_TILES": ("VGG16's 512-channel 2x2 maps (one tile an image): F(2x2) 0.5-0.9x, F(4x4) 0.3-0.5x "
                            "the column path", "AMD (loaded)"),
-    "WINOGRAD_F4_MIN_SIZE": ("F(4x4) beats F(2x2) from 8x8 maps up (ResNet18 256 channels at 8x8: 1.6-2.0x vs "
-                             "1.3-1.5x the column path); on 4x4 maps a batch has too few tiles for its products "
-                             "(dW 0.6-0.9x, F(2x2) 1.0-1.3x)", "AMD (loaded)"),
+    "WINOGRAD_F4_MIN_SIZE": ("from 8x8 maps up F(4x4) ran 1.5-2.5x the column path, F(2x2) 1.0-1.5x; on "
+                             "4x4 maps (512 channels) F(4x4)'s dW fell to 0.9-1.2x (its dU of 36*C*OC values "
+                             "per worker) while F(2x2) held 1.3-1.4x", "AMD (loaded)"),
     "WINOGRAD_F4_FLOAT32": ("F(4x4)'s float32 error is 3-10e-6 of the largest value (the direct path's 2-7e-7; "
                             "F(2x2)'s the same as direct), far below a float32 update's rounding", "AMD"),
     "WINOGRAD_BLOCK_BYTES": ("the tile transforms are small products that run from cache: 4 images of 64 "
@@ -140,6 +140,6 @@ TABLE = {
     "WINOGRAD_KERNEL_SHARE": ("U (α²·C·OC) is read whole by every block: blocks at least U's size made "
                               "forward+backward of 256 channels at 8x8 and 512 at 4x4 1.3-1.5x faster than "
                               "2 MiB blocks (7-8 images)", "AMD (loaded)"),
-    "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-1.9x faster than by the column matrix on the ResNet18 "
-                             "layers the rule gives to Winograd", "AMD (loaded)"),
+    "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-2.0x faster than by the column matrix on the ResNet18 "
+                             "and VGG16 layers the rule gives to Winograd", "AMD (loaded)"),
 }

@@ -29,8 +29,11 @@ elementwise product becomes, at each of the α² tile positions (ξ, ν), a matr
 
 α²/m² multiply-adds per output (16/4 = 4 and 36/16 = 2.25) instead of the direct 9.
 The input's tiles overlap by 2 and are a strided view of the padded input (padded further at
-the bottom and right so whole tiles cover the output); a block of images at a time goes
-through the three steps (:func:`engine.parallel.run_blocks`), so V and M stay small.
+the bottom and right so whole tiles cover the output). They are copied position-major,
+(α, α, P·C), so each 2-D transform is two small products, along the tile's rows and then its
+columns (:func:`two_sided`). A block of images at a time goes through the three steps
+(:func:`engine.parallel.run_blocks`), so V and M stay in a core's cache; a block holds at least
+as many bytes as U, which each block reads whole (:func:`engine.plan.make_plan`).
 
 **Backward.** dX of a stride-1 convolution is the convolution of dY with the flipped kernel
 (:func:`engine.convolution.input_grad_by_flipped_conv`), so it runs here too. dW through the same
