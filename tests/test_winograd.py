@@ -190,3 +190,29 @@ def test_winograd_under_the_strict_device_backend(strict_backend, monkeypatch):
     y = layer(x)
     assert layer.cache.plan.path == "winograd" and isinstance(y, StrictArray)
     assert isinstance(layer.backward(y), StrictArray)
+
+
+def test_bench_winograd_script_writes_its_json_and_refuses_bad_input(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_winograd.py"
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    proc = run("--models", "baseline", "--input-shape", "1,16,16", "--batch", "2", "--repeats", "1",
+               "--modes", "off,f2", "--json", "w.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "w.json").read_text())
+    assert report["cpu"] and report["cores"] >= 1 and report["modes"] == ["off", "f2"]
+    rows = report["models"]["baseline"]
+    assert rows and all(r["ms"]["off"]["forward"] > 0 and set(r["speedup"]) == {"f2"} for r in rows)
+    for args, code, message in [(("--models", "nope"), 1, "unknown architecture"),
+                                (("--modes", "fast"), 2, "--modes must be"),
+                                (("--input-shape", "3,32"), 2, "--input-shape must be")]:
+        proc = run(*args)
+        assert proc.returncode == code and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
