@@ -117,12 +117,15 @@ def tile_view(a, m, tiles_hw, size):
 
 def kernel_transform(wk, m):
     """U (α², C, OC) = G g Gᵀ for every (input, output) channel pair of ``wk`` (3, 3, C, OC): one
-    product of G ⊗ G (α², 9) with the 9 taps of each pair, vec(G g Gᵀ) = (G ⊗ G) vec(g). The result
-    is a view of an (OC, α², C) array, laid out as the weight the engine keeps (:func:`kernel_view`)."""
+    product of G ⊗ G (α², 9) with the 9 taps of each pair, vec(G g Gᵀ) = (G ⊗ G) vec(g), in the
+    layout ``wk`` already has: for :func:`engine.plan.kernel_view`'s transposed view, U is a view of
+    an (OC, α², C) array."""
     g = transforms(m, wk.dtype)[1]
-    c, oc = wk.shape[2:]
-    taps = xp.ascontiguousarray(wk.transpose(3, 0, 1, 2)).reshape(oc, 9, c)   # a view for kernel_view's wk
-    return xp.matmul(xp.asarray(np.kron(g, g)), taps).transpose(1, 2, 0)
+    gg, (c, oc) = xp.asarray(np.kron(g, g)), wk.shape[2:]
+    if wk.flags.c_contiguous:                  # the flipped kernel of dX: taps are rows of C·OC values
+        return (gg @ wk.reshape(9, c * oc)).reshape(-1, c, oc)
+    taps = wk.transpose(3, 0, 1, 2).reshape(oc, 9, c)   # kernel_view's wk: a view of (OC, 3, 3, C)
+    return xp.matmul(gg, taps).transpose(1, 2, 0)
 
 
 def block_scratch(buf, name, shape, nb, plan, dtype):
