@@ -65,7 +65,7 @@ def _poly(roots):
     return coeffs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def transform_fractions(m: int, r: int = 3):
     """(Aᵀ (m, α), G (α, r), Bᵀ (α, α)) of F(m, r) as exact fractions (lists of rows)."""
     points = [Fraction(p) for p in POINTS[m]]

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 MODES = ("off", "f2", "f4", "auto")
 
@@ -63,7 +63,11 @@ def winograd_layers(arch: str, input_shape):
 def time_layer(c, oc, h, w, batch, modes, repeats, dtype=np.float32):
     """{mode: {phase: [seconds per repeat]}} for one 3×3 padding-1 layer; phases forward, dX, dW."""
     from engine import tuning
-    from engine.convolution import conv2d_backward, conv2d_forward, input_grad_by_flipped_conv
+    from engine.convolution import (
+        conv2d_backward,
+        conv2d_forward,
+        input_grad_by_flipped_conv,
+    )
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, h, w, c)).astype(dtype)
@@ -145,8 +149,8 @@ def main(argv=None) -> int:
     if args.batch < 1 or args.repeats < 1:
         parser.error("--batch and --repeats must be at least 1")
 
-    from common.errors import UserError
     import engine
+    from common.errors import UserError
     from engine.parallel import choose_parallelism
     from scripts.bench.machine import cpu_model, usable_cores
 

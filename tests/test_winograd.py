@@ -72,7 +72,7 @@ LAYERS = [  # (padding, input (N, H, W, C), out channels, bias)
 @pytest.mark.parametrize("mode", ["f2", "f4"])
 @pytest.mark.parametrize("padding, shape, oc, bias", LAYERS)
 def test_winograd_equals_the_direct_convolution(mode, padding, shape, oc, bias, workers, monkeypatch):
-    make = lambda: C.Conv2D(shape[3], oc, 3, padding=padding, bias=bias)  # noqa: E731
+    make = lambda: C.Conv2D(shape[3], oc, 3, padding=padding, bias=bias)
     x = np.random.default_rng(3).standard_normal(shape)
     want = layer_results("reference", make, x, np.float64, monkeypatch)
     got = layer_results(mode, make, x, np.float64, monkeypatch)
@@ -88,7 +88,7 @@ def test_winograd_equals_the_direct_convolution(mode, padding, shape, oc, bias, 
 @pytest.mark.parametrize("mode", ["f2", "f4"])
 def test_float32_error_on_a_wide_layer_is_within_the_stated_tolerance(mode, monkeypatch):
     """A ResNet18-like layer (64 channels, 8x8): the tolerance holds where the sums are long."""
-    make = lambda: C.Conv2D(64, 64, 3, padding=1)  # noqa: E731
+    make = lambda: C.Conv2D(64, 64, 3, padding=1)
     x = np.random.default_rng(5).standard_normal((2, 8, 8, 64))
     want = layer_results("reference", make, x, np.float64, monkeypatch)
     direct = relative_errors(layer_results("off", make, x, np.float32, monkeypatch), want)
@@ -99,7 +99,7 @@ def test_float32_error_on_a_wide_layer_is_within_the_stated_tolerance(mode, monk
 
 def test_weight_gradient_by_the_column_matrix_when_winograd_dw_is_off(monkeypatch):
     monkeypatch.setattr(tuning, "WINOGRAD_WEIGHT_GRAD", False)
-    make = lambda: C.Conv2D(4, 5, 3, padding=1)  # noqa: E731
+    make = lambda: C.Conv2D(4, 5, 3, padding=1)
     x = np.random.default_rng(1).standard_normal((2, 6, 7, 4))
     want = layer_results("reference", make, x, np.float64, monkeypatch)
     got = layer_results("f4", make, x, np.float64, monkeypatch)
@@ -140,7 +140,7 @@ def test_transforms_compute_the_1d_correlation_exactly():
 
 
 def test_the_rule_picks_winograd_where_it_pays(monkeypatch):
-    auto = lambda c, oc, size, itemsize=4: winograd_tile((3, 3, c, oc), (1, 1), (1, 1), (size, size), itemsize)  # noqa: E731
+    auto = lambda c, oc, size, itemsize=4: winograd_tile((3, 3, c, oc), (1, 1), (1, 1), (size, size), itemsize)
     monkeypatch.setattr(tuning, "WINOGRAD", "auto")
     big = max(tuning.WINOGRAD_F4_MIN_SIZE, 32)
     assert auto(3, 64, 32) == 0                                          # the RGB stem: too few channels
