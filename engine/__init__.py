@@ -12,6 +12,7 @@ file                      what it does
 ``plan.py``               a convolution's frozen plan: its path and its blocks
 ``gather.py``             the column-matrix convolution, a block of images at a time
 ``banded.py``             the banded convolution (few input channels, stride 1)
+``winograd.py``           Winograd's F(2×2, 3×3) and F(4×4, 3×3) tiles (3×3, stride 1)
 ``depthwise.py``          depthwise convolution as k² fused multiply-adds
 ``col2im.py``             dX of strided and thin convolutions
 ``convolution.py``        the fast Conv2D: plan, path, backward

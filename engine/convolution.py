@@ -14,12 +14,14 @@ from types import SimpleNamespace
 from common.backend import xp
 from convolutional.conv import Conv2D
 from convolutional.geometry import check_nhwc
+from engine import tuning
 from engine.arrays import channel_map, column_sums, gemm
 from engine.banded import banded_forward, banded_input_grad, banded_weight_grad
 from engine.col2im import input_grad_by_col2im
 from engine.depthwise import depthwise_backward, depthwise_forward
 from engine.gather import gather_forward, weight_grad
 from engine.plan import Saved, flipped_input, kernel_view, make_plan, wmat
+from engine.winograd import winograd_forward, winograd_weight_grad
 from engine.steps import skips_input_grad
 
 
@@ -34,6 +36,8 @@ def convolve(x, wk, stride, pads, dilation, out_hw, bias=None):
         return gemm(saved.x2, wmat(wk)).reshape(n, h, w, -1), plan, saved
     if plan.path == "banded":
         return banded_forward(x, wk, plan, saved, bias), plan, saved
+    if plan.path == "winograd":
+        return winograd_forward(x, wk, plan, saved), plan, saved
     return gather_forward(x, wk, plan, saved), plan, saved
 
 
@@ -62,6 +66,8 @@ def conv2d_backward(dy, cache, input_grad: bool = True):
         dy = xp.ascontiguousarray(dy)
         if plan.path == "banded":
             dwt, dbias = banded_weight_grad(dy, wk.shape, plan, saved, cache.has_bias)
+        elif plan.path == "winograd" and tuning.WINOGRAD_WEIGHT_GRAD:
+            dwt = winograd_weight_grad(dy, wk.shape, plan, saved)
         else:
             dwt = weight_grad(dy, wk.shape, plan, saved)
         if not input_grad:

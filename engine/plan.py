@@ -1,9 +1,11 @@
 """A convolution's plan: which algorithm runs it and with which blocks, decided once from shapes.
 
 :func:`make_plan` looks at the kernel, the input size, the stride, padding and dilation and picks
-one of four paths (the knobs are in :mod:`engine.tuning`):
+one of five paths (the knobs are in :mod:`engine.tuning`):
 
 * **pointwise** (1×1, stride 1, no padding): the input already is the column matrix, (M, C);
+* **winograd** (3×3, stride 1, dilation 1, enough channels and tiles: :func:`winograd_tile`):
+  Winograd's F(2×2, 3×3) or F(4×4, 3×3) tiles (:mod:`engine.winograd`);
 * **banded** (stride 1, few input channels: LeNet's layers, :mod:`engine.banded`);
 * **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``): the whole column matrix is built once and
   kept for the backward pass (:mod:`engine.gather`);
@@ -24,15 +26,17 @@ from engine.parallel import image_blocks
 
 @dataclass(frozen=True)
 class ConvPlan:
-    path: str                  # "pointwise", "banded", "columns" or "gather"
+    path: str                  # "pointwise", "winograd", "banded", "columns" or "gather"
     kernel: tuple              # (kh, kw)
     stride: tuple              # (sh, sw)
     pads: tuple                # (top, bottom, left, right)
     dilation: tuple            # (dh, dw)
     out_hw: tuple              # (OH, OW)
-    blocks: tuple = ()         # ((n0, n1), ...) blocks of whole images (columns / gather)
+    blocks: tuple = ()         # ((n0, n1), ...) blocks of whole images (columns / gather / winograd)
     seg_ow: int = 0            # banded: output pixels per row segment
     seg_w: int = 0             # banded: input pixels a segment sees (seg_ow + kw - 1)
+    tile: int = 0              # winograd: m, the output tile's side (F(m×m, 3×3))
+    tiles: tuple = ()          # winograd: (TH, TW) tiles that cover the output
 
     @property
     def block_images(self) -> int:
@@ -50,11 +54,37 @@ class Saved:
     band: object = None
 
 
-def choose_path(wk_shape, width, stride, pads, dilation) -> str:
-    """The path for a kernel (kh, kw, C, OC) on an input ``width`` pixels wide."""
+def winograd_tile(wk_shape, stride, dilation, out_hw, itemsize) -> int:
+    """m of the Winograd tiles F(m×m, 3×3) for this layer, or 0 for another path.
+
+    Only 3×3 kernels at stride 1 and dilation 1. ``tuning.WINOGRAD`` "off" never, "f2" / "f4"
+    always (tests, measurements); "auto" when both channel counts reach ``WINOGRAD_MIN_CHANNELS``
+    and an image has at least ``WINOGRAD_MIN_TILES`` 2×2 output tiles; then F(4×4) when the
+    output is at least ``WINOGRAD_F4_MIN_SIZE`` on each side (float32 only if
+    ``WINOGRAD_F4_FLOAT32``), else F(2×2)."""
+    kh, kw, c, oc = wk_shape
+    mode = tuning.WINOGRAD
+    if mode not in ("auto", "off", "f2", "f4"):
+        raise ValueError(f"engine.tuning.WINOGRAD must be auto, off, f2 or f4, got {mode!r}")
+    if (kh, kw) != (3, 3) or stride != (1, 1) or dilation != (1, 1) or mode == "off":
+        return 0
+    if mode != "auto":
+        return int(mode[1])
+    oh, ow = out_hw
+    if min(c, oc) < tuning.WINOGRAD_MIN_CHANNELS or -(-oh // 2) * -(-ow // 2) < tuning.WINOGRAD_MIN_TILES:
+        return 0
+    f4 = min(oh, ow) >= tuning.WINOGRAD_F4_MIN_SIZE and (itemsize > 4 or tuning.WINOGRAD_F4_FLOAT32)
+    return 4 if f4 else 2
+
+
+def choose_path(wk_shape, width, stride, pads, dilation, tile=0) -> str:
+    """The path for a kernel (kh, kw, C, OC) on an input ``width`` pixels wide (``tile``: the
+    layer's :func:`winograd_tile`)."""
     kh, kw, c, _oc = wk_shape
     if (kh, kw) == (1, 1) and stride == (1, 1) and not any(pads):
         return "pointwise"
+    if tile:
+        return "winograd"
     if (stride == (1, 1) and dilation == (1, 1) and kw * c <= tuning.BAND_MAX_RUN
             and width + pads[2] + pads[3] <= tuning.BAND_MAX_WASTE * kw):
         return "banded"
@@ -80,8 +110,16 @@ def segments(ow, oc):
 def make_plan(x_shape, wk_shape, stride, pads, dilation, out_hw, itemsize) -> ConvPlan:
     """The plan for channels-last input ``x_shape`` (N, H, W, C) and kernel (kh, kw, C, OC)."""
     kh, kw, c, oc = wk_shape
-    path = choose_path(wk_shape, x_shape[2], stride, pads, dilation)
+    tile = winograd_tile(wk_shape, stride, dilation, out_hw, itemsize)
+    path = choose_path(wk_shape, x_shape[2], stride, pads, dilation, tile)
     common = dict(path=path, kernel=(kh, kw), stride=stride, pads=pads, dilation=dilation, out_hw=out_hw)
+    if path == "winograd":
+        tiles = (-(-out_hw[0] // tile), -(-out_hw[1] // tile))
+        alpha2 = (tile + 2) ** 2   # a tile's V and M rows: α²·C and α²·OC values; U: α²·C·OC
+        kernel_bytes = alpha2 * c * oc * itemsize   # U, which every block reads whole
+        blocks = image_blocks(x_shape[0], tiles[0] * tiles[1] * alpha2 * (c + oc) * itemsize,
+                              max(tuning.WINOGRAD_BLOCK_BYTES, int(tuning.WINOGRAD_KERNEL_SHARE * kernel_bytes)))
+        return ConvPlan(**common, blocks=tuple(blocks), tile=tile, tiles=tiles)
     if path == "banded":
         seg_ow = out_hw[1] // segments(out_hw[1], oc)
         return ConvPlan(**common, seg_ow=seg_ow, seg_w=seg_ow + kw - 1)

@@ -63,6 +63,22 @@ BAND_ITEM_BYTES = 256
 DEPTHWISE_BLOCK_BYTES = 2**19
 #: Depthwise convolutions sum their k² taps in one einsum on the CPU (else k² passes).
 DEPTHWISE_EINSUM = True
+#: Winograd 3×3 convolutions: "auto" (the rule below), "off", or "f2" / "f4" on every 3×3 stride-1 layer.
+WINOGRAD = "auto"
+#: ... "auto": only layers with at least this many input and output channels ...
+WINOGRAD_MIN_CHANNELS = 32
+#: ... and at least this many 2×2 output tiles an image.
+WINOGRAD_MIN_TILES = 4
+#: F(4×4, 3×3) instead of F(2×2, 3×3) for outputs at least this large on each side ...
+WINOGRAD_F4_MIN_SIZE = 8
+#: ... in float32 too (its rounding error is measured in the performance notes).
+WINOGRAD_F4_FLOAT32 = True
+#: Bytes of transformed tiles (V and M) in one block of the Winograd path ...
+WINOGRAD_BLOCK_BYTES = 2**20
+#: ... but at least this many times the bytes of the transformed kernel U, which every block reads whole.
+WINOGRAD_KERNEL_SHARE = 1
+#: dW by Winograd's tiles too (else by the column matrix of :mod:`engine.gather`).
+WINOGRAD_WEIGHT_GRAD = True
 
 #: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
 TABLE = {
@@ -106,4 +122,24 @@ TABLE = {
     "DEPTHWISE_BLOCK_BYTES": ("a few images a block keep the k² taps' passes in cache", "Intel"),
     "DEPTHWISE_EINSUM": ("one einsum over the windows view is 1.0-3.8x faster than k² multiply-adds",
                          "Intel"),
+    "WINOGRAD": ("'auto' follows the rule of the next four knobs; 'off', 'f2' and 'f4' are for tests and for "
+                 "timing one path against another (scripts/bench_winograd.py)", "AMD"),
+    "WINOGRAD_MIN_CHANNELS": ("the tile transforms cost products over C values, the tile products C*OC: against "
+                              "the column path, F(4x4) ran 0.9-1.1x on 16 channels at 32x32, 1.2-1.5x on 32, "
+                              "1.5-2.5x on ResNet18's 64-channel layers", "AMD (loaded)"),
+    "WINOGRAD_MIN_TILES": ("VGG16's 512-channel 2x2 maps (one tile an image): F(2x2) 0.5-0.9x, F(4x4) 0.3-0.5x "
+                           "the column path", "AMD (loaded)"),
+    "WINOGRAD_F4_MIN_SIZE": ("from 8x8 maps up F(4x4) ran 1.5-2.5x the column path, F(2x2) 1.0-1.5x; on "
+                             "4x4 maps (512 channels) F(4x4)'s dW fell to 0.9-1.2x (its dU of 36*C*OC values "
+                             "per worker) while F(2x2) held 1.3-1.4x", "AMD (loaded)"),
+    "WINOGRAD_F4_FLOAT32": ("F(4x4)'s float32 error is 3-10e-6 of the largest value (the direct path's 2-7e-7; "
+                            "F(2x2)'s the same as direct), far below a float32 update's rounding", "AMD"),
+    "WINOGRAD_BLOCK_BYTES": ("the tile transforms are small products that run from cache: 4 images of 64 "
+                             "channels at 32x32 transformed 4x faster per image than 16 images; 256 KiB-2 MiB "
+                             "blocks within noise of each other on 64-128 channels", "AMD (loaded)"),
+    "WINOGRAD_KERNEL_SHARE": ("U (α²·C·OC) is read whole by every block: blocks at least U's size made "
+                              "forward+backward of 256 channels at 8x8 and 512 at 4x4 1.3-1.5x faster than "
+                              "2 MiB blocks (7-8 images)", "AMD (loaded)"),
+    "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-2.0x faster than by the column matrix on the ResNet18 "
+                             "and VGG16 layers the rule gives to Winograd", "AMD (loaded)"),
 }
