@@ -9,7 +9,8 @@ the parts of that which know nothing about neural networks:
   array over every rank in place, broadcast rank 0's array, wait for everyone);
 * :func:`setup_rank`: the CPU cores (and GPU) this rank may use, and silence on ranks > 0;
 * :func:`run_main`: the entry wrapper. A rank that raises prints one line naming itself and
-  the cause, then aborts the whole job, so no rank waits for ever in a collective.
+  the cause, then aborts the whole job, so no rank waits for ever in a collective. A rank that
+  is killed cannot speak for itself: :mod:`common.rank_watch` reports it.
 
 MPI itself comes from PyPI: ``pip install "nnott[mpi]"`` installs the ``mpich`` wheel (which
 brings ``mpiexec``) and ``mpi4py``.
@@ -23,6 +24,7 @@ import time
 
 import numpy as np
 
+from common import rank_watch
 from common.errors import UserError
 
 INSTALL_HINT = ('--distributed needs MPI: pip install "nnott[mpi]" (or: pip install mpich mpi4py), '
@@ -33,6 +35,7 @@ INSTALL_HINT = ('--distributed needs MPI: pip install "nnott[mpi]" (or: pip inst
 REPORT_GRACE_S = 1.0
 
 _WORLD = None
+_LINK = rank_watch.RankLink(None)  # this rank's connection to its machine's watcher
 
 
 def require_mpi():
@@ -131,6 +134,11 @@ def choose_gpu(comm: Communicator) -> int | None:
     return device
 
 
+def watch_checkpoints(folder) -> None:
+    """Rank 0: checkpoints go to ``folder``; if a rank dies, the watcher names the newest one."""
+    _LINK.checkpoints(folder)
+
+
 class _Silent:
     """A text stream that drops everything (stdout and stderr of ranks > 0)."""
 
@@ -151,6 +159,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _fail(comm: Communicator, stderr, exc: BaseException, debug: bool) -> None:
     """Report this rank's failure in one line and abort every rank (never returns)."""
+    _LINK.reported()
     if not comm.is_root:
         time.sleep(REPORT_GRACE_S)  # rank 0 reports an error every rank hit; this rank is then stopped
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C outside the training loop: nothing to save
@@ -177,7 +186,8 @@ def run_main(main_fn, argv=None) -> int:
     """Call ``main_fn(argv)`` on every rank; the distributed counterpart of ``common.cli.run_main``.
 
     Ranks > 0 print nothing. A rank that raises prints ``error: rank R of N: <cause>`` and
-    aborts the job, so every rank stops within about a second. Ctrl-C on ``mpiexec`` reaches
+    aborts the job, so every rank stops within about a second. A rank that dies is reported in
+    one line by its machine's watcher (:mod:`common.rank_watch`). Ctrl-C on ``mpiexec`` reaches
     every rank; they agree on the step to stop after, rank 0 saves a checkpoint, and all exit
     with code 130. Usage errors (argparse) exit 2 on every rank, printed once by rank 0.
     """
@@ -190,6 +200,8 @@ def run_main(main_fn, argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    global _LINK
+    _LINK = rank_watch.connect(comm, without_resume(args))
     stdout, stderr = sys.stdout, sys.stderr
     if not comm.is_root:
         sys.stdout = sys.stderr = _Silent()
@@ -206,8 +218,10 @@ def run_main(main_fn, argv=None) -> int:
                       file=stderr, flush=True)
             code = 130
         comm.barrier()  # rank 0 may still be writing; nobody leaves before it is done
+        _LINK.done()
         return code
     except SystemExit as exc:  # argparse: the same on every rank
+        _LINK.done()
         return exc.code if isinstance(exc.code, int) else 2
     except BaseException as exc:  # noqa: BLE001 - every failure must stop the other ranks
         _fail(comm, stderr, exc, debug)
