@@ -118,19 +118,36 @@ def setup_rank(comm: Communicator, *, threads: int | None = None) -> int:
     return threads
 
 
-def choose_gpu(comm: Communicator) -> int | None:
-    """Make GPU ``local_rank % count`` this rank's CuPy device (one device per rank while there
-    are enough). Returns the device id, or None without CuPy or a GPU."""
-    try:
-        import cupy
+def gpu_for_rank(local_rank: int, local_size: int, count: int) -> tuple[int, str | None]:
+    """The GPU of the rank ``local_rank`` of the ``local_size`` ranks on one machine that sees
+    ``count`` GPUs: ``local_rank % count``. With more ranks than GPUs, some ranks share one,
+    and the second value is the note that says so (else None)."""
+    device = local_rank % count
+    if local_size <= count:
+        return device, None
+    per = -(-local_size // count)  # the most ranks any one GPU gets
+    gpus = f"{count} GPU{'s' if count > 1 else ''}"
+    return device, (f"note: {local_size} ranks share {gpus} on this machine (local rank r uses GPU r mod "
+                    f"{count}): up to {per} ranks split one GPU's memory and time")
 
+
+def choose_gpu(comm: Communicator, cupy=None) -> int | None:
+    """Make GPU ``local_rank % count`` this rank's CuPy device, before anything is allocated on
+    it: one device per rank while there are enough. Rank 0 prints one note when ranks must
+    share. Returns the device id, or None without CuPy or a GPU (``--gpu`` then warns and runs
+    on the CPU, as in one process). ``cupy``: the module (tests pass a stand-in)."""
+    try:
+        if cupy is None:
+            import cupy
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception:
         return None
     if count == 0:
         return None
-    device = comm.local_rank % count
+    device, note = gpu_for_rank(comm.local_rank, comm.local_size, count)
     cupy.cuda.Device(device).use()
+    if note is not None and comm.is_root:
+        print(note, flush=True)
     return device
 
 
