@@ -239,7 +239,8 @@ def watch(folder: str, size: int, local_size: int, whole_job: bool, command: str
                     dead.append(info)
         if dead:  # the first end without "done"; mpiexec stops the others a moment later
             # When the watcher wakes late, several ends come at once; epoll lists them in the
-            # order the connections closed, so the first is still the rank that died first.
+            # order the connections closed, so the first is still the rank that died first
+            # (ranks send nothing while they train, so no unread message keeps an older place).
             info = dead[0]
             if state or whole_job or len(dead) > 1:
                 line = report(info["rank"], size, info["pid"], command, checkpoints)

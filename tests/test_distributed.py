@@ -288,7 +288,7 @@ def test_a_killed_rank_stops_the_job_and_the_checkpoint_survives(tmp_path):
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         start = time.monotonic()
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         assert time.monotonic() - start < 30 and proc.returncode != 0
     finally:
         if proc.poll() is None:

@@ -1,6 +1,5 @@
 """The watcher that reports a rank which dies without a word (common/rank_watch.py), without MPI:
 fake ranks are plain processes that connect to it as the real ones do."""
-import os
 import signal
 import subprocess
 import sys
@@ -138,3 +137,26 @@ def test_ranks_that_end_normally_or_report_themselves_leave_the_watcher_silent(e
         proc.kill()
     code, err = job.finish()
     assert code == 0 and err == ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="the order of closed connections is epoll's (Linux)")
+def test_a_late_watcher_still_names_the_rank_that_died_first():
+    """The watcher is stopped while rank 1 dies and, 0.2 s later, rank 0 (as mpiexec kills it):
+    when it wakes, both connections are closed, and the first to close is reported."""
+    job = Job()
+    wchan = Path(f"/proc/{job.watcher.pid}/wchan")
+    deadline = time.monotonic() + 10
+    while wchan.read_text() != "do_epoll_wait" and time.monotonic() < deadline:  # hellos read, now waiting
+        time.sleep(0.01)
+    job.watcher.send_signal(signal.SIGSTOP)
+    try:
+        job.ranks[1].send_signal(signal.SIGKILL)
+        job.ranks[1].wait()
+        time.sleep(0.2)
+        job.ranks[0].send_signal(signal.SIGKILL)
+        job.ranks[0].wait()
+    finally:
+        job.watcher.send_signal(signal.SIGCONT)
+    code, err = job.finish()
+    assert code == 1 and err.strip().startswith("error: rank 1 of 2 died ("), err
+    assert rank_watch.UNKNOWN_CAUSE in err  # both were collected before the watcher woke
