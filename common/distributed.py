@@ -193,6 +193,7 @@ def _fail(comm: Communicator, stderr, exc: BaseException, debug: bool) -> None:
 
 
 def _quiet_abort(comm: Communicator, code: int) -> None:
+    rank_watch.wait_until_read(2)  # mpiexec has taken this rank's last line before the abort
     devnull = os.open(os.devnull, os.O_WRONLY)  # MPI's own abort banner would add lines
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)

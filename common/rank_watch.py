@@ -131,6 +131,30 @@ def link_to(folder: str, rank: int, timeout_s: float = 10.0) -> RankLink:
     return link
 
 
+def wait_until_read(fd: int = 2, timeout_s: float = 2.0) -> None:
+    """Wait until whoever reads ``fd`` (a pipe: ``mpiexec``'s, for a rank's stderr) has taken
+    everything written to it. A process that is about to end the job calls this after its
+    one line: ``mpiexec`` stops reading its ranks' pipes once the job is aborted, and a line
+    still in the pipe would be lost. Not a pipe (a terminal, a file): returns at once."""
+    try:
+        import array
+        import fcntl
+        import stat
+        import termios
+
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        waiting = array.array("i", [0])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            fcntl.ioctl(fd, termios.FIONREAD, waiting)  # bytes still in the pipe
+            if waiting[0] == 0:
+                return
+            time.sleep(0.005)
+    except (ImportError, OSError):
+        return
+
+
 # ----------------------------------------------------------------------------- the watcher's side
 def exit_status(pid: int, wait_s: float = 0.05):
     """(signal, code) of a process that has just ended, read from ``/proc`` while it is a
@@ -245,6 +269,7 @@ def watch(folder: str, size: int, local_size: int, whole_job: bool, command: str
             if state or whole_job or len(dead) > 1:
                 line = report(info["rank"], size, info["pid"], command, checkpoints)
                 print("\n" + line, file=sys.stderr, flush=True)  # "\n": rank 0's progress bar may be mid-line
+                wait_until_read(sys.stderr.fileno())
             return 1
     return 0
 

@@ -1,9 +1,11 @@
 """The watcher that reports a rank which dies without a word (common/rank_watch.py), without MPI:
 fake ranks are plain processes that connect to it as the real ones do."""
+import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -160,3 +162,23 @@ def test_a_late_watcher_still_names_the_rank_that_died_first():
     code, err = job.finish()
     assert code == 1 and err.strip().startswith("error: rank 1 of 2 died ("), err
     assert rank_watch.UNKNOWN_CAUSE in err  # both were collected before the watcher woke
+
+
+def test_wait_until_read_returns_once_the_reader_has_taken_the_line(tmp_path):
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"error: the line\n")
+        threading.Timer(0.3, os.read, (read_end, 100)).start()  # mpiexec reads it a little later
+        start = time.monotonic()
+        rank_watch.wait_until_read(write_end, timeout_s=10)
+        assert 0.2 < time.monotonic() - start < 5
+        os.write(write_end, b"nobody reads this\n")
+        start = time.monotonic()
+        rank_watch.wait_until_read(write_end, timeout_s=0.3)  # bounded when nobody reads
+        assert 0.25 < time.monotonic() - start < 5
+    finally:
+        os.close(read_end), os.close(write_end)
+    with open(tmp_path / "log.txt", "w") as f:  # not a pipe: nothing to wait for
+        start = time.monotonic()
+        rank_watch.wait_until_read(f.fileno(), timeout_s=10)
+        assert time.monotonic() - start < 1
