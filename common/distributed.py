@@ -9,7 +9,8 @@ the parts of that which know nothing about neural networks:
   array over every rank in place, broadcast rank 0's array, wait for everyone);
 * :func:`setup_rank`: the CPU cores (and GPU) this rank may use, and silence on ranks > 0;
 * :func:`run_main`: the entry wrapper. A rank that raises prints one line naming itself and
-  the cause, then aborts the whole job, so no rank waits for ever in a collective.
+  the cause, then aborts the whole job, so no rank waits for ever in a collective. A rank that
+  is killed cannot speak for itself: :mod:`common.rank_watch` reports it.
 
 MPI itself comes from PyPI: ``pip install "nnott[mpi]"`` installs the ``mpich`` wheel (which
 brings ``mpiexec``) and ``mpi4py``.
@@ -23,6 +24,7 @@ import time
 
 import numpy as np
 
+from common import rank_watch
 from common.errors import UserError
 
 INSTALL_HINT = ('--distributed needs MPI: pip install "nnott[mpi]" (or: pip install mpich mpi4py), '
@@ -33,6 +35,7 @@ INSTALL_HINT = ('--distributed needs MPI: pip install "nnott[mpi]" (or: pip inst
 REPORT_GRACE_S = 1.0
 
 _WORLD = None
+_LINK = rank_watch.RankLink(None)  # this rank's connection to its machine's watcher
 
 
 def require_mpi():
@@ -115,20 +118,42 @@ def setup_rank(comm: Communicator, *, threads: int | None = None) -> int:
     return threads
 
 
-def choose_gpu(comm: Communicator) -> int | None:
-    """Make GPU ``local_rank % count`` this rank's CuPy device (one device per rank while there
-    are enough). Returns the device id, or None without CuPy or a GPU."""
-    try:
-        import cupy
+def gpu_for_rank(local_rank: int, local_size: int, count: int) -> tuple[int, str | None]:
+    """The GPU of the rank ``local_rank`` of the ``local_size`` ranks on one machine that sees
+    ``count`` GPUs: ``local_rank % count``. With more ranks than GPUs, some ranks share one,
+    and the second value is the note that says so (else None)."""
+    device = local_rank % count
+    if local_size <= count:
+        return device, None
+    per = -(-local_size // count)  # the most ranks any one GPU gets
+    gpus = f"{count} GPU{'s' if count > 1 else ''}"
+    return device, (f"note: {local_size} ranks share {gpus} on this machine (local rank r uses GPU r mod "
+                    f"{count}): up to {per} ranks split one GPU's memory and time")
 
+
+def choose_gpu(comm: Communicator, cupy=None) -> int | None:
+    """Make GPU ``local_rank % count`` this rank's CuPy device, before anything is allocated on
+    it: one device per rank while there are enough. Rank 0 prints one note when ranks must
+    share. Returns the device id, or None without CuPy or a GPU (``--gpu`` then warns and runs
+    on the CPU, as in one process). ``cupy``: the module (tests pass a stand-in)."""
+    try:
+        if cupy is None:
+            import cupy
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception:
         return None
     if count == 0:
         return None
-    device = comm.local_rank % count
+    device, note = gpu_for_rank(comm.local_rank, comm.local_size, count)
     cupy.cuda.Device(device).use()
+    if note is not None and comm.is_root:
+        print(note, flush=True)
     return device
+
+
+def watch_checkpoints(folder) -> None:
+    """Rank 0: checkpoints go to ``folder``; if a rank dies, the watcher names the newest one."""
+    _LINK.checkpoints(folder)
 
 
 class _Silent:
@@ -151,6 +176,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _fail(comm: Communicator, stderr, exc: BaseException, debug: bool) -> None:
     """Report this rank's failure in one line and abort every rank (never returns)."""
+    _LINK.reported()
     if not comm.is_root:
         time.sleep(REPORT_GRACE_S)  # rank 0 reports an error every rank hit; this rank is then stopped
     if isinstance(exc, KeyboardInterrupt):  # Ctrl-C outside the training loop: nothing to save
@@ -167,6 +193,7 @@ def _fail(comm: Communicator, stderr, exc: BaseException, debug: bool) -> None:
 
 
 def _quiet_abort(comm: Communicator, code: int) -> None:
+    rank_watch.wait_until_read(2)  # mpiexec has taken this rank's last line before the abort
     devnull = os.open(os.devnull, os.O_WRONLY)  # MPI's own abort banner would add lines
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -177,7 +204,8 @@ def run_main(main_fn, argv=None) -> int:
     """Call ``main_fn(argv)`` on every rank; the distributed counterpart of ``common.cli.run_main``.
 
     Ranks > 0 print nothing. A rank that raises prints ``error: rank R of N: <cause>`` and
-    aborts the job, so every rank stops within about a second. Ctrl-C on ``mpiexec`` reaches
+    aborts the job, so every rank stops within about a second. A rank that dies is reported in
+    one line by its machine's watcher (:mod:`common.rank_watch`). Ctrl-C on ``mpiexec`` reaches
     every rank; they agree on the step to stop after, rank 0 saves a checkpoint, and all exit
     with code 130. Usage errors (argparse) exit 2 on every rank, printed once by rank 0.
     """
@@ -190,6 +218,8 @@ def run_main(main_fn, argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    global _LINK
+    _LINK = rank_watch.connect(comm, without_resume(args))
     stdout, stderr = sys.stdout, sys.stderr
     if not comm.is_root:
         sys.stdout = sys.stderr = _Silent()
@@ -206,8 +236,10 @@ def run_main(main_fn, argv=None) -> int:
                       file=stderr, flush=True)
             code = 130
         comm.barrier()  # rank 0 may still be writing; nobody leaves before it is done
+        _LINK.done()
         return code
     except SystemExit as exc:  # argparse: the same on every rank
+        _LINK.done()
         return exc.code if isinstance(exc.code, int) else 2
     except BaseException as exc:  # noqa: BLE001 - every failure must stop the other ranks
         _fail(comm, stderr, exc, debug)

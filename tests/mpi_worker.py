@@ -6,9 +6,12 @@
 Trains ``--epochs`` epochs on generated 1x8x8 images (augmentation on) and writes the final
 state dict (rank 0) to OUT.npz, so a test can compare N ranks with one process. With
 ``--distributed`` it runs through :func:`common.distributed.run_main`, as the launchers do;
-``--fail-rank R`` makes rank R raise after step ``--fail-step``.
+``--fail-rank R`` makes rank R fail after step ``--fail-step``: raise, ``os._exit(3)`` or
+SIGKILL itself (``--fail-how``).
 """
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -56,14 +59,19 @@ def build(name):
 
 
 class FailAt:
-    """A step callback that raises on one rank: the fault the tests inject."""
+    """A step callback that fails on one rank: the fault the tests inject."""
 
-    def __init__(self, rank, step):
-        self.rank, self.step = rank, step
+    def __init__(self, rank, step, how="raise"):
+        self.rank, self.step, self.how = rank, step, how
 
     def on_step_end(self, trainer, step):
-        if trainer.parallel.rank == self.rank and step == self.step:
-            raise RuntimeError(f"injected fault at step {step}")
+        if trainer.parallel.rank != self.rank or step != self.step:
+            return
+        if self.how == "exit":
+            os._exit(3)
+        if self.how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError(f"injected fault at step {step}")
 
 
 def main(argv=None):
@@ -78,6 +86,7 @@ def main(argv=None):
     p.add_argument("--sync-bn", action="store_true")
     p.add_argument("--fail-rank", type=int, default=None, help="this rank raises RuntimeError ...")
     p.add_argument("--fail-step", type=int, default=3, help="... after this optimizer step")
+    p.add_argument("--fail-how", default="raise", choices=("raise", "exit", "kill"))
     p.add_argument("--run-dir", default=None, help="rank 0 writes last.h5 here after every epoch")
     args = p.parse_args(argv)
 
@@ -103,7 +112,9 @@ def main(argv=None):
                       augmenter=Augmenter(AugmentConfig(max_shift=1, noise_prob=0.5, noise_std=0.05), seed=5),
                       seed=7, parallel=parallel,
                       run_dir=RunDir(path=args.run_dir) if args.run_dir and root else None,
-                      callbacks=[FailAt(args.fail_rank, args.fail_step)] if args.fail_rank is not None else [])
+                      callbacks=[FailAt(args.fail_rank, args.fail_step, args.fail_how)] if args.fail_rank is not None else [])
+    if parallel is not None and args.run_dir and root:
+        parallel.watch_checkpoints(args.run_dir)
     trainer.fit((x, y), (x[:30], y[:30]), epochs=args.epochs, batch_size=args.batch_size)
     if root:
         state = {k: np.asarray(v) for k, v in model.state_dict().items()}

@@ -62,6 +62,13 @@ class DataParallel:
         state = np.random.SeedSequence([int(seed), self.rank, int(step)]).generate_state(1)[0]
         xp.random.seed(int(state))
 
+    def watch_checkpoints(self, folder) -> None:
+        """Rank 0 writes checkpoints to ``folder``: if a rank dies, the line that reports it
+        names the newest one (:mod:`common.rank_watch`)."""
+        from common import distributed
+
+        distributed.watch_checkpoints(folder)
+
     # ------------------------------------------------------------------ each step
     def shard(self, global_count: int) -> slice:
         """This rank's rows of a global batch of ``global_count`` images."""

@@ -118,6 +118,8 @@ def run_experiment(args, *, tier, model_name, build_model, flatten_input=False, 
         run_dir = RunDir.for_checkpoint(args.resume)
     else:
         run_dir = RunDir(args.run_dir, args.run_name or f"{tier}-{model_name}")
+    if run_dir is not None and parallel is not None:  # a rank that dies is reported with the newest checkpoint
+        parallel.watch_checkpoints(run_dir.path)
     tensorboard = None
     if run_dir is not None:
         run_dir.save_config(config)
