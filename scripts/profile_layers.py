@@ -1,13 +1,17 @@
-"""Per-layer forward/backward timing of one training step (forward + cross-entropy + backward + Adam).
+"""Per-layer forward/backward timing of one training step (forward + cross-entropy + backward + Adam),
+or, with ``--eval``, of one inference step (evaluation mode, forward only).
 
     python scripts/profile_layers.py resnet18 --input-shape 3,32,32
+    python scripts/profile_layers.py efficientnet_lite0 --eval --by type
     python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type
     python scripts/profile_layers.py lenet --steps 20 --top 10
     python scripts/profile_layers.py mlp                      # the vectorized launcher's MLP
 
 Every *leaf* module (one with no children: Conv2D, BatchNorm2D, ReLU, Linear...) gets its
 ``forward`` and ``backward`` wrapped in a timer; the loss, the optimizer step and ``zero_grad``
-are timed on their own. What is left of the step ("glue") is the work blocks do themselves:
+are timed on their own. ``--eval`` times what the benchmark's inference step runs instead:
+``model.eval()`` and the forward pass alone (no loss, no backward, no optimizer), so the table
+has forward times only. What is left of the step ("glue") is the work blocks do themselves:
 residual additions, squeeze-excite products, layer scales. The table gives the median over the
 timed steps of each row, in milliseconds, and its share of the median step.
 
@@ -103,8 +107,9 @@ class Timers:
         self.step = defaultdict(float)
 
 
-def profile(model, x, y, steps: int, warmup: int):
-    """Run warmup + steps training steps; return (timers, list of step seconds)."""
+def profile(model, x, y, steps: int, warmup: int, eval_mode: bool = False):
+    """Run warmup + steps training steps (inference steps with ``eval_mode``); return (timers, list
+    of step seconds, names)."""
     from common import dispatch
     from vectorized.losses import CrossEntropyLoss
     from vectorized.optim import Adam
@@ -115,9 +120,17 @@ def profile(model, x, y, steps: int, warmup: int):
         names[id(m)] = name
         timers.wrap(m, name)
     loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)
-    model.train()
+    model.train(not eval_mode)
     step_times = []
     for k in range(warmup + steps):
+        if eval_mode:  # the benchmark's inference step: forward only, in evaluation mode
+            t0 = time.perf_counter()
+            model(x)
+            dt = time.perf_counter() - t0
+            timers.end_step(record=k >= warmup)
+            if k >= warmup:
+                step_times.append(dt)
+            continue
         t0 = time.perf_counter()
         timers.time(("(zero_grad)", "step"), model.zero_grad)
         logits = model(x)
@@ -202,15 +215,16 @@ def parse_ab(text: str):
     return module, name, a, b
 
 
-def ab_steps(model, x, y, flips, steps: int, warmup: int):
-    """Training steps alternating between the A and the B values of ``flips`` (A B B A A B B A ...);
-    returns the step seconds of each side, in pairs. The values in force before are put back."""
+def ab_steps(model, x, y, flips, steps: int, warmup: int, eval_mode: bool = False):
+    """Training steps (inference steps with ``eval_mode``) alternating between the A and the B values
+    of ``flips`` (A B B A A B B A ...); returns the step seconds of each side, in pairs. The values in
+    force before are put back."""
     from common import dispatch
     from vectorized.losses import CrossEntropyLoss
     from vectorized.optim import Adam
 
     loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)
-    model.train()
+    model.train(not eval_mode)
     before = [getattr(module, name) for module, name, _a, _b in flips]
     times = ([], [])
     try:
@@ -219,10 +233,13 @@ def ab_steps(model, x, y, flips, steps: int, warmup: int):
             for module, name, a, b in flips:
                 setattr(module, name, (a, b)[side])
             t0 = time.perf_counter()
-            model.zero_grad()
-            loss_fn.forward(model(x), y)
-            dispatch.training_backward(model, loss_fn.backward())
-            opt.step()
+            if eval_mode:
+                model(x)
+            else:
+                model.zero_grad()
+                loss_fn.forward(model(x), y)
+                dispatch.training_backward(model, loss_fn.backward())
+                opt.step()
             if k >= 2 * warmup:
                 times[side].append(time.perf_counter() - t0)
     finally:
@@ -250,6 +267,7 @@ def main(argv=None) -> int:
                "  python scripts/profile_layers.py resnet18 --input-shape 3,32,32\n"
                "  python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type\n"
                "  python scripts/profile_layers.py lenet --steps 30 --top 8\n"
+               "  python scripts/profile_layers.py resnet18 --eval --by type\n"
                "  python scripts/profile_layers.py mlp --json mlp_profile.json\n"
                "  python scripts/profile_layers.py baseline --steps 60 --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21\n"
                "models: 'mlp' (784-256-128-64-10) or any architecture of convolutional.architectures.\n"
@@ -263,6 +281,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--eval", action="store_true",
+                        help="profile inference steps instead: evaluation mode, forward only (as the "
+                             "benchmark's inference step); with --ab, alternate inference steps")
     parser.add_argument("--by", choices=("layer", "type"), default="layer",
                         help="one row per leaf layer (default) or per layer class")
     parser.add_argument("--top", type=int, default=None, help="show only the N most expensive rows")
@@ -306,9 +327,10 @@ def main(argv=None) -> int:
     y = rng.integers(0, 10, size=args.batch_size).astype(np.int64)
     if args.ab:
         return report_ab(args, model, to_device(x), to_device(y), shape)
-    timers, step_times, _ = profile(model, to_device(x), to_device(y), args.steps, args.warmup)
+    timers, step_times, _ = profile(model, to_device(x), to_device(y), args.steps, args.warmup, args.eval)
     rows, step_ms = table(timers, step_times, model, args.by, args.top)
-    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} "
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed "
+          f"{'inference (eval, forward only)' if args.eval else 'training'} steps after {args.warmup} "
           f"warm-up; {args.batch_size / step_ms * 1e3:.1f} images/s (wrapped); "
           f"{cpu_cores()} cores, parallelism '{parallelism()}', "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
@@ -316,6 +338,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": args.model, "input_shape": shape, "batch_size": args.batch_size, "step_ms": step_ms,
+            "mode": "eval" if args.eval else "train",
             "rows": [dict(zip(("name", "forward_ms", "backward_ms", "other_ms", "total_ms", "count"), r))
                      for r in rows]}, indent=1))
     return 0
@@ -325,7 +348,7 @@ def report_ab(args, model, x, y, shape) -> int:
     from engine.parallel import cpu_cores, parallelism
 
     try:
-        a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup)
+        a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup, args.eval)
     except (TypeError, ValueError, ZeroDivisionError) as exc:  # a value the setting cannot take
         print(f"error: --ab: a training step failed with these values ({type(exc).__name__}: {exc}); "
               "give each setting values of the type it has now", file=sys.stderr)
@@ -333,8 +356,9 @@ def report_ab(args, model, x, y, shape) -> int:
     a_ms, b_ms = (1e3 * statistics.median(t) for t in (a_times, b_times))
     wins = sum(b < a for a, b in zip(a_times, b_times))
     settings = ", ".join(f"{m.__name__}.{name} = {a!r} (A) / {b!r} (B)" for m, name, a, b in args.ab)
-    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} steps of each after {args.warmup} "
-          f"warm-up; {cpu_cores()} cores, parallelism '{parallelism()}'")
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} "
+          f"{'inference ' if args.eval else ''}steps of each after {args.warmup} warm-up; "
+          f"{cpu_cores()} cores, parallelism '{parallelism()}'")
     print(settings)
     print(f"A {a_ms:.2f} ms  B {b_ms:.2f} ms  B/A {b_ms / a_ms:.3f}  B faster in {wins} of {len(b_times)} pairs")
     if args.json:
