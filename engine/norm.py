@@ -16,6 +16,7 @@ from convolutional.geometry import check_nhwc
 from convolutional.norm import BatchNorm2D, LayerNorm2D
 from engine import tuning
 from engine.arrays import column_sums, row_means
+from engine.inference import absorbed
 from engine.parallel import blocks_of, run_blocks, scratch, sum_blocks
 
 
@@ -24,6 +25,10 @@ def batchnorm_forward(self, x):
     gamma and beta, without running statistics, with a cumulative average (momentum None) or on
     an empty batch, the layer's own code runs."""
     check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
+    self.ran_absorbed = absorbed(self)
+    if self.ran_absorbed:  # folded into the convolution before it (engine.inference): x is already y
+        self.on_reference = False
+        return x
     self.on_reference = (not self.affine or not self.track_running_stats or self.momentum is None
                          or x.shape[0] == 0)
     if self.on_reference:
@@ -78,6 +83,8 @@ def _batchnorm_evaluate(self, x, rows, xw):
 
 
 def batchnorm_backward(self, grad_out):
+    if getattr(self, "ran_absorbed", False):  # the convolution's backward made gamma's and beta's gradients
+        return grad_out
     if self.on_reference:
         return BatchNorm2D.backward.reference(self, grad_out)
     rows, centred, inv_std = self.rows, self.centred, self.inv_std

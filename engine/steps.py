@@ -22,6 +22,7 @@ from convolutional.conv import Conv2D
 from convolutional.layout import Flatten as ChannelsFirstFlatten
 from convolutional.layout import ToChannelsLast
 from convolutional.pooling import MaxPool2D
+from engine.inference import inference_pass
 from engine.parallel import choose_parallelism
 from vectorized.activations import ReLU
 from vectorized.layers import Linear
@@ -93,8 +94,16 @@ def run_order(layers: list) -> list:
 
 
 def sequential_forward(self, x):
-    for layer in run_order(list(self.children())):
-        x = layer(x)
+    with inference_pass(self):  # in evaluation mode: BatchNorm2D folded into convolutions
+        for layer in run_order(list(self.children())):
+            x = layer(x)
+    return x
+
+
+def network_forward(self, x):
+    with inference_pass(self):
+        for child in self.children():
+            x = child(x)
     return x
 
 
@@ -104,5 +113,6 @@ def sequential_backward(self, grad_out):
     return grad_out
 
 
-REPLACEMENTS = [(Sequential, "forward", sequential_forward), (Sequential, "backward", sequential_backward)]
+REPLACEMENTS = [(Sequential, "forward", sequential_forward), (Sequential, "backward", sequential_backward),
+                (Network, "forward", network_forward)]
 HOOKS = {"training_backward": training_backward, "prepare_training": prepare_training}
