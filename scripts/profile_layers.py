@@ -29,6 +29,11 @@ for each and in how many pairs of neighbouring steps B was faster::
 
     python scripts/profile_layers.py baseline --steps 60 --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21
 
+``--clock cpu`` times with the process's CPU time (all its threads) instead of the wall clock: on
+a machine loaded by other work the time spent waiting for a core is left out, which the wall
+clock counts in slices of the scheduler's. Use it with ``--threads 1``: worker threads spinning
+between blocks count as CPU time.
+
 Two runs of one command in separate processes can differ by a third on a shared virtual
 machine; steps that alternate within one process moved together, which is how the block sizes
 in ``tutorial/performance-notes.md`` were chosen. Only settings read when they are used can be
@@ -52,6 +57,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 MLP_HIDDEN = (256, 128, 64)  # the vectorized launcher's default MLP (scripts/bench/workloads.py)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]       # what every timer reads (--clock)
 
 
 def build(name: str, input_shape, num_classes: int, variant: str):
@@ -87,17 +94,17 @@ class Timers:
             inner = getattr(module, phase)
 
             def timed(arg, _inner=inner, _key=(name, phase)):
-                t0 = time.perf_counter()
+                t0 = clock()
                 out = _inner(arg)
-                self.step[_key] += time.perf_counter() - t0
+                self.step[_key] += clock() - t0
                 return out
 
             setattr(module, phase, timed)
 
     def time(self, key, fn, *args):
-        t0 = time.perf_counter()
+        t0 = clock()
         out = fn(*args)
-        self.step[key] += time.perf_counter() - t0
+        self.step[key] += clock() - t0
         return out
 
     def end_step(self, record: bool):
@@ -124,21 +131,21 @@ def profile(model, x, y, steps: int, warmup: int, eval_mode: bool = False):
     step_times = []
     for k in range(warmup + steps):
         if eval_mode:  # the benchmark's inference step: forward only, in evaluation mode
-            t0 = time.perf_counter()
+            t0 = clock()
             model(x)
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             timers.end_step(record=k >= warmup)
             if k >= warmup:
                 step_times.append(dt)
             continue
-        t0 = time.perf_counter()
+        t0 = clock()
         timers.time(("(zero_grad)", "step"), model.zero_grad)
         logits = model(x)
         timers.time(("(loss)", "forward"), loss_fn.forward, logits, y)
         g = timers.time(("(loss)", "backward"), loss_fn.backward)
         dispatch.training_backward(model, g)  # a training step's backward, as in the Trainer and the benchmark
         timers.time(("(Adam step)", "step"), opt.step)
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         timers.end_step(record=k >= warmup)
         if k >= warmup:
             step_times.append(dt)
@@ -232,7 +239,7 @@ def ab_steps(model, x, y, flips, steps: int, warmup: int, eval_mode: bool = Fals
             side = k % 2 if (k // 2) % 2 == 0 else 1 - k % 2
             for module, name, a, b in flips:
                 setattr(module, name, (a, b)[side])
-            t0 = time.perf_counter()
+            t0 = clock()
             if eval_mode:
                 model(x)
             else:
@@ -241,7 +248,7 @@ def ab_steps(model, x, y, flips, steps: int, warmup: int, eval_mode: bool = Fals
                 dispatch.training_backward(model, loss_fn.backward())
                 opt.step()
             if k >= 2 * warmup:
-                times[side].append(time.perf_counter() - t0)
+                times[side].append(clock() - t0)
     finally:
         for (module, name, _a, _b), value in zip(flips, before):
             setattr(module, name, value)
@@ -284,6 +291,9 @@ def main(argv=None) -> int:
     parser.add_argument("--eval", action="store_true",
                         help="profile inference steps instead: evaluation mode, forward only (as the "
                              "benchmark's inference step); with --ab, alternate inference steps")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall time (default) or the process's CPU time, which leaves out waiting for a "
+                             "core on a loaded machine (use with --threads 1)")
     parser.add_argument("--by", choices=("layer", "type"), default="layer",
                         help="one row per leaf layer (default) or per layer class")
     parser.add_argument("--top", type=int, default=None, help="show only the N most expensive rows")
@@ -304,6 +314,8 @@ def main(argv=None) -> int:
 
     from common.errors import UserError
 
+    global clock
+    clock = CLOCKS[args.clock]
     small = ("mlp", "lenet", "baseline")
     shape = args.input_shape or ((1, 28, 28) if args.model in small else (3, 32, 32))
     try:
@@ -332,7 +344,7 @@ def main(argv=None) -> int:
     print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed "
           f"{'inference (eval, forward only)' if args.eval else 'training'} steps after {args.warmup} "
           f"warm-up; {args.batch_size / step_ms * 1e3:.1f} images/s (wrapped); "
-          f"{cpu_cores()} cores, parallelism '{parallelism()}', "
+          f"{cpu_cores()} cores, parallelism '{parallelism()}', {args.clock} clock, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(render(rows, step_ms, args.by))
     if args.json:
@@ -358,7 +370,7 @@ def report_ab(args, model, x, y, shape) -> int:
     settings = ", ".join(f"{m.__name__}.{name} = {a!r} (A) / {b!r} (B)" for m, name, a, b in args.ab)
     print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} "
           f"{'inference ' if args.eval else ''}steps of each after {args.warmup} warm-up; "
-          f"{cpu_cores()} cores, parallelism '{parallelism()}'")
+          f"{cpu_cores()} cores, parallelism '{parallelism()}', {args.clock} clock")
     print(settings)
     print(f"A {a_ms:.2f} ms  B {b_ms:.2f} ms  B/A {b_ms / a_ms:.3f}  B faster in {wins} of {len(b_times)} pairs")
     if args.json:
