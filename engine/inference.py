@@ -24,6 +24,12 @@ optimizer step, ``load_state_dict`` or a training-mode forward (running statisti
 The model's parameters and buffers are never written: ``state_dict()`` and checkpoints hold
 the unfolded weights.
 
+**Activations in place.** In the same pass a ReLU or ReLU6 whose input is certainly a fresh array
+that nothing else reads (it follows a convolution or a BatchNorm2D in a container that runs its
+children in order, or a block's code says so: :data:`BLOCK_INPLACE`) overwrites its input
+instead of writing a new array (``tuning.INPLACE_ACTIVATIONS``). Its backward still works:
+relu(x) > 0 exactly where x > 0, and 0 < relu6(x) < 6 exactly where 0 < x < 6.
+
 **Backward after an eval pass** (gradients in evaluation mode) stays exact: the folded convolution
 gets dL/dW' and dL/db' from its own backward, and :func:`add_conv_grads` turns them into the
 gradients of W, b, γ and β: dL/dW = dL/dW'·s, dL/db = dL/db'·s, dL/dβ = dL/db', and
@@ -43,11 +49,18 @@ from convolutional.blocks import BasicBlock
 from convolutional.conv import Conv2D
 from convolutional.norm import BatchNorm2D
 from engine import tuning
+from convolutional.pooling import MaxPool2D
+from vectorized.activations import ReLU, ReLU6
 from vectorized.module import Sequential
 
 #: Blocks with their own ``forward`` whose code feeds a convolution straight into a BatchNorm2D
 #: and uses the convolution's output nowhere else: (convolution, batch norm) attribute names.
 BLOCK_PAIRS = {BasicBlock: (("conv1", "bn1"), ("conv2", "bn2"))}
+
+#: Blocks whose code gives these activations a fresh array that nothing else reads:
+#: (the layer that makes that array, or None for the block's own arithmetic; the activation).
+BLOCK_INPLACE = {BasicBlock: (("bn1", "relu"), (None, "relu_out"))}
+INPLACE = (ReLU, ReLU6)        # activations that may overwrite their input (engine.activations)
 
 _pass = threading.local()                 # .depth: inference passes open on this thread
 _cache = weakref.WeakKeyDictionary()      # convolution -> its Folded, kept across passes
@@ -116,25 +129,51 @@ def folded(conv, bn) -> Folded:
     return entry
 
 
+def inplace_activations(model) -> list:
+    """(producer, activation) for the ReLU and ReLU6 layers of ``model`` (in evaluation mode) that
+    may overwrite their input: after a convolution or a BatchNorm2D (the producer) among children
+    run in order (not before a MaxPool2D, which the engine may run first), and the
+    :data:`BLOCK_INPLACE` names (producer None where the block makes the input itself)."""
+    modules = list(model.modules())
+    seen = Counter(id(m) for m in modules)
+    found = []
+    for module in modules:
+        if _runs_children_in_order(module):
+            children = list(module.children())
+            found += [(before, act) for before, act, after in zip(children, children[1:], children[2:] + [None])
+                      if isinstance(before, (Conv2D, BatchNorm2D)) and not isinstance(after, MaxPool2D)]
+        for klass, names in BLOCK_INPLACE.items():
+            if type(module) is klass:
+                found += [(None if before is None else getattr(module, before), getattr(module, name))
+                          for before, name in names]
+    return [(before, act) for before, act in found
+            if type(act) in INPLACE and seen[id(act)] == 1 and not act.training]
+
+
 @contextmanager
 def inference_pass(model):
-    """Around an eval-mode forward of ``model``: the folded pairs are marked on their layers for
-    the length of the call (the outermost call only; nested containers run inside it)."""
+    """Around an eval-mode forward of ``model``: the folded pairs and the in-place activations are
+    marked on their layers for the length of the call (the outermost call only; nested containers
+    run inside it)."""
     depth = getattr(_pass, "depth", 0)
-    if depth or model.training or not tuning.FOLD_BATCHNORM:
+    if depth or model.training:
         yield
         return
-    marked = []
-    for conv, bn in conv_bn_pairs(model):
+    pairs = conv_bn_pairs(model) if tuning.FOLD_BATCHNORM else []
+    acts = inplace_activations(model) if tuning.INPLACE_ACTIVATIONS else []
+    for conv, bn in pairs:
         conv.inference_fold, bn.folded_into = folded(conv, bn), conv
-        marked.append((conv, bn))
+    for _before, act in acts:
+        act.inference_inplace = True
     _pass.depth = depth + 1
     try:
         yield
     finally:
         _pass.depth = depth
-        for conv, bn in marked:
+        for conv, bn in pairs:
             conv.inference_fold, bn.folded_into = None, None
+        for _before, act in acts:
+            act.inference_inplace = False
 
 
 def conv_weights(conv):
@@ -145,6 +184,11 @@ def conv_weights(conv):
     if fold is not None:
         return fold.weight, fold.bias
     return conv.weight.data, None if conv.bias is None else conv.bias.data
+
+
+def overwrites_input(act) -> bool:
+    """Whether the activation may write its output over its input in this pass."""
+    return getattr(act, "inference_inplace", False) and not act.training
 
 
 def absorbed(bn) -> bool:

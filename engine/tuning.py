@@ -67,6 +67,10 @@ DEPTHWISE_EINSUM = True
 # ----------------------------------------------------------------------------------- inference
 #: In evaluation mode, BatchNorm2D after a convolution is folded into its weights (engine.inference).
 FOLD_BATCHNORM = True
+#: In evaluation mode, a ReLU or ReLU6 whose input nothing else reads overwrites it (engine.inference).
+INPLACE_ACTIVATIONS = True
+#: Stride-1 depthwise einsums run over whole output rows (OW*C values a loop), not pixels (C values).
+DEPTHWISE_ROWS = True
 
 #: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
 TABLE = {
@@ -111,5 +115,11 @@ TABLE = {
     "DEPTHWISE_EINSUM": ("one einsum over the windows view is 1.0-3.8x faster than k² multiply-adds",
                          "Intel"),
     "FOLD_BATCHNORM": ("one pass over the activations fewer per convolution and BatchNorm2D: inference "
-                       "step B/A 0.90 on EfficientNet-Lite0 (7 of 8 pairs), 0.88 on ResNet18 (5 of 5)", "AMD"),
+                       "step B/A 0.90 on EfficientNet-Lite0 (7 of 8 pairs), 0.88 on ResNet18 (5 of 5); in "
+                       "one-thread CPU time 0.89 and 1.03 (ResNet18's BatchNorms are 3 % of it)", "AMD"),
+    "INPLACE_ACTIVATIONS": ("no new array to write: one-thread CPU time of the inference step B/A 0.94 on "
+                            "EfficientNet-Lite0 (7 of 10 pairs), 0.97 on ResNet18 (4 of 6)", "AMD"),
+    "DEPTHWISE_ROWS": ("a NumPy inner loop of C values costs its start many times over: one-thread CPU time "
+                       "B/A 0.90 on EfficientNet-Lite0's inference step (5 of 6), 0.93 on ConvNeXt-Tiny's "
+                       "(6 of 6), 0.95 on EfficientNet-Lite0's training step (3 of 5)", "AMD"),
 }

@@ -171,3 +171,38 @@ def test_a_layer_used_twice_is_not_folded():
     conv, bn = C.Conv2D(3, 3, 3, padding=1), C.BatchNorm2D(3)
     model = Sequential(conv, bn, Sequential(conv, C.ReLU())).eval()
     assert inference.conv_bn_pairs(model) == []
+
+
+def test_activations_overwrite_only_arrays_nothing_else_reads():
+    model = model_with_statistics("resnet18", (3, 8, 8), np.float32)
+    acts = [act for _before, act in inference.inplace_activations(model)]
+    assert model.relu in acts and model.layer1[0].relu_out in acts and len(acts) == 17
+    first = Sequential(C.ReLU(), C.Conv2D(2, 2, 1), C.ReLU(), C.Conv2D(2, 2, 1), C.ReLU(), C.MaxPool2D(2)).eval()
+    assert inference.inplace_activations(first) == [(first[1], first[2])]  # not the first (its input is the caller's),
+    x = -np.ones((1, 4, 4, 2), np.float32)                     # nor one the engine may run after the pool
+    first(x)
+    assert (x == -1).all()
+    vgg = model_with_statistics("vgg16", (3, 16, 16), np.float32)
+    assert len(inference.inplace_activations(vgg)) == 13 - 4   # four ReLUs sit before a max-pool
+
+
+@pytest.mark.parametrize("rows", [True, False], ids=["rows", "pixels"])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: C.DepthwiseConv2D(6, 3, padding=1), (3, 7, 9, 6)),
+    (lambda: C.DepthwiseConv2D(5, 5, padding=4, dilation=2), (2, 9, 8, 5)),
+    (lambda: C.DepthwiseConv2D(4, 7, padding=3, bias=False), (2, 6, 6, 4)),
+    (lambda: C.DepthwiseConv2D(4, 3, stride=2, padding=1), (2, 7, 7, 4))], ids=["3x3", "dilated", "7x7", "stride2"])
+def test_depthwise_over_whole_rows_equals_the_reference(make, shape, rows, monkeypatch):
+    """Forward, dL/dx (a depthwise convolution itself for stride 1) and the weight gradients."""
+    monkeypatch.setattr(tuning, "DEPTHWISE_ROWS", rows)
+    x = np.random.default_rng(11).standard_normal(shape)
+    result = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        seed_everything(12)
+        layer = make().astype(np.float64)
+        y = layer(x)
+        g = np.random.default_rng(13).standard_normal(y.shape)
+        result[name] = [y, layer.backward(g)] + [p.grad.copy() for p in layer.parameters()]
+    for a, b in zip(result["reference"], result["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
