@@ -3,7 +3,11 @@
 Each channel has its own filter, so there is no matrix product: out is the sum over the k²
 offsets of ``window(x_pad, i, j) * w[i, j]``, with w[i, j] a (C,) vector. On the CPU that sum is
 one ``einsum`` over the windows view (``DEPTHWISE_EINSUM``); blocks of a few images
-(``DEPTHWISE_BLOCK_BYTES``) are shared out to every core.
+(``DEPTHWISE_BLOCK_BYTES``) are shared out to every core. With stride 1 (``DEPTHWISE_ROWS``) the
+einsum runs over whole output rows instead of pixels: the OW·C values an offset (i, j) reads
+for one output row are one contiguous run of the padded input, so the view
+``[n, y, i, j, q] = x_pad[n, y + i·d, j·d + q // C, q % C]`` (q < OW·C) against w[i, j] repeated
+OW times gives NumPy's inner loop OW·C values instead of C.
 
 Backward: dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy. dX: with stride 1, a
 depthwise convolution of dY (padded by d(k-1) - pad) with the kernel flipped in space; with a
@@ -13,11 +17,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from numpy.lib.stride_tricks import as_strided
+
 from common import backend
 from common.backend import xp
 from convolutional.geometry import pad_nhwc, unpad_nhwc, window, windows
 from engine import tuning
-from engine.arrays import column_sums
+from engine.arrays import channel_map, column_sums
 from engine.parallel import image_blocks, run_blocks, scratch, sum_blocks
 from engine.plan import flipped_input, offsets
 
@@ -28,8 +34,15 @@ def _fused_taps() -> bool:
 
 def depthwise_sum(x_pad, wk, out, stride, dilation):
     """out (N, OH, OW, C) = sum over the k² offsets of window(x_pad, i, j) * wk[i, j] (wk: (kh, kw, C))."""
-    kh, kw, _c = wk.shape
-    oh, ow = out.shape[1:3]
+    kh, kw, c = wk.shape
+    n, oh, ow = out.shape[:3]
+    if _fused_taps() and tuning.DEPTHWISE_ROWS and stride == (1, 1) and out.flags.c_contiguous \
+            and x_pad.strides[3] == x_pad.itemsize and x_pad.strides[2] == c * x_pad.itemsize:
+        s_n, s_h, s_w, s_c = x_pad.strides
+        rows = as_strided(x_pad, (n, oh, kh, kw, ow * c), (s_n, s_h, dilation[0] * s_h, dilation[1] * s_w, s_c),
+                          writeable=False)
+        xp.einsum("nyijq,ijq->nyq", rows, xp.tile(wk, (1, 1, ow)), out=out.reshape(n, oh, ow * c))
+        return out
     if _fused_taps():
         # element [n, y, x, i, j, c] of the view is x_pad[n, y*s + i*d, x*s + j*d, c]
         xp.einsum("nhwijc,ijc->nhwc", windows(x_pad, (kh, kw), (oh, ow), stride, dilation), wk, out=out)
@@ -57,8 +70,9 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
 
     def work(n0, n1, buf):
         ob = depthwise_sum(x_pad[n0:n1], wk, out[n0:n1], stride, dilation)
-        if bias is not None:
-            ob += bias
+        if bias is not None:  # on rows of many pixels: a loop per pixel of C values would cost more
+            ob2 = ob.reshape(-1, c)
+            channel_map(xp.add, ob2, bias, ob2)
 
     run_blocks(blocks, work)
     cache = SimpleNamespace(wk=wk, x_pad=x_pad, x_shape=x.shape, pads=pads, stride=stride,
