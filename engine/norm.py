@@ -174,21 +174,30 @@ class _Rows:
 
 
 def layernorm_forward(self, x):
-    """LayerNorm2D.forward: each block's row means as matrix-vector products, in cache."""
+    """LayerNorm2D.forward: each block's row means as matrix-vector products, in cache. Training
+    keeps x_hat for backward; evaluation writes it straight into the output and keeps x and the
+    row means instead (a backward pass after it makes x_hat again, a block at a time)."""
     check_nhwc(x, self.num_channels, f"LayerNorm2D({self.num_channels})")
     c = self.num_channels
     x2 = xp.ascontiguousarray(x).reshape(-1, c)
     m = x2.shape[0]
-    x_hat, out = xp.empty_like(x2), xp.empty_like(x2)
+    keep = self.training
+    out = xp.empty_like(x2)
+    x_hat = xp.empty_like(x2) if keep else None
+    means = None if keep else xp.empty(m, dtype=x2.dtype)
     inv_std = xp.empty(m, dtype=x2.dtype)
     weight, bias = self.weight.data, self.bias.data
     blocks = _layernorm_blocks(m, x2.itemsize * c)
 
     def work(r0, r1, buf):
-        xb, hb, ob = x2[r0:r1], x_hat[r0:r1], out[r0:r1]
+        xb, ob = x2[r0:r1], out[r0:r1]
+        hb = x_hat[r0:r1] if keep else ob
+        squares = ob if keep else scratch(buf, "squares", (blocks[0][1], c), x2.dtype)[:r1 - r0]
         mean = row_means(xb)
+        if not keep:
+            means[r0:r1] = mean
         xp.subtract(xb, mean[:, None], out=hb)                   # x - mean
-        var = row_means(xp.multiply(hb, hb, out=ob))            # mean of (x - mean)^2
+        var = row_means(xp.multiply(hb, hb, out=squares))       # mean of (x - mean)^2
         s = inv_std[r0:r1]
         xp.sqrt(var + self.eps, out=s)
         xp.reciprocal(s, out=s)
@@ -198,6 +207,7 @@ def layernorm_forward(self, x):
 
     run_blocks(blocks, work)
     self.x_hat, self.inv_std = x_hat, inv_std
+    self.x2, self.means = (None, None) if keep else (x2, means)
     return out.reshape(x.shape)
 
 
@@ -209,7 +219,13 @@ def layernorm_backward(self, grad_out):
     blocks = _layernorm_blocks(g2.shape[0], g2.itemsize * c)
 
     def part(r0, r1, buf):
-        gb, hb, db = g2[r0:r1], x_hat[r0:r1], dx[r0:r1]
+        gb, db = g2[r0:r1], dx[r0:r1]
+        if x_hat is None:  # after an evaluation-mode forward pass: x_hat from x and the row statistics
+            hb = scratch(buf, "x_hat", (blocks[0][1], c), g2.dtype)[:r1 - r0]
+            xp.subtract(self.x2[r0:r1], self.means[r0:r1, None], out=hb)
+            hb *= inv_std[r0:r1, None]
+        else:
+            hb = x_hat[r0:r1]
         sums = scratch(buf, "sums", (2, c), g2.dtype)
         sums[0] = column_sums(xp.multiply(gb, hb, out=db))       # dgamma: sum of g * x_hat
         sums[1] = column_sums(gb)                                # dbeta: sum of g

@@ -124,7 +124,8 @@ def test_training_mode_numbers_are_untouched_by_an_eval_pass():
     np.testing.assert_allclose(out["fast"][1], out["reference"][1], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("arch, shape", [("resnet18", (3, 8, 8)), ("efficientnet_lite0", (3, 16, 16))])
+@pytest.mark.parametrize("arch, shape", [("resnet18", (3, 8, 8)), ("efficientnet_lite0", (3, 16, 16)),
+                                         ("convnext_tiny", (3, 16, 16))])
 def test_gradients_in_evaluation_mode_stay_exact_after_a_folded_forward(arch, shape):
     """dL/dx and every parameter's gradient (conv weights, gamma, beta) of an eval-mode backward."""
     x = np.random.default_rng(4).standard_normal((2, *shape))
