@@ -4,6 +4,11 @@ Every architecture, built small, in evaluation mode: the fast engine (folding on
 reference engine's logits (float64 to 1e-10, float32 to 1e-4), gradients in evaluation mode stay
 exact, the saved tensors never change, and the folded weights follow every change of the model.
 """
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -207,3 +212,22 @@ def test_depthwise_over_whole_rows_equals_the_reference(make, shape, rows, monke
         result[name] = [y, layer.backward(g)] + [p.grad.copy() for p in layer.parameters()]
     for a, b in zip(result["reference"], result["fast"]):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_profile_layers_times_inference_steps_on_the_cpu_clock(tmp_path):
+    """``--eval``: forward times only (no backward column filled), in evaluation mode; ``--clock cpu``."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "profile_layers.py"
+    out = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, str(script), "baseline", "--eval", "--steps", "2", "--warmup", "0",
+                           "--batch-size", "8", "--clock", "cpu", "--by", "type", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "inference (eval, forward only)" in proc.stdout and "cpu clock" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["mode"] == "eval"
+    rows = {r["name"]: r for r in report["rows"]}
+    assert rows["Conv2D"]["forward_ms"] > 0 and rows["BatchNorm2D"]["count"] == 3
+    assert all(r["backward_ms"] == 0 for r in report["rows"])
+    bad = subprocess.run([sys.executable, str(script), "baseline", "--clock", "sundial"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
