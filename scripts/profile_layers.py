@@ -34,6 +34,13 @@ a machine loaded by other work the time spent waiting for a core is left out, wh
 clock counts in slices of the scheduler's. Use it with ``--threads 1``: worker threads spinning
 between blocks count as CPU time.
 
+``--eval --torch`` times the benchmark's PyTorch twin of the model (same weights, same batch,
+``torch.no_grad()``, as many threads as NNOTT's cores) against ours instead, inference steps
+alternating in one process, and prints the ratio of images/s ours / torch; with ``--clock cpu
+--threads 1`` it is the steadiest inference ratio a loaded machine gives::
+
+    python scripts/profile_layers.py efficientnet_lite0 --eval --torch --threads 1 --clock cpu --steps 8
+
 Two runs of one command in separate processes can differ by a third on a shared virtual
 machine; steps that alternate within one process moved together, which is how the block sizes
 in ``tutorial/performance-notes.md`` were chosen. Only settings read when they are used can be
@@ -294,6 +301,9 @@ def main(argv=None) -> int:
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                         help="wall time (default) or the process's CPU time, which leaves out waiting for a "
                              "core on a loaded machine (use with --threads 1)")
+    parser.add_argument("--torch", action="store_true",
+                        help="with --eval: time PyTorch's twin of the model against ours instead, inference "
+                             "steps alternating, and print the ratio (needs torch; benchmark models only)")
     parser.add_argument("--by", choices=("layer", "type"), default="layer",
                         help="one row per leaf layer (default) or per layer class")
     parser.add_argument("--top", type=int, default=None, help="show only the N most expensive rows")
@@ -311,6 +321,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--batch-size and --steps must be at least 1, --warmup at least 0")
+    if args.torch and (not args.eval or args.ab):
+        parser.error("--torch compares inference steps: give it with --eval and without --ab")
 
     from common.errors import UserError
 
@@ -337,6 +349,8 @@ def main(argv=None) -> int:
     if flat:
         x = x.reshape(args.batch_size, -1)
     y = rng.integers(0, 10, size=args.batch_size).astype(np.int64)
+    if args.torch:
+        return report_torch(args, model, x, shape)
     if args.ab:
         return report_ab(args, model, to_device(x), to_device(y), shape)
     timers, step_times, _ = profile(model, to_device(x), to_device(y), args.steps, args.warmup, args.eval)
@@ -353,6 +367,51 @@ def main(argv=None) -> int:
             "mode": "eval" if args.eval else "train",
             "rows": [dict(zip(("name", "forward_ms", "backward_ms", "other_ms", "total_ms", "count"), r))
                      for r in rows]}, indent=1))
+    return 0
+
+
+def report_torch(args, model, x, shape) -> int:
+    """Our inference step against PyTorch's twin (scripts/bench/workloads.py), alternating."""
+    import dataclasses
+    from importlib.util import find_spec
+
+    from engine.parallel import cpu_cores
+    from scripts.bench.workloads import MODELS, build_torch, describe_layers
+
+    if find_spec("torch") is None or args.model not in MODELS or not MODELS[args.model].has_torch:
+        print(f"error: --torch needs PyTorch installed and a model of the benchmark with a PyTorch twin "
+              f"({', '.join(n for n, w in MODELS.items() if w.has_torch)})", file=sys.stderr)
+        return 1
+    import torch
+
+    torch.set_num_threads(cpu_cores())
+    workload = dataclasses.replace(MODELS[args.model], input_shape=shape)
+    flat = workload.tier == "vectorized"
+    theirs = build_torch(workload, model.state_dict(), variant=getattr(model, "variant", "small") or "small",
+                         layers=describe_layers(model) if flat else None).eval()
+    model.eval()
+    from common.backend import to_device
+
+    ours_x, torch_x = to_device(x), torch.from_numpy(x)
+    times = ([], [])
+    with torch.no_grad():
+        for k in range(2 * (args.warmup + args.steps)):
+            side = k % 2 if (k // 2) % 2 == 0 else 1 - k % 2
+            t0 = clock()
+            model(ours_x) if side == 0 else theirs(torch_x)
+            if k >= 2 * args.warmup:
+                times[side].append(clock() - t0)
+    ours_ms, torch_ms = (1e3 * statistics.median(t) for t in times)
+    wins = sum(o < t for o, t in zip(*times))
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} inference steps of each after "
+          f"{args.warmup} warm-up; {cpu_cores()} cores (torch {torch.get_num_threads()} threads), {args.clock} clock")
+    print(f"ours {ours_ms:.2f} ms  torch {torch_ms:.2f} ms  images/s ours/torch {torch_ms / ours_ms:.3f}  "
+          f"ours faster in {wins} of {len(times[0])} pairs")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": args.model, "input_shape": shape, "batch_size": args.batch_size, "clock": args.clock,
+            "ours_ms": ours_ms, "torch_ms": torch_ms, "ratio": torch_ms / ours_ms,
+            "ours_steps_ms": [1e3 * t for t in times[0]], "torch_steps_ms": [1e3 * t for t in times[1]]}, indent=1))
     return 0
 
 

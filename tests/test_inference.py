@@ -231,3 +231,19 @@ def test_profile_layers_times_inference_steps_on_the_cpu_clock(tmp_path):
     bad = subprocess.run([sys.executable, str(script), "baseline", "--clock", "sundial"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("torch") is None, reason="needs PyTorch")
+def test_profile_layers_times_ours_against_the_torch_twin(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "profile_layers.py"
+    out = tmp_path / "ratio.json"
+    proc = subprocess.run([sys.executable, str(script), "lenet", "--eval", "--torch", "--steps", "2", "--warmup", "0",
+                           "--batch-size", "8", "--threads", "1", "--clock", "cpu", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert len(report["ours_steps_ms"]) == len(report["torch_steps_ms"]) == 2
+    assert report["ratio"] == pytest.approx(report["torch_ms"] / report["ours_ms"])
+    wrong = subprocess.run([sys.executable, str(script), "lenet", "--torch"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert wrong.returncode == 2 and "--torch compares inference steps" in wrong.stderr
