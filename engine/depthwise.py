@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from common import backend
@@ -36,7 +37,8 @@ def depthwise_sum(x_pad, wk, out, stride, dilation):
     """out (N, OH, OW, C) = sum over the k² offsets of window(x_pad, i, j) * wk[i, j] (wk: (kh, kw, C))."""
     kh, kw, c = wk.shape
     n, oh, ow = out.shape[:3]
-    if _fused_taps() and tuning.DEPTHWISE_ROWS and stride == (1, 1) and out.flags.c_contiguous \
+    if _fused_taps() and tuning.DEPTHWISE_ROWS and stride == (1, 1) and type(x_pad) is np.ndarray \
+            and out.flags.c_contiguous \
             and x_pad.strides[3] == x_pad.itemsize and x_pad.strides[2] == c * x_pad.itemsize:
         s_n, s_h, s_w, s_c = x_pad.strides
         rows = as_strided(x_pad, (n, oh, kh, kw, ow * c), (s_n, s_h, dilation[0] * s_h, dilation[1] * s_w, s_c),

@@ -247,3 +247,20 @@ def test_profile_layers_times_ours_against_the_torch_twin(tmp_path):
     wrong = subprocess.run([sys.executable, str(script), "lenet", "--torch"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=120, check=False)
     assert wrong.returncode == 2 and "--torch compares inference steps" in wrong.stderr
+
+
+def test_an_inference_pass_keeps_to_the_device_under_the_strict_backend(strict_backend):
+    """Folding, its cache check, in-place ReLUs and an eval-mode backward with CuPy's rules."""
+    from common.backend import StrictArray, to_device, to_numpy
+
+    seed_everything(3)
+    model = Sequential(C.ToChannelsLast(), C.Conv2D(3, 6, 3, padding=1, bias=False), C.BatchNorm2D(6), C.ReLU(),
+                       C.BasicBlock(6, 8, 2), C.DepthwiseConv2D(8, 3, padding=1), C.BatchNorm2D(8), C.ReLU6(),
+                       C.GlobalAvgPool2D()).eval()
+    assert len(inference.conv_bn_pairs(model)) == 5
+    x = to_device(np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32))
+    for _ in range(2):  # made, then taken from the cache
+        out = model(x)
+    dx = model.backward(to_device(np.ones(out.shape, np.float32)))
+    assert isinstance(out, StrictArray) and isinstance(dx, StrictArray)
+    assert all(isinstance(p.grad, StrictArray) and np.isfinite(to_numpy(p.grad)).all() for p in model.parameters())
