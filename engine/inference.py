@@ -16,8 +16,8 @@ runs its children one after another (a Sequential, or a Network that keeps the b
 layer that appears twice in the model, a BatchNorm2D in training mode or without running
 statistics, and a convolution with another padding mode than zeros are left alone.
 
-**When.** With ``tuning.FOLD_BATCHNORM`` on, the outermost eval-mode forward of a Sequential or a Network (:func:`inference_pass`)
-walks the model once, marks the pairs on their layers for the length of that call, and takes
+**When.** With ``tuning.FOLD_BATCHNORM`` on, the outermost eval-mode forward of a Sequential or a
+Network (:func:`inference_pass`) walks the model once, marks the pairs on their layers for the length of that call, and takes
 each pair's W' and b' from a cache. A cache entry is used only while every array it was made
 from is the same object holding the same values (an exact comparison with a copy), so an
 optimizer step, ``load_state_dict`` or a training-mode forward (running statistics) refreshes it.
@@ -48,8 +48,8 @@ from convolutional.architectures.base import Network
 from convolutional.blocks import BasicBlock
 from convolutional.conv import Conv2D
 from convolutional.norm import BatchNorm2D
-from engine import tuning
 from convolutional.pooling import MaxPool2D
+from engine import tuning
 from vectorized.activations import ReLU, ReLU6
 from vectorized.module import Sequential
 
