@@ -18,11 +18,11 @@ statistics, and a convolution with another padding mode than zeros are left alon
 
 **When.** With ``tuning.FOLD_BATCHNORM`` on, the outermost eval-mode forward of a Sequential or a
 Network (:func:`inference_pass`) walks the model once, marks the pairs on their layers for the
-length of that call, and takes each pair's W' and b' from a cache. A cache entry is used only while every array it was made
-from is the same object holding the same values (an exact comparison with a copy), so an
-optimizer step, ``load_state_dict`` or a training-mode forward (running statistics) refreshes it.
-The model's parameters and buffers are never written: ``state_dict()`` and checkpoints hold
-the unfolded weights.
+length of that call, and takes each pair's W' and b' from a cache. A cache entry is used only
+while every array it was made from is the same object holding the same values (an exact
+comparison with a copy), so an optimizer step, ``load_state_dict`` or a training-mode forward
+(running statistics) refreshes it. The model's parameters and buffers are never written:
+``state_dict()`` and checkpoints hold the unfolded weights.
 
 **Activations in place.** In the same pass a ReLU or ReLU6 whose input is certainly a fresh array
 that nothing else reads (it follows a convolution or a BatchNorm2D in a container that runs its
