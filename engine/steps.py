@@ -10,6 +10,9 @@
   it: max(relu(a), relu(b)) = relu(max(a, b)), and in backward the gradient reaches the window's
   first maximum either way when that maximum is positive, and no input at all when it is not. The
   ReLU then touches the pooled values only, a quarter of them behind a 2x2 pool.
+* **Evaluation mode.** The outermost eval-mode forward of a Sequential or a Network opens an
+  inference pass (:mod:`engine.inference`): BatchNorm2D folded into the convolution before it,
+  ReLUs in place.
 * **How to share the cores** (:func:`engine.parallel.choose_parallelism`), from the forward
   FLOPs of a batch, once before training.
 """
