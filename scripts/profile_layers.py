@@ -37,7 +37,9 @@ between blocks count as CPU time.
 ``--eval --torch`` times the benchmark's PyTorch twin of the model (same weights, same batch,
 ``torch.no_grad()``, as many threads as NNOTT's cores) against ours instead, inference steps
 alternating in one process, and prints the ratio of images/s ours / torch; with ``--clock cpu
---threads 1`` it is the steadiest inference ratio a loaded machine gives::
+--threads 1`` it is the steadiest inference ratio a loaded machine gives. (With more threads the
+two frameworks disturb each other in one process: an OpenBLAS helper thread spinning after our
+products slows PyTorch's steps. The benchmark runs each in a process of its own.)::
 
     python scripts/profile_layers.py efficientnet_lite0 --eval --torch --threads 1 --clock cpu --steps 8
 
