@@ -23,6 +23,7 @@ file                      what it does
 ``losses.py``             cross-entropy for the common case in fewer passes
 ``optim.py``              Adam on flat arrays and slices
 ``steps.py``              whole-model passes: no dX for the images, ReLU after max-pool, threads
+``inference.py``          evaluation passes: BatchNorm2D folded into convolutions, ReLUs in place
 ========================  ============================================================
 
 Importing ``engine`` registers every replacement with :mod:`common.dispatch`; :func:`use`

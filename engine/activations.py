@@ -9,14 +9,21 @@ import math
 
 from common.backend import xp
 from engine import tuning
+from engine.inference import overwrites_input
 from engine.parallel import blocks_of, elementwise, run_blocks, scratch
 from vectorized.activations import _ERFC_COEFFS, GELU, ReLU, ReLU6
 
 
-def relu_forward(self, x):
+def _output(self, x):
+    """A new array, or ``x`` itself where an inference pass lets the layer overwrite its input
+    (engine.inference); backward reads the output then, whose signs and bounds are x's."""
+    out = x if overwrites_input(self) and x.flags.c_contiguous else xp.empty(x.shape, dtype=x.dtype)
     self.x = x
-    out = xp.empty(x.shape, dtype=x.dtype)
-    return elementwise(lambda o, a: xp.maximum(a, 0, out=o), out, x)
+    return out
+
+
+def relu_forward(self, x):
+    return elementwise(lambda o, a: xp.maximum(a, 0, out=o), _output(self, x), x)
 
 
 def relu_backward(self, grad_out):
@@ -25,9 +32,7 @@ def relu_backward(self, grad_out):
 
 
 def relu6_forward(self, x):
-    self.x = x
-    out = xp.empty(x.shape, dtype=x.dtype)
-    return elementwise(lambda o, a: xp.clip(a, 0, 6, out=o), out, x)
+    return elementwise(lambda o, a: xp.clip(a, 0, 6, out=o), _output(self, x), x)
 
 
 def relu6_backward(self, grad_out):

@@ -20,6 +20,7 @@ from engine.banded import banded_forward, banded_input_grad, banded_weight_grad
 from engine.col2im import input_grad_by_col2im
 from engine.depthwise import depthwise_backward, depthwise_forward
 from engine.gather import gather_forward, weight_grad
+from engine.inference import add_conv_grads, conv_weights
 from engine.plan import Saved, flipped_input, kernel_view, make_plan, wmat
 from engine.winograd import winograd_forward, winograd_weight_grad
 from engine.steps import skips_input_grad
@@ -101,18 +102,18 @@ def conv_layer_forward(self, x):
         return Conv2D.forward.reference(self, x)
     check_nhwc(x, self.in_channels, repr(self).split("\n")[0])
     out_hw = self.output_hw(x.shape[1], x.shape[2])
-    bias = None if self.bias is None else self.bias.data
+    weight, bias = conv_weights(self)  # a BatchNorm2D folded in, in an inference pass (engine.inference)
     geometry = (self.stride, self.pads, self.dilation, out_hw)
     if self.depthwise:
-        out, self.cache = depthwise_forward(x, self.weight.data, bias, *geometry)
+        out, self.cache = depthwise_forward(x, weight, bias, *geometry)
     elif self.groups == 1:
-        out, self.cache = conv2d_forward(x, self.weight.data, bias, *geometry)
+        out, self.cache = conv2d_forward(x, weight, bias, *geometry)
     else:  # a grouped convolution is `groups` independent convolutions side by side
         cg, og = self.in_channels // self.groups, self.out_channels // self.groups
         outs, self.cache = [], []
         for g in range(self.groups):
             b = None if bias is None else bias[g * og:(g + 1) * og]
-            o, cache = conv2d_forward(x[..., g * cg:(g + 1) * cg], self.weight.data[g * og:(g + 1) * og], b,
+            o, cache = conv2d_forward(x[..., g * cg:(g + 1) * cg], weight[g * og:(g + 1) * og], b,
                                       *geometry)
             outs.append(o)
             self.cache.append(cache)
@@ -134,10 +135,8 @@ def conv_layer_backward(self, grad_out):
                  for g, cache in enumerate(self.cache)]
         dx = xp.concatenate([p[0] for p in parts], axis=3) if input_grad else None
         dw = xp.concatenate([p[1] for p in parts], axis=0)
-        db = None if self.bias is None else xp.concatenate([p[2] for p in parts], axis=0)
-    self.weight.grad += dw
-    if self.bias is not None:
-        self.bias.grad += db
+        db = None if parts[0][2] is None else xp.concatenate([p[2] for p in parts], axis=0)
+    add_conv_grads(self, dw, db)
     return dx
 
 

@@ -3,7 +3,11 @@
 Each channel has its own filter, so there is no matrix product: out is the sum over the k²
 offsets of ``window(x_pad, i, j) * w[i, j]``, with w[i, j] a (C,) vector. On the CPU that sum is
 one ``einsum`` over the windows view (``DEPTHWISE_EINSUM``); blocks of a few images
-(``DEPTHWISE_BLOCK_BYTES``) are shared out to every core.
+(``DEPTHWISE_BLOCK_BYTES``) are shared out to every core. With stride 1 (``DEPTHWISE_ROWS``) the
+einsum runs over whole output rows instead of pixels: the OW·C values an offset (i, j) reads
+for one output row are one contiguous run of the padded input, so the view
+``[n, y, i, j, q] = x_pad[n, y + i·d, j·d + q // C, q % C]`` (q < OW·C) against w[i, j] repeated
+OW times gives NumPy's inner loop OW·C values instead of C.
 
 Backward: dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy. dX: with stride 1, a
 depthwise convolution of dY (padded by d(k-1) - pad) with the kernel flipped in space; with a
@@ -13,11 +17,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
 from common import backend
 from common.backend import xp
 from convolutional.geometry import pad_nhwc, unpad_nhwc, window, windows
 from engine import tuning
-from engine.arrays import column_sums
+from engine.arrays import channel_map, column_sums
 from engine.parallel import image_blocks, run_blocks, scratch, sum_blocks
 from engine.plan import flipped_input, offsets
 
@@ -28,8 +35,16 @@ def _fused_taps() -> bool:
 
 def depthwise_sum(x_pad, wk, out, stride, dilation):
     """out (N, OH, OW, C) = sum over the k² offsets of window(x_pad, i, j) * wk[i, j] (wk: (kh, kw, C))."""
-    kh, kw, _c = wk.shape
-    oh, ow = out.shape[1:3]
+    kh, kw, c = wk.shape
+    n, oh, ow = out.shape[:3]
+    if _fused_taps() and tuning.DEPTHWISE_ROWS and stride == (1, 1) and type(x_pad) is np.ndarray \
+            and out.flags.c_contiguous \
+            and x_pad.strides[3] == x_pad.itemsize and x_pad.strides[2] == c * x_pad.itemsize:
+        s_n, s_h, s_w, s_c = x_pad.strides
+        rows = as_strided(x_pad, (n, oh, kh, kw, ow * c), (s_n, s_h, dilation[0] * s_h, dilation[1] * s_w, s_c),
+                          writeable=False)
+        xp.einsum("nyijq,ijq->nyq", rows, xp.tile(wk, (1, 1, ow)), out=out.reshape(n, oh, ow * c))
+        return out
     if _fused_taps():
         # element [n, y, x, i, j, c] of the view is x_pad[n, y*s + i*d, x*s + j*d, c]
         xp.einsum("nhwijc,ijc->nhwc", windows(x_pad, (kh, kw), (oh, ow), stride, dilation), wk, out=out)
@@ -45,30 +60,45 @@ def depthwise_sum(x_pad, wk, out, stride, dilation):
     return out
 
 
+def padded_block(x, n0, n1, pads, buf, block_images):
+    """Images n0..n1-1 of ``x`` (N, H, W, C) with ``pads`` of zeros, in the worker's scratch buffer:
+    its border is zeroed once per call of run_blocks and only the inside is copied, a block at a
+    time (on every core, and still in cache for the sums that read it)."""
+    top, bottom, left, right = pads
+    if not any(pads):
+        return x[n0:n1]
+    _n, h, w, c = x.shape
+    xb = scratch(buf, "x_pad", (block_images, h + top + bottom, w + left + right, c), x.dtype, zeros=True)[:n1 - n0]
+    xb[:, top:top + h, left:left + w] = x[n0:n1]
+    return xb
+
+
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
-    """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache."""
+    """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache (the input is kept,
+    not its padded copy: each block pads its images itself)."""
     wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
     c = wk.shape[2]
     oh, ow = out_hw
     n = x.shape[0]
-    x_pad = pad_nhwc(x, pads)
     out = xp.empty((n, oh, ow, c), dtype=x.dtype)
     blocks = image_blocks(n, oh * ow * c * x.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
 
     def work(n0, n1, buf):
-        ob = depthwise_sum(x_pad[n0:n1], wk, out[n0:n1], stride, dilation)
-        if bias is not None:
-            ob += bias
+        xb = padded_block(x, n0, n1, pads, buf, blocks[0][1])
+        ob = depthwise_sum(xb, wk, out[n0:n1], stride, dilation)
+        if bias is not None:  # on rows of many pixels: a loop per pixel of C values would cost more
+            ob2 = ob.reshape(-1, c)
+            channel_map(xp.add, ob2, bias, ob2)
 
     run_blocks(blocks, work)
-    cache = SimpleNamespace(wk=wk, x_pad=x_pad, x_shape=x.shape, pads=pads, stride=stride,
+    cache = SimpleNamespace(wk=wk, x=x, x_shape=x.shape, pads=pads, stride=stride,
                             dilation=dilation, out_hw=out_hw)
     return out, cache
 
 
 def depthwise_backward(dy, cache):
     """dy: (N, OH, OW, C) -> dx: (N, H, W, C), dweight: (C, 1, kh, kw), dbias: (C,)."""
-    wk, x_pad = cache.wk, cache.x_pad
+    wk, x = cache.wk, cache.x
     kh, kw, c = wk.shape
     oh, ow = cache.out_hw
     n = cache.x_shape[0]
@@ -80,11 +110,13 @@ def depthwise_backward(dy, cache):
         wk_flipped = xp.ascontiguousarray(wk[::-1, ::-1])
         dy_src, dy_pads = flipped_input(dy, (kh, kw), dilation, cache.pads, cache.out_hw)
     else:
-        dx_pad = xp.zeros(x_pad.shape, dtype=dy.dtype)
+        top, bottom, left, right = cache.pads
+        h, w = cache.x_shape[1:3]
+        dx_pad = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=dy.dtype)
     blocks = image_blocks(n, oh * ow * c * dy.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
 
     def part(n0, n1, buf):  # this block's dw; its dx is written on the way
-        xb, dyb = x_pad[n0:n1], dy[n0:n1]
+        xb, dyb = padded_block(x, n0, n1, cache.pads, buf, blocks[0][1]), dy[n0:n1]
         if _fused_taps():
             dwk = xp.einsum("nhwijc,nhwc->ijc", windows(xb, (kh, kw), (oh, ow), stride, dilation), dyb,
                             out=scratch(buf, "dw", wk.shape, dy.dtype))

@@ -16,6 +16,7 @@ from convolutional.geometry import check_nhwc
 from convolutional.norm import BatchNorm2D, LayerNorm2D
 from engine import tuning
 from engine.arrays import column_sums, row_means
+from engine.inference import absorbed
 from engine.parallel import blocks_of, run_blocks, scratch, sum_blocks
 
 
@@ -24,6 +25,10 @@ def batchnorm_forward(self, x):
     gamma and beta, without running statistics, with a cumulative average (momentum None) or on
     an empty batch, the layer's own code runs."""
     check_nhwc(x, self.num_features, f"BatchNorm2D({self.num_features})")
+    self.ran_absorbed = absorbed(self)
+    if self.ran_absorbed:  # folded into the convolution before it (engine.inference): x is already y
+        self.on_reference = False
+        return x
     self.on_reference = (not self.affine or not self.track_running_stats or self.momentum is None
                          or x.shape[0] == 0)
     if self.on_reference:
@@ -78,6 +83,8 @@ def _batchnorm_evaluate(self, x, rows, xw):
 
 
 def batchnorm_backward(self, grad_out):
+    if getattr(self, "ran_absorbed", False):  # the convolution's backward made gamma's and beta's gradients
+        return grad_out
     if self.on_reference:
         return BatchNorm2D.backward.reference(self, grad_out)
     rows, centred, inv_std = self.rows, self.centred, self.inv_std
@@ -167,21 +174,30 @@ class _Rows:
 
 
 def layernorm_forward(self, x):
-    """LayerNorm2D.forward: each block's row means as matrix-vector products, in cache."""
+    """LayerNorm2D.forward: each block's row means as matrix-vector products, in cache. Training
+    keeps x_hat for backward; evaluation writes it straight into the output and keeps x and the
+    row means instead (a backward pass after it makes x_hat again, a block at a time)."""
     check_nhwc(x, self.num_channels, f"LayerNorm2D({self.num_channels})")
     c = self.num_channels
     x2 = xp.ascontiguousarray(x).reshape(-1, c)
     m = x2.shape[0]
-    x_hat, out = xp.empty_like(x2), xp.empty_like(x2)
+    keep = self.training
+    out = xp.empty_like(x2)
+    x_hat = xp.empty_like(x2) if keep else None
+    means = None if keep else xp.empty(m, dtype=x2.dtype)
     inv_std = xp.empty(m, dtype=x2.dtype)
     weight, bias = self.weight.data, self.bias.data
     blocks = _layernorm_blocks(m, x2.itemsize * c)
 
     def work(r0, r1, buf):
-        xb, hb, ob = x2[r0:r1], x_hat[r0:r1], out[r0:r1]
+        xb, ob = x2[r0:r1], out[r0:r1]
+        hb = x_hat[r0:r1] if keep else ob
+        squares = ob if keep else scratch(buf, "squares", (blocks[0][1], c), x2.dtype)[:r1 - r0]
         mean = row_means(xb)
+        if not keep:
+            means[r0:r1] = mean
         xp.subtract(xb, mean[:, None], out=hb)                   # x - mean
-        var = row_means(xp.multiply(hb, hb, out=ob))            # mean of (x - mean)^2
+        var = row_means(xp.multiply(hb, hb, out=squares))       # mean of (x - mean)^2
         s = inv_std[r0:r1]
         xp.sqrt(var + self.eps, out=s)
         xp.reciprocal(s, out=s)
@@ -191,6 +207,7 @@ def layernorm_forward(self, x):
 
     run_blocks(blocks, work)
     self.x_hat, self.inv_std = x_hat, inv_std
+    self.x2, self.means = (None, None) if keep else (x2, means)
     return out.reshape(x.shape)
 
 
@@ -202,7 +219,13 @@ def layernorm_backward(self, grad_out):
     blocks = _layernorm_blocks(g2.shape[0], g2.itemsize * c)
 
     def part(r0, r1, buf):
-        gb, hb, db = g2[r0:r1], x_hat[r0:r1], dx[r0:r1]
+        gb, db = g2[r0:r1], dx[r0:r1]
+        if x_hat is None:  # after an evaluation-mode forward pass: x_hat from x and the row statistics
+            hb = scratch(buf, "x_hat", (blocks[0][1], c), g2.dtype)[:r1 - r0]
+            xp.subtract(self.x2[r0:r1], self.means[r0:r1, None], out=hb)
+            hb *= inv_std[r0:r1, None]
+        else:
+            hb = x_hat[r0:r1]
         sums = scratch(buf, "sums", (2, c), g2.dtype)
         sums[0] = column_sums(xp.multiply(gb, hb, out=db))       # dgamma: sum of g * x_hat
         sums[1] = column_sums(gb)                                # dbeta: sum of g

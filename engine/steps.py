@@ -10,6 +10,9 @@
   it: max(relu(a), relu(b)) = relu(max(a, b)), and in backward the gradient reaches the window's
   first maximum either way when that maximum is positive, and no input at all when it is not. The
   ReLU then touches the pooled values only, a quarter of them behind a 2x2 pool.
+* **Evaluation mode.** The outermost eval-mode forward of a Sequential or a Network opens an
+  inference pass (:mod:`engine.inference`): BatchNorm2D folded into the convolution before it,
+  ReLUs in place.
 * **How to share the cores** (:func:`engine.parallel.choose_parallelism`), from the forward
   FLOPs of a batch, once before training.
 """
@@ -22,6 +25,7 @@ from convolutional.conv import Conv2D
 from convolutional.layout import Flatten as ChannelsFirstFlatten
 from convolutional.layout import ToChannelsLast
 from convolutional.pooling import MaxPool2D
+from engine.inference import inference_pass
 from engine.parallel import choose_parallelism
 from vectorized.activations import ReLU
 from vectorized.layers import Linear
@@ -93,8 +97,16 @@ def run_order(layers: list) -> list:
 
 
 def sequential_forward(self, x):
-    for layer in run_order(list(self.children())):
-        x = layer(x)
+    with inference_pass(self):  # in evaluation mode: BatchNorm2D folded into convolutions
+        for layer in run_order(list(self.children())):
+            x = layer(x)
+    return x
+
+
+def network_forward(self, x):
+    with inference_pass(self):
+        for child in self.children():
+            x = child(x)
     return x
 
 
@@ -104,5 +116,6 @@ def sequential_backward(self, grad_out):
     return grad_out
 
 
-REPLACEMENTS = [(Sequential, "forward", sequential_forward), (Sequential, "backward", sequential_backward)]
+REPLACEMENTS = [(Sequential, "forward", sequential_forward), (Sequential, "backward", sequential_backward),
+                (Network, "forward", network_forward)]
 HOOKS = {"training_backward": training_backward, "prepare_training": prepare_training}

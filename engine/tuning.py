@@ -31,8 +31,8 @@ IMAGE_BLOCK_BYTES = 2**22
 WIDE_VALUES = 8192
 #: Bytes of one block of LayerNorm2D's rows (about four such arrays are in use at once).
 LAYERNORM_BLOCK_BYTES = 2**20
-#: Elements per block of the float32 GELU (its dozen temporaries stay in one core's cache).
-GELU_BLOCK = 2**16
+#: Elements per block of the float32 GELU (few blocks: each block is some twenty NumPy calls).
+GELU_BLOCK = 2**18
 #: Bytes of one parameter slice in Adam's update (five such slices are in use at once).
 ADAM_BLOCK_BYTES = 2**18
 #: Parameters of at most this many bytes take Adam's step together, as one flat array.
@@ -80,6 +80,14 @@ WINOGRAD_KERNEL_SHARE = 1
 #: dW by Winograd's tiles too (else by the column matrix of :mod:`engine.gather`).
 WINOGRAD_WEIGHT_GRAD = True
 
+# ----------------------------------------------------------------------------------- inference
+#: In evaluation mode, BatchNorm2D after a convolution is folded into its weights (engine.inference).
+FOLD_BATCHNORM = True
+#: In evaluation mode, a ReLU or ReLU6 whose input nothing else reads overwrites it (engine.inference).
+INPLACE_ACTIVATIONS = True
+#: Stride-1 depthwise einsums run over whole output rows (OW*C values a loop), not pixels (C values).
+DEPTHWISE_ROWS = True
+
 #: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
 TABLE = {
     "SMALL_WORK_BYTES": ("handing a block to a worker costs 50-100 us; less work than this is not worth it",
@@ -98,8 +106,9 @@ TABLE = {
     "WIDE_VALUES": ("a NumPy inner loop per row of C values costs as much as a few hundred values "
                     "(C=32: 1.08 vs 0.19 ms)", "Intel"),
     "LAYERNORM_BLOCK_BYTES": ("four arrays of a block stay in a 2 MiB L2", "Intel"),
-    "GELU_BLOCK": ("the erfc fit's temporaries of 64k values stay in cache; whole-array passes went to "
-                   "memory twenty times", "Intel"),
+    "GELU_BLOCK": ("blocks instead of whole-array passes, which went to memory twenty times (Intel, 2**16); "
+                   "on AMD 2**18 against 2**16: ConvNeXt-Tiny inference step B/A 0.86 (12 of 12 pairs), "
+                   "training step 1.00 (5 of 6); 2**19 no better (1.01)", "AMD and Intel"),
     "ADAM_BLOCK_BYTES": ("five slices of 256 KiB stay in L2 while the moments are updated", "Intel"),
     "ADAM_FLAT_BYTES": ("small parameters (biases, norms) take one flat step instead of one call each",
                         "Intel"),
@@ -142,4 +151,12 @@ TABLE = {
                               "2 MiB blocks (7-8 images)", "AMD (loaded)"),
     "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-2.0x faster than by the column matrix on the ResNet18 "
                              "and VGG16 layers the rule gives to Winograd", "AMD (loaded)"),
+    "FOLD_BATCHNORM": ("one pass over the activations fewer per convolution and BatchNorm2D: inference "
+                       "step B/A 0.90 on EfficientNet-Lite0 (7 of 8 pairs), 0.88 on ResNet18 (5 of 5); in "
+                       "one-thread CPU time 0.89 and 1.03 (ResNet18's BatchNorms are 3 % of it)", "AMD"),
+    "INPLACE_ACTIVATIONS": ("no new array to write: one-thread CPU time of the inference step B/A 0.94 on "
+                            "EfficientNet-Lite0 (7 of 10 pairs), 0.97 on ResNet18 (4 of 6)", "AMD"),
+    "DEPTHWISE_ROWS": ("a NumPy inner loop of C values costs its start many times over: one-thread CPU time "
+                       "B/A 0.90 on EfficientNet-Lite0's inference step (5 of 6), 0.93 on ConvNeXt-Tiny's "
+                       "(6 of 6), 0.95 on EfficientNet-Lite0's training step (3 of 5)", "AMD"),
 }

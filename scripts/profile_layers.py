@@ -1,13 +1,17 @@
-"""Per-layer forward/backward timing of one training step (forward + cross-entropy + backward + Adam).
+"""Per-layer forward/backward timing of one training step (forward + cross-entropy + backward + Adam),
+or, with ``--eval``, of one inference step (evaluation mode, forward only).
 
     python scripts/profile_layers.py resnet18 --input-shape 3,32,32
+    python scripts/profile_layers.py efficientnet_lite0 --eval --by type
     python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type
     python scripts/profile_layers.py lenet --steps 20 --top 10
     python scripts/profile_layers.py mlp                      # the vectorized launcher's MLP
 
 Every *leaf* module (one with no children: Conv2D, BatchNorm2D, ReLU, Linear...) gets its
 ``forward`` and ``backward`` wrapped in a timer; the loss, the optimizer step and ``zero_grad``
-are timed on their own. What is left of the step ("glue") is the work blocks do themselves:
+are timed on their own. ``--eval`` times what the benchmark's inference step runs instead:
+``model.eval()`` and the forward pass alone (no loss, no backward, no optimizer), so the table
+has forward times only. What is left of the step ("glue") is the work blocks do themselves:
 residual additions, squeeze-excite products, layer scales. The table gives the median over the
 timed steps of each row, in milliseconds, and its share of the median step.
 
@@ -24,6 +28,20 @@ so both values see the same moments of a noisy machine, and the script prints th
 for each and in how many pairs of neighbouring steps B was faster::
 
     python scripts/profile_layers.py baseline --steps 60 --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21
+
+``--clock cpu`` times with the process's CPU time (all its threads) instead of the wall clock: on
+a machine loaded by other work the time spent waiting for a core is left out, which the wall
+clock counts in slices of the scheduler's. Use it with ``--threads 1``: worker threads spinning
+between blocks count as CPU time.
+
+``--eval --torch`` times the benchmark's PyTorch twin of the model (same weights, same batch,
+``torch.no_grad()``, as many threads as NNOTT's cores) against ours instead, inference steps
+alternating in one process, and prints the ratio of images/s ours / torch; with ``--clock cpu
+--threads 1`` it is the steadiest inference ratio a loaded machine gives. (With more threads the
+two frameworks disturb each other in one process: an OpenBLAS helper thread spinning after our
+products slows PyTorch's steps. The benchmark runs each in a process of its own.)::
+
+    python scripts/profile_layers.py efficientnet_lite0 --eval --torch --threads 1 --clock cpu --steps 8
 
 Two runs of one command in separate processes can differ by a third on a shared virtual
 machine; steps that alternate within one process moved together, which is how the block sizes
@@ -48,6 +66,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 MLP_HIDDEN = (256, 128, 64)  # the vectorized launcher's default MLP (scripts/bench/workloads.py)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]       # what every timer reads (--clock)
 
 
 def build(name: str, input_shape, num_classes: int, variant: str):
@@ -83,17 +103,17 @@ class Timers:
             inner = getattr(module, phase)
 
             def timed(arg, _inner=inner, _key=(name, phase)):
-                t0 = time.perf_counter()
+                t0 = clock()
                 out = _inner(arg)
-                self.step[_key] += time.perf_counter() - t0
+                self.step[_key] += clock() - t0
                 return out
 
             setattr(module, phase, timed)
 
     def time(self, key, fn, *args):
-        t0 = time.perf_counter()
+        t0 = clock()
         out = fn(*args)
-        self.step[key] += time.perf_counter() - t0
+        self.step[key] += clock() - t0
         return out
 
     def end_step(self, record: bool):
@@ -103,8 +123,9 @@ class Timers:
         self.step = defaultdict(float)
 
 
-def profile(model, x, y, steps: int, warmup: int):
-    """Run warmup + steps training steps; return (timers, list of step seconds)."""
+def profile(model, x, y, steps: int, warmup: int, eval_mode: bool = False):
+    """Run warmup + steps training steps (inference steps with ``eval_mode``); return (timers, list
+    of step seconds, names)."""
     from common import dispatch
     from vectorized.losses import CrossEntropyLoss
     from vectorized.optim import Adam
@@ -115,17 +136,25 @@ def profile(model, x, y, steps: int, warmup: int):
         names[id(m)] = name
         timers.wrap(m, name)
     loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)
-    model.train()
+    model.train(not eval_mode)
     step_times = []
     for k in range(warmup + steps):
-        t0 = time.perf_counter()
+        if eval_mode:  # the benchmark's inference step: forward only, in evaluation mode
+            t0 = clock()
+            model(x)
+            dt = clock() - t0
+            timers.end_step(record=k >= warmup)
+            if k >= warmup:
+                step_times.append(dt)
+            continue
+        t0 = clock()
         timers.time(("(zero_grad)", "step"), model.zero_grad)
         logits = model(x)
         timers.time(("(loss)", "forward"), loss_fn.forward, logits, y)
         g = timers.time(("(loss)", "backward"), loss_fn.backward)
         dispatch.training_backward(model, g)  # a training step's backward, as in the Trainer and the benchmark
         timers.time(("(Adam step)", "step"), opt.step)
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         timers.end_step(record=k >= warmup)
         if k >= warmup:
             step_times.append(dt)
@@ -202,15 +231,16 @@ def parse_ab(text: str):
     return module, name, a, b
 
 
-def ab_steps(model, x, y, flips, steps: int, warmup: int):
-    """Training steps alternating between the A and the B values of ``flips`` (A B B A A B B A ...);
-    returns the step seconds of each side, in pairs. The values in force before are put back."""
+def ab_steps(model, x, y, flips, steps: int, warmup: int, eval_mode: bool = False):
+    """Training steps (inference steps with ``eval_mode``) alternating between the A and the B values
+    of ``flips`` (A B B A A B B A ...); returns the step seconds of each side, in pairs. The values in
+    force before are put back."""
     from common import dispatch
     from vectorized.losses import CrossEntropyLoss
     from vectorized.optim import Adam
 
     loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)
-    model.train()
+    model.train(not eval_mode)
     before = [getattr(module, name) for module, name, _a, _b in flips]
     times = ([], [])
     try:
@@ -218,13 +248,16 @@ def ab_steps(model, x, y, flips, steps: int, warmup: int):
             side = k % 2 if (k // 2) % 2 == 0 else 1 - k % 2
             for module, name, a, b in flips:
                 setattr(module, name, (a, b)[side])
-            t0 = time.perf_counter()
-            model.zero_grad()
-            loss_fn.forward(model(x), y)
-            dispatch.training_backward(model, loss_fn.backward())
-            opt.step()
+            t0 = clock()
+            if eval_mode:
+                model(x)
+            else:
+                model.zero_grad()
+                loss_fn.forward(model(x), y)
+                dispatch.training_backward(model, loss_fn.backward())
+                opt.step()
             if k >= 2 * warmup:
-                times[side].append(time.perf_counter() - t0)
+                times[side].append(clock() - t0)
     finally:
         for (module, name, _a, _b), value in zip(flips, before):
             setattr(module, name, value)
@@ -250,6 +283,7 @@ def main(argv=None) -> int:
                "  python scripts/profile_layers.py resnet18 --input-shape 3,32,32\n"
                "  python scripts/profile_layers.py efficientnet_lite0 --input-shape 3,32,32 --by type\n"
                "  python scripts/profile_layers.py lenet --steps 30 --top 8\n"
+               "  python scripts/profile_layers.py resnet18 --eval --by type\n"
                "  python scripts/profile_layers.py mlp --json mlp_profile.json\n"
                "  python scripts/profile_layers.py baseline --steps 60 --ab engine.tuning.CONV_BLOCK_BYTES=2**22,2**21\n"
                "models: 'mlp' (784-256-128-64-10) or any architecture of convolutional.architectures.\n"
@@ -263,6 +297,15 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--eval", action="store_true",
+                        help="profile inference steps instead: evaluation mode, forward only (as the "
+                             "benchmark's inference step); with --ab, alternate inference steps")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall time (default) or the process's CPU time, which leaves out waiting for a "
+                             "core on a loaded machine (use with --threads 1)")
+    parser.add_argument("--torch", action="store_true",
+                        help="with --eval: time PyTorch's twin of the model against ours instead, inference "
+                             "steps alternating, and print the ratio (needs torch; benchmark models only)")
     parser.add_argument("--by", choices=("layer", "type"), default="layer",
                         help="one row per leaf layer (default) or per layer class")
     parser.add_argument("--top", type=int, default=None, help="show only the N most expensive rows")
@@ -280,9 +323,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--batch-size and --steps must be at least 1, --warmup at least 0")
+    if args.torch and (not args.eval or args.ab):
+        parser.error("--torch compares inference steps: give it with --eval and without --ab")
 
     from common.errors import UserError
 
+    global clock
+    clock = CLOCKS[args.clock]
     small = ("mlp", "lenet", "baseline")
     shape = args.input_shape or ((1, 28, 28) if args.model in small else (3, 32, 32))
     try:
@@ -304,20 +351,69 @@ def main(argv=None) -> int:
     if flat:
         x = x.reshape(args.batch_size, -1)
     y = rng.integers(0, 10, size=args.batch_size).astype(np.int64)
+    if args.torch:
+        return report_torch(args, model, x, shape)
     if args.ab:
         return report_ab(args, model, to_device(x), to_device(y), shape)
-    timers, step_times, _ = profile(model, to_device(x), to_device(y), args.steps, args.warmup)
+    timers, step_times, _ = profile(model, to_device(x), to_device(y), args.steps, args.warmup, args.eval)
     rows, step_ms = table(timers, step_times, model, args.by, args.top)
-    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} "
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} timed "
+          f"{'inference (eval, forward only)' if args.eval else 'training'} steps after {args.warmup} "
           f"warm-up; {args.batch_size / step_ms * 1e3:.1f} images/s (wrapped); "
-          f"{cpu_cores()} cores, parallelism '{parallelism()}', "
+          f"{cpu_cores()} cores, parallelism '{parallelism()}', {args.clock} clock, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
     print(render(rows, step_ms, args.by))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": args.model, "input_shape": shape, "batch_size": args.batch_size, "step_ms": step_ms,
+            "mode": "eval" if args.eval else "train",
             "rows": [dict(zip(("name", "forward_ms", "backward_ms", "other_ms", "total_ms", "count"), r))
                      for r in rows]}, indent=1))
+    return 0
+
+
+def report_torch(args, model, x, shape) -> int:
+    """Our inference step against PyTorch's twin (scripts/bench/workloads.py), alternating."""
+    import dataclasses
+    from importlib.util import find_spec
+
+    from engine.parallel import cpu_cores
+    from scripts.bench.workloads import MODELS, build_torch, describe_layers
+
+    if find_spec("torch") is None or args.model not in MODELS or not MODELS[args.model].has_torch:
+        print(f"error: --torch needs PyTorch installed and a model of the benchmark with a PyTorch twin "
+              f"({', '.join(n for n, w in MODELS.items() if w.has_torch)})", file=sys.stderr)
+        return 1
+    import torch
+
+    torch.set_num_threads(cpu_cores())
+    workload = dataclasses.replace(MODELS[args.model], input_shape=shape)
+    flat = workload.tier == "vectorized"
+    theirs = build_torch(workload, model.state_dict(), variant=getattr(model, "variant", "small") or "small",
+                         layers=describe_layers(model) if flat else None).eval()
+    model.eval()
+    from common.backend import to_device
+
+    ours_x, torch_x = to_device(x), torch.from_numpy(x)
+    times = ([], [])
+    with torch.no_grad():
+        for k in range(2 * (args.warmup + args.steps)):
+            side = k % 2 if (k // 2) % 2 == 0 else 1 - k % 2
+            t0 = clock()
+            model(ours_x) if side == 0 else theirs(torch_x)
+            if k >= 2 * args.warmup:
+                times[side].append(clock() - t0)
+    ours_ms, torch_ms = (1e3 * statistics.median(t) for t in times)
+    wins = sum(o < t for o, t in zip(*times))
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} inference steps of each after "
+          f"{args.warmup} warm-up; {cpu_cores()} cores (torch {torch.get_num_threads()} threads), {args.clock} clock")
+    print(f"ours {ours_ms:.2f} ms  torch {torch_ms:.2f} ms  images/s ours/torch {torch_ms / ours_ms:.3f}  "
+          f"ours faster in {wins} of {len(times[0])} pairs")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "model": args.model, "input_shape": shape, "batch_size": args.batch_size, "clock": args.clock,
+            "ours_ms": ours_ms, "torch_ms": torch_ms, "ratio": torch_ms / ours_ms,
+            "ours_steps_ms": [1e3 * t for t in times[0]], "torch_steps_ms": [1e3 * t for t in times[1]]}, indent=1))
     return 0
 
 
@@ -325,7 +421,7 @@ def report_ab(args, model, x, y, shape) -> int:
     from engine.parallel import cpu_cores, parallelism
 
     try:
-        a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup)
+        a_times, b_times = ab_steps(model, x, y, args.ab, args.steps, args.warmup, args.eval)
     except (TypeError, ValueError, ZeroDivisionError) as exc:  # a value the setting cannot take
         print(f"error: --ab: a training step failed with these values ({type(exc).__name__}: {exc}); "
               "give each setting values of the type it has now", file=sys.stderr)
@@ -333,8 +429,9 @@ def report_ab(args, model, x, y, shape) -> int:
     a_ms, b_ms = (1e3 * statistics.median(t) for t in (a_times, b_times))
     wins = sum(b < a for a, b in zip(a_times, b_times))
     settings = ", ".join(f"{m.__name__}.{name} = {a!r} (A) / {b!r} (B)" for m, name, a, b in args.ab)
-    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} steps of each after {args.warmup} "
-          f"warm-up; {cpu_cores()} cores, parallelism '{parallelism()}'")
+    print(f"{args.model} {shape}, batch {args.batch_size}, {args.steps} "
+          f"{'inference ' if args.eval else ''}steps of each after {args.warmup} warm-up; "
+          f"{cpu_cores()} cores, parallelism '{parallelism()}', {args.clock} clock")
     print(settings)
     print(f"A {a_ms:.2f} ms  B {b_ms:.2f} ms  B/A {b_ms / a_ms:.3f}  B faster in {wins} of {len(b_times)} pairs")
     if args.json:

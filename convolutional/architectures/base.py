@@ -1,9 +1,11 @@
 """What every architecture shares: a named chain of children, its metadata, and size arithmetic."""
 from __future__ import annotations
 
+from common.dispatch import accelerated
 from vectorized.module import Module
 
 
+@accelerated("forward")
 class Network(Module):
     """A model whose children run in the order they were assigned: a Sequential with names.
 

@@ -1,0 +1,217 @@
+"""Inference passes: BatchNorm folded into the convolution before it, at evaluation time.
+
+In evaluation mode BatchNorm2D uses its running statistics, so it is a fixed map per channel,
+y = z·s + t with s = γ / √(σ² + ε) and t = β − μ·s. When z is a convolution's output,
+z = W ∗ x + b, the two are one convolution:
+
+    y = (W·s) ∗ x + (b − μ)·s + β  =  W' ∗ x + b'
+
+(each output channel o of W scaled by s[o]). The fast engine then runs the convolution with W'
+and b' and the BatchNorm2D as the identity: one pass over the activations fewer per pair.
+
+**Which pairs.** Only where the model's structure makes it certain that the BatchNorm2D's input
+is the convolution's output and nothing else sees that output: neighbours in a container that
+runs its children one after another (a Sequential, or a Network that keeps the base class's
+``forward``), and the pairs a block's ``forward`` is known to make (:data:`BLOCK_PAIRS`). A
+layer that appears twice in the model, a BatchNorm2D in training mode or without running
+statistics, and a convolution with another padding mode than zeros are left alone.
+
+**When.** With ``tuning.FOLD_BATCHNORM`` on, the outermost eval-mode forward of a Sequential or a
+Network (:func:`inference_pass`) walks the model once, marks the pairs on their layers for the
+length of that call, and takes each pair's W' and b' from a cache. A cache entry is used only
+while every array it was made from is the same object holding the same values (an exact
+comparison with a copy), so an optimizer step, ``load_state_dict`` or a training-mode forward
+(running statistics) refreshes it. The model's parameters and buffers are never written:
+``state_dict()`` and checkpoints hold the unfolded weights.
+
+**Activations in place.** In the same pass a ReLU or ReLU6 whose input is certainly a fresh array
+that nothing else reads (it follows a convolution or a BatchNorm2D in a container that runs its
+children in order, or a block's code says so: :data:`BLOCK_INPLACE`) overwrites its input
+instead of writing a new array (``tuning.INPLACE_ACTIVATIONS``). Its backward still works:
+relu(x) > 0 exactly where x > 0, and 0 < relu6(x) < 6 exactly where 0 < x < 6.
+
+**Backward after an eval pass** (gradients in evaluation mode) stays exact: the folded convolution
+gets dL/dW' and dL/db' from its own backward, and :func:`add_conv_grads` turns them into the
+gradients of W, b, γ and β: dL/dW = dL/dW'·s, dL/db = dL/db'·s, dL/dβ = dL/db', and
+dL/dγ = (Σ g·z − μ Σ g)/√(σ² + ε) with Σ g·z = ⟨W[o], dL/dW'[o]⟩ + b·Σ g (the output channel's
+weights against its weight gradient), while the BatchNorm2D passes the gradient through.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import Counter
+from contextlib import contextmanager
+
+from common.backend import xp
+from convolutional.architectures.base import Network
+from convolutional.blocks import BasicBlock
+from convolutional.conv import Conv2D
+from convolutional.norm import BatchNorm2D
+from convolutional.pooling import MaxPool2D
+from engine import tuning
+from vectorized.activations import ReLU, ReLU6
+from vectorized.module import Sequential
+
+#: Blocks with their own ``forward`` whose code feeds a convolution straight into a BatchNorm2D
+#: and uses the convolution's output nowhere else: (convolution, batch norm) attribute names.
+BLOCK_PAIRS = {BasicBlock: (("conv1", "bn1"), ("conv2", "bn2"))}
+
+#: Blocks whose code gives these activations a fresh array that nothing else reads:
+#: (the layer that makes that array, or None for the block's own arithmetic; the activation).
+BLOCK_INPLACE = {BasicBlock: (("bn1", "relu"), (None, "relu_out"))}
+INPLACE = (ReLU, ReLU6)        # activations that may overwrite their input (engine.activations)
+
+_pass = threading.local()                 # .depth: inference passes open on this thread
+_cache = weakref.WeakKeyDictionary()      # convolution -> its Folded, kept across passes
+
+
+class Folded:
+    """W', b' of one (convolution, BatchNorm2D) pair, and the arrays they were made from."""
+
+    def __init__(self, conv, bn):
+        self.bn = bn
+        self.sources = _sources(conv, bn)
+        self.copies = [a.copy() for a in self.sources]
+        w, b = conv.weight.data, None if conv.bias is None else conv.bias.data
+        self.inv_std = 1 / xp.sqrt(bn.running_var + bn.eps)
+        self.scale = self.inv_std * bn.weight.data if bn.affine else self.inv_std
+        self.centred_bias = -bn.running_mean if b is None else b - bn.running_mean
+        shift = self.centred_bias * self.scale
+        self.weight = (w * self.scale.reshape(-1, 1, 1, 1)).astype(w.dtype)
+        self.bias = (shift + bn.bias.data if bn.affine else shift).astype(w.dtype)
+
+    def fresh(self, conv, bn) -> bool:
+        """Made from these very arrays, holding the same values as when it was made."""
+        sources = _sources(conv, bn)
+        return (bn is self.bn and len(sources) == len(self.sources)
+                and all(a is b for a, b in zip(sources, self.sources))
+                and all(a.dtype == c.dtype and bool(xp.array_equal(a, c)) for a, c in zip(sources, self.copies)))
+
+
+def _sources(conv, bn) -> list:
+    arrays = [conv.weight.data, bn.running_mean, bn.running_var]
+    if conv.bias is not None:
+        arrays.append(conv.bias.data)
+    if bn.affine:
+        arrays += [bn.weight.data, bn.bias.data]
+    return arrays
+
+
+def _runs_children_in_order(module) -> bool:
+    return (isinstance(module, Sequential) and type(module).forward is Sequential.forward) or \
+        (isinstance(module, Network) and type(module).forward is Network.forward)
+
+
+def conv_bn_pairs(model) -> list:
+    """(convolution, BatchNorm2D) pairs of ``model`` that may be folded now (see the module's notes)."""
+    modules = list(model.modules())
+    seen = Counter(id(m) for m in modules)
+    candidates = []
+    for module in modules:
+        if _runs_children_in_order(module):
+            children = list(module.children())
+            candidates += zip(children, children[1:])
+        for klass, names in BLOCK_PAIRS.items():
+            if type(module) is klass:
+                candidates += [(getattr(module, a), getattr(module, b)) for a, b in names]
+    return [(conv, bn) for conv, bn in candidates
+            if isinstance(conv, Conv2D) and type(bn) is BatchNorm2D and seen[id(conv)] == seen[id(bn)] == 1
+            and conv.padding_mode == "zeros" and conv.out_channels == bn.num_features
+            and not bn.training and bn.track_running_stats and bn.running_mean is not None]
+
+
+def folded(conv, bn) -> Folded:
+    """The cached W', b' of the pair, made again when any array it came from changed."""
+    entry = _cache.get(conv)
+    if entry is None or not entry.fresh(conv, bn):
+        entry = _cache[conv] = Folded(conv, bn)
+    return entry
+
+
+def inplace_activations(model) -> list:
+    """(producer, activation) for the ReLU and ReLU6 layers of ``model`` (in evaluation mode) that
+    may overwrite their input: after a convolution or a BatchNorm2D (the producer) among children
+    run in order (not before a MaxPool2D, which the engine may run first), and the
+    :data:`BLOCK_INPLACE` names (producer None where the block makes the input itself)."""
+    modules = list(model.modules())
+    seen = Counter(id(m) for m in modules)
+    found = []
+    for module in modules:
+        if _runs_children_in_order(module):
+            children = list(module.children())
+            found += [(before, act) for before, act, after in zip(children, children[1:], children[2:] + [None])
+                      if isinstance(before, (Conv2D, BatchNorm2D)) and not isinstance(after, MaxPool2D)]
+        for klass, names in BLOCK_INPLACE.items():
+            if type(module) is klass:
+                found += [(None if before is None else getattr(module, before), getattr(module, name))
+                          for before, name in names]
+    return [(before, act) for before, act in found
+            if type(act) in INPLACE and seen[id(act)] == 1 and not act.training]
+
+
+@contextmanager
+def inference_pass(model):
+    """Around an eval-mode forward of ``model``: the folded pairs and the in-place activations are
+    marked on their layers for the length of the call (the outermost call only; nested containers
+    run inside it)."""
+    depth = getattr(_pass, "depth", 0)
+    if depth or model.training:
+        yield
+        return
+    pairs = conv_bn_pairs(model) if tuning.FOLD_BATCHNORM else []
+    acts = inplace_activations(model) if tuning.INPLACE_ACTIVATIONS else []
+    for conv, bn in pairs:
+        conv.inference_fold, bn.folded_into = folded(conv, bn), conv
+    for _before, act in acts:
+        act.inference_inplace = True
+    _pass.depth = depth + 1
+    try:
+        yield
+    finally:
+        _pass.depth = depth
+        for conv, bn in pairs:
+            conv.inference_fold, bn.folded_into = None, None
+        for _before, act in acts:
+            act.inference_inplace = False
+
+
+def conv_weights(conv):
+    """(weight, bias) the convolution runs with now: W' and b' inside an inference pass that folds
+    it, else its own (the bias None when it has none). Recorded for its backward pass."""
+    fold = getattr(conv, "inference_fold", None)
+    conv.ran_folded = fold
+    if fold is not None:
+        return fold.weight, fold.bias
+    return conv.weight.data, None if conv.bias is None else conv.bias.data
+
+
+def overwrites_input(act) -> bool:
+    """Whether the activation may write its output over its input in this pass."""
+    return getattr(act, "inference_inplace", False) and not act.training
+
+
+def absorbed(bn) -> bool:
+    """Whether the BatchNorm2D's work was done by the convolution before it in this pass."""
+    return getattr(bn, "folded_into", None) is not None and not bn.training
+
+
+def add_conv_grads(conv, dweight, dbias) -> None:
+    """Accumulate the gradients of the weights a convolution ran with into its parameters (and,
+    after a folded forward, into its BatchNorm2D's γ and β)."""
+    fold = getattr(conv, "ran_folded", None)
+    if fold is None:
+        conv.weight.grad += dweight
+        if conv.bias is not None:
+            conv.bias.grad += dbias
+        return
+    scale = fold.scale
+    conv.weight.grad += dweight * scale.reshape(-1, 1, 1, 1)
+    if conv.bias is not None:
+        conv.bias.grad += dbias * scale
+    bn = fold.bn
+    if bn.affine:
+        w = fold.copies[0]  # the weight W the pair was folded from
+        g_z = (w * dweight).reshape(w.shape[0], -1).sum(axis=1)   # sum of g * (W * x) per channel
+        bn.weight.grad += (g_z + fold.centred_bias * dbias) * fold.inv_std
+        bn.bias.grad += dbias

@@ -1,0 +1,266 @@
+"""Inference passes of the fast engine against the reference: BatchNorm2D folded into convolutions.
+
+Every architecture, built small, in evaluation mode: the fast engine (folding on and off) gives the
+reference engine's logits (float64 to 1e-10, float32 to 1e-4), gradients in evaluation mode stay
+exact, the saved tensors never change, and the folded weights follow every change of the model.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import convolutional as C
+import engine
+from common.seed import seed_everything
+from convolutional.architectures import build_model
+from engine import inference, tuning
+from vectorized.losses import CrossEntropyLoss
+from vectorized.module import Sequential
+from vectorized.optim import Adam
+
+ARCHS = [("lenet", (1, 16, 16)), ("baseline", (1, 12, 12)), ("alexnet", (3, 15, 15)), ("resnet18", (3, 8, 8)),
+         ("vgg16", (3, 16, 16)), ("efficientnet_lite0", (3, 16, 16)), ("convnext_tiny", (3, 16, 16))]
+
+
+@pytest.fixture(autouse=True)
+def fast_engine():
+    engine.use("fast")
+    yield
+    engine.use("fast")
+
+
+def model_with_statistics(arch, shape, dtype, seed=0):
+    """The architecture with every BatchNorm2D's running statistics, gamma and beta made random, so
+    folding has something to fold."""
+    seed_everything(seed)
+    model = build_model(arch, shape, 10).astype(dtype)
+    rng = np.random.default_rng(seed)
+    for m in model.modules():
+        if isinstance(m, C.BatchNorm2D):
+            c = m.num_features
+            m.running_mean[...] = rng.standard_normal(c) * 0.3
+            m.running_var[...] = rng.uniform(0.5, 2.0, c)
+            m.weight.data[...] = rng.uniform(0.5, 1.5, c)
+            m.bias.data[...] = rng.standard_normal(c) * 0.3
+    return model.eval()
+
+
+def logits(model, x, engine_name):
+    engine.use(engine_name)
+    try:
+        return model(x.copy())
+    finally:
+        engine.use("fast")
+
+
+@pytest.mark.parametrize("arch, shape", ARCHS, ids=[a for a, _ in ARCHS])
+@pytest.mark.parametrize("fold", [True, False], ids=["folded", "unfolded"])
+def test_fast_eval_equals_reference_eval(arch, shape, fold, monkeypatch):
+    monkeypatch.setattr(tuning, "FOLD_BATCHNORM", fold)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        model = model_with_statistics(arch, shape, dtype)
+        x = np.random.default_rng(1).standard_normal((2, *shape)).astype(dtype)
+        ref = logits(model, x, "reference")
+        np.testing.assert_allclose(logits(model, x, "fast"), ref, rtol=tol, atol=tol)
+
+
+def test_every_batchnorm_of_the_convolutional_architectures_is_folded():
+    for arch, shape in ARCHS:
+        model = model_with_statistics(arch, shape, np.float32)
+        norms = [m for m in model.modules() if isinstance(m, C.BatchNorm2D)]
+        assert len(inference.conv_bn_pairs(model)) == len(norms), arch
+        model.train()
+        assert inference.conv_bn_pairs(model) == [], arch  # training mode: batch statistics, nothing to fold
+
+
+def test_folding_leaves_parameters_and_state_dict_bit_identical():
+    model = model_with_statistics("resnet18", (3, 8, 8), np.float32)
+    arrays = [p.data for p in model.parameters()] + [b for _, b in model.named_buffers()]
+    state = model.state_dict()
+    model(np.ones((2, 3, 8, 8), np.float32))
+    after = model.state_dict()
+    assert list(after) == list(state)
+    for k in state:
+        assert after[k].dtype == state[k].dtype and after[k].tobytes() == state[k].tobytes(), k
+    assert all(a is b for a, b in zip(arrays, [p.data for p in model.parameters()]
+                                      + [b for _, b in model.named_buffers()]))
+    conv = model.layer1[0].conv1
+    assert conv.ran_folded is not None and conv.ran_folded.weight is not conv.weight.data
+    assert getattr(conv, "inference_fold") is None  # the marks last one pass only
+
+
+def test_the_folded_weights_follow_training_steps_and_in_place_changes():
+    """An Adam step, a training-mode forward (running statistics), an in-place edit and
+    load_state_dict all change what eval computes; the fast engine's eval follows each time."""
+    model = model_with_statistics("efficientnet_lite0", (3, 16, 16), np.float64)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 16, 16))
+    first = logits(model, x, "fast")
+    loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2)
+    model.train()
+    loss_fn.forward(model(x), rng.integers(0, 10, 4))
+    model.backward(loss_fn.backward())
+    opt.step()
+    model.eval()
+    after_step = logits(model, x, "fast")
+    assert np.abs(after_step - first).max() > 1e-6
+    np.testing.assert_allclose(after_step, logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    stem = model.features[0]
+    stem[0].weight.data[...] *= 2.0          # in place: the same array object, new values
+    stem[1].running_var[...] *= 3.0
+    np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    model.load_state_dict(model_with_statistics("efficientnet_lite0", (3, 16, 16), np.float64, seed=5).state_dict())
+    np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+
+
+def test_training_mode_numbers_are_untouched_by_an_eval_pass():
+    x = np.random.default_rng(3).standard_normal((4, 3, 8, 8))
+    out = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model = model_with_statistics("resnet18", (3, 8, 8), np.float64)
+        model(x)                              # an eval pass (folded on the fast engine)
+        model.train()
+        out[name] = (model(x), model.layer2[0].bn1.running_mean.copy())
+    np.testing.assert_allclose(out["fast"][0], out["reference"][0], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(out["fast"][1], out["reference"][1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch, shape", [("resnet18", (3, 8, 8)), ("efficientnet_lite0", (3, 16, 16)),
+                                         ("convnext_tiny", (3, 16, 16))])
+def test_gradients_in_evaluation_mode_stay_exact_after_a_folded_forward(arch, shape):
+    """dL/dx and every parameter's gradient (conv weights, gamma, beta) of an eval-mode backward."""
+    x = np.random.default_rng(4).standard_normal((2, *shape))
+    grads = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model = model_with_statistics(arch, shape, np.float64)
+        out = model(x)
+        g = np.random.default_rng(5).standard_normal(out.shape)
+        dx = model.backward(g)
+        grads[name] = [dx] + [p.grad.copy() for p in model.parameters()]
+    for a, b in zip(grads["reference"], grads["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_a_sequential_of_its_own_folds_grouped_and_biased_convolutions():
+    """A user's Sequential: a biased grouped convolution, a depthwise one and a BatchNorm2D without
+    gamma and beta; a BatchNorm2D with batch statistics in evaluation is left alone."""
+    def make():
+        seed_everything(7)
+        model = Sequential(C.Conv2D(4, 6, 3, padding=1, groups=2), C.BatchNorm2D(6),
+                           C.DepthwiseConv2D(6, 3, padding=1), C.BatchNorm2D(6, affine=False),
+                           C.Conv2D(6, 5, 1), C.BatchNorm2D(5, track_running_stats=False)).astype(np.float64)
+        rng = np.random.default_rng(8)
+        for m in model.modules():
+            if isinstance(m, C.BatchNorm2D) and m.track_running_stats:
+                m.running_mean[...] = rng.standard_normal(m.num_features)
+                m.running_var[...] = rng.uniform(0.5, 2, m.num_features)
+        return model.eval()
+
+    x = np.random.default_rng(9).standard_normal((3, 6, 6, 4))
+    g = np.random.default_rng(10).standard_normal((3, 6, 6, 5))
+    result = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model = make()
+        result[name] = [model(x), model.backward(g)] + [p.grad.copy() for p in model.parameters()]
+    assert len(inference.conv_bn_pairs(make())) == 2
+    for a, b in zip(result["reference"], result["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_a_layer_used_twice_is_not_folded():
+    conv, bn = C.Conv2D(3, 3, 3, padding=1), C.BatchNorm2D(3)
+    model = Sequential(conv, bn, Sequential(conv, C.ReLU())).eval()
+    assert inference.conv_bn_pairs(model) == []
+
+
+def test_activations_overwrite_only_arrays_nothing_else_reads():
+    model = model_with_statistics("resnet18", (3, 8, 8), np.float32)
+    acts = [act for _before, act in inference.inplace_activations(model)]
+    assert model.relu in acts and model.layer1[0].relu_out in acts and len(acts) == 17
+    first = Sequential(C.ReLU(), C.Conv2D(2, 2, 1), C.ReLU(), C.Conv2D(2, 2, 1), C.ReLU(), C.MaxPool2D(2)).eval()
+    assert inference.inplace_activations(first) == [(first[1], first[2])]  # not the first (its input is the caller's),
+    x = -np.ones((1, 4, 4, 2), np.float32)                     # nor one the engine may run after the pool
+    first(x)
+    assert (x == -1).all()
+    vgg = model_with_statistics("vgg16", (3, 16, 16), np.float32)
+    assert len(inference.inplace_activations(vgg)) == 13 - 4   # four ReLUs sit before a max-pool
+
+
+@pytest.mark.parametrize("rows", [True, False], ids=["rows", "pixels"])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: C.DepthwiseConv2D(6, 3, padding=1), (3, 7, 9, 6)),
+    (lambda: C.DepthwiseConv2D(5, 5, padding=4, dilation=2), (2, 9, 8, 5)),
+    (lambda: C.DepthwiseConv2D(4, 7, padding=3, bias=False), (2, 6, 6, 4)),
+    (lambda: C.DepthwiseConv2D(4, 3, stride=2, padding=1), (2, 7, 7, 4))], ids=["3x3", "dilated", "7x7", "stride2"])
+def test_depthwise_over_whole_rows_equals_the_reference(make, shape, rows, monkeypatch):
+    """Forward, dL/dx (a depthwise convolution itself for stride 1) and the weight gradients."""
+    monkeypatch.setattr(tuning, "DEPTHWISE_ROWS", rows)
+    x = np.random.default_rng(11).standard_normal(shape)
+    result = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        seed_everything(12)
+        layer = make().astype(np.float64)
+        y = layer(x)
+        g = np.random.default_rng(13).standard_normal(y.shape)
+        result[name] = [y, layer.backward(g)] + [p.grad.copy() for p in layer.parameters()]
+    for a, b in zip(result["reference"], result["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)
+
+
+def test_profile_layers_times_inference_steps_on_the_cpu_clock(tmp_path):
+    """``--eval``: forward times only (no backward column filled), in evaluation mode; ``--clock cpu``."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "profile_layers.py"
+    out = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, str(script), "baseline", "--eval", "--steps", "2", "--warmup", "0",
+                           "--batch-size", "8", "--clock", "cpu", "--by", "type", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "inference (eval, forward only)" in proc.stdout and "cpu clock" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["mode"] == "eval"
+    rows = {r["name"]: r for r in report["rows"]}
+    assert rows["Conv2D"]["forward_ms"] > 0 and rows["BatchNorm2D"]["count"] == 3
+    assert all(r["backward_ms"] == 0 for r in report["rows"])
+    bad = subprocess.run([sys.executable, str(script), "baseline", "--clock", "sundial"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(__import__("importlib.util").util.find_spec("torch") is None, reason="needs PyTorch")
+def test_profile_layers_times_ours_against_the_torch_twin(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "profile_layers.py"
+    out = tmp_path / "ratio.json"
+    proc = subprocess.run([sys.executable, str(script), "lenet", "--eval", "--torch", "--steps", "2", "--warmup", "0",
+                           "--batch-size", "8", "--threads", "1", "--clock", "cpu", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert len(report["ours_steps_ms"]) == len(report["torch_steps_ms"]) == 2
+    assert report["ratio"] == pytest.approx(report["torch_ms"] / report["ours_ms"])
+    wrong = subprocess.run([sys.executable, str(script), "lenet", "--torch"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert wrong.returncode == 2 and "--torch compares inference steps" in wrong.stderr
+
+
+def test_an_inference_pass_keeps_to_the_device_under_the_strict_backend(strict_backend):
+    """Folding, its cache check, in-place ReLUs and an eval-mode backward with CuPy's rules."""
+    from common.backend import StrictArray, to_device, to_numpy
+
+    seed_everything(3)
+    model = Sequential(C.ToChannelsLast(), C.Conv2D(3, 6, 3, padding=1, bias=False), C.BatchNorm2D(6), C.ReLU(),
+                       C.BasicBlock(6, 8, 2), C.DepthwiseConv2D(8, 3, padding=1), C.BatchNorm2D(8), C.ReLU6(),
+                       C.GlobalAvgPool2D()).eval()
+    assert len(inference.conv_bn_pairs(model)) == 5
+    x = to_device(np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32))
+    for _ in range(2):  # made, then taken from the cache
+        out = model(x)
+    dx = model.backward(to_device(np.ones(out.shape, np.float32)))
+    assert isinstance(out, StrictArray) and isinstance(dx, StrictArray)
+    assert all(isinstance(p.grad, StrictArray) and np.isfinite(to_numpy(p.grad)).all() for p in model.parameters())
