@@ -18,7 +18,7 @@ file                      what it does
 ``convolution.py``        the fast Conv2D: plan, path, backward
 ``norm.py``               BatchNorm2D / LayerNorm2D on wide rows, in blocks
 ``pooling.py``            max-pool in blocks, global average pool as a product
-``activations.py``        ReLU, ReLU6 and GELU in blocks
+``activations.py``        ReLU, ReLU6, LeakyReLU and GELU in blocks
 ``linear.py``             Linear through the split products
 ``losses.py``             cross-entropy for the common case in fewer passes
 ``optim.py``              Adam on flat arrays and slices

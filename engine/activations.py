@@ -1,4 +1,5 @@
-"""Fast activations: ReLU and ReLU6 on blocks shared out to every core, GELU in cache-sized blocks.
+"""Fast activations: ReLU, ReLU6 and LeakyReLU on blocks shared out to every core, GELU in
+cache-sized blocks.
 
 The math is the reference's (:mod:`vectorized.activations`); only the way through memory differs.
 ReLU's forward takes the maximum against a scalar 0 (one ufunc loop, no array of zeros).
@@ -11,7 +12,7 @@ from common.backend import xp
 from engine import tuning
 from engine.inference import overwrites_input
 from engine.parallel import blocks_of, elementwise, run_blocks, scratch
-from vectorized.activations import _ERFC_COEFFS, GELU, ReLU, ReLU6
+from vectorized.activations import _ERFC_COEFFS, GELU, LeakyReLU, ReLU, ReLU6
 
 
 def _output(self, x):
@@ -44,6 +45,28 @@ def relu6_backward(self, grad_out):
         xp.multiply(g, inside, out=o)
 
     return elementwise(grad, dx, grad_out, self.x)
+
+
+def leaky_relu_forward(self, x):
+    """For a slope in (0, 1], max(x, slope·x) is x where x > 0 and slope·x elsewhere: two ufunc
+    loops and no mask (the same rounded product as the reference's, so the same numbers)."""
+    slope = self.negative_slope
+    if not 0 < slope <= 1:
+        return LeakyReLU.forward.reference(self, x)
+    self.x = x
+    scale = xp.asarray(slope, dtype=x.dtype)
+
+    def leaky(o, a):
+        xp.multiply(a, scale, out=o)
+        xp.maximum(o, a, out=o)
+
+    return elementwise(leaky, xp.empty(x.shape, dtype=x.dtype), x)
+
+
+def leaky_relu_backward(self, grad_out):
+    dx = xp.empty(grad_out.shape, dtype=grad_out.dtype)
+    one, slope = xp.asarray(1, dtype=dx.dtype), xp.asarray(self.negative_slope, dtype=dx.dtype)
+    return elementwise(lambda o, g, a: xp.multiply(g, xp.where(a > 0, one, slope), out=o), dx, grad_out, self.x)
 
 
 def gelu_forward(self, x):
@@ -114,4 +137,5 @@ def _gelu_float32(x, with_slope: bool = True):
 
 REPLACEMENTS = [(ReLU, "forward", relu_forward), (ReLU, "backward", relu_backward),
                 (ReLU6, "forward", relu6_forward), (ReLU6, "backward", relu6_backward),
+                (LeakyReLU, "forward", leaky_relu_forward), (LeakyReLU, "backward", leaky_relu_backward),
                 (GELU, "forward", gelu_forward), (GELU, "backward", gelu_backward)]

@@ -104,6 +104,8 @@ VEC_LAYERS = [
     ("relu", lambda: C.ReLU(), (4, 33)),
     ("relu6", lambda: C.ReLU6(), (4, 33)),
     ("gelu", lambda: C.GELU(), (4, 33)),
+    ("leaky-relu", lambda: C.LeakyReLU(0.1), (4, 33)),
+    ("leaky-relu-steep", lambda: C.LeakyReLU(2.0), (4, 33)),     # a slope over 1: the reference's code
     ("sequential-relu-pool", lambda: Sequential(C.ToChannelsLast(), C.Conv2D(2, 3, 3, padding=1), C.ReLU(),
                                                 C.MaxPool2D(2), C.Flatten(), C.Linear(3 * 4 * 4, 4)), (2, 2, 8, 8)),
 ]

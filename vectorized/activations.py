@@ -29,6 +29,7 @@ class ReLU(Module):
         return grad_out * (self.x > 0)
 
 
+@accelerated("forward", "backward")
 class LeakyReLU(Module):
     """x if x > 0 else negative_slope * x."""
 
