@@ -103,15 +103,20 @@ def _runs_children_in_order(module) -> bool:
         (isinstance(module, Network) and type(module).forward is Network.forward)
 
 
-def conv_bn_pairs(model) -> list:
-    """(convolution, BatchNorm2D) pairs of ``model`` that may be folded now (see the module's notes)."""
+def _walk(model):
+    """The model's modules, how often each appears in it, and the children of every container that
+    runs them in order: what both searches below read (one walk per inference pass)."""
     modules = list(model.modules())
     seen = Counter(id(m) for m in modules)
-    candidates = []
+    runs = [list(m.children()) for m in modules if _runs_children_in_order(m)]
+    return modules, seen, runs
+
+
+def conv_bn_pairs(model, walk=None) -> list:
+    """(convolution, BatchNorm2D) pairs of ``model`` that may be folded now (see the module's notes)."""
+    modules, seen, runs = walk or _walk(model)
+    candidates = [pair for children in runs for pair in zip(children, children[1:])]
     for module in modules:
-        if _runs_children_in_order(module):
-            children = list(module.children())
-            candidates += zip(children, children[1:])
         for klass, names in BLOCK_PAIRS.items():
             if type(module) is klass:
                 candidates += [(getattr(module, a), getattr(module, b)) for a, b in names]
@@ -129,19 +134,16 @@ def folded(conv, bn) -> Folded:
     return entry
 
 
-def inplace_activations(model) -> list:
+def inplace_activations(model, walk=None) -> list:
     """(producer, activation) for the ReLU and ReLU6 layers of ``model`` (in evaluation mode) that
     may overwrite their input: after a convolution or a BatchNorm2D (the producer) among children
     run in order (not before a MaxPool2D, which the engine may run first), and the
     :data:`BLOCK_INPLACE` names (producer None where the block makes the input itself)."""
-    modules = list(model.modules())
-    seen = Counter(id(m) for m in modules)
-    found = []
+    modules, seen, runs = walk or _walk(model)
+    found = [(before, act) for children in runs
+             for before, act, after in zip(children, children[1:], children[2:] + [None])
+             if isinstance(before, (Conv2D, BatchNorm2D)) and not isinstance(after, MaxPool2D)]
     for module in modules:
-        if _runs_children_in_order(module):
-            children = list(module.children())
-            found += [(before, act) for before, act, after in zip(children, children[1:], children[2:] + [None])
-                      if isinstance(before, (Conv2D, BatchNorm2D)) and not isinstance(after, MaxPool2D)]
         for klass, names in BLOCK_INPLACE.items():
             if type(module) is klass:
                 found += [(None if before is None else getattr(module, before), getattr(module, name))
@@ -159,8 +161,9 @@ def inference_pass(model):
     if depth or model.training:
         yield
         return
-    pairs = conv_bn_pairs(model) if tuning.FOLD_BATCHNORM else []
-    acts = inplace_activations(model) if tuning.INPLACE_ACTIVATIONS else []
+    walk = _walk(model) if tuning.FOLD_BATCHNORM or tuning.INPLACE_ACTIVATIONS else None
+    pairs = conv_bn_pairs(model, walk) if tuning.FOLD_BATCHNORM else []
+    acts = inplace_activations(model, walk) if tuning.INPLACE_ACTIVATIONS else []
     for conv, bn in pairs:
         conv.inference_fold, bn.folded_into = folded(conv, bn), conv
     for _before, act in acts:
