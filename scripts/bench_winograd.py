@@ -30,6 +30,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np
 
+from common.cli.types import positive_int, shape3
+
 MODES = ("off", "f2", "f4", "auto")
 
 
@@ -130,24 +132,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bench_winograd.py", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="resnet18", help="comma-separated architectures (default resnet18)")
-    parser.add_argument("--input-shape", default="3,32,32", help="C,H,W of the images (default 3,32,32)")
-    parser.add_argument("--batch", type=int, default=64, help="images per batch (default 64)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per layer (default 5)")
+    parser.add_argument("--input-shape", type=shape3, default=(3, 32, 32), help="C,H,W of the images (default 3,32,32)")
+    parser.add_argument("--batch", type=positive_int, default=64, help="images per batch (default 64)")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed rounds per layer (default 5)")
     parser.add_argument("--modes", default=",".join(MODES),
                         help="values of engine.tuning.WINOGRAD to compare (default off,f2,f4,auto)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     args = parser.parse_args(argv)
-    try:
-        shape = tuple(int(v) for v in args.input_shape.split(","))
-    except ValueError:
-        shape = ()
+    shape = args.input_shape
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if len(shape) != 3 or min(shape) < 1:
-        parser.error(f"--input-shape must be C,H,W (e.g. 3,32,32), got {args.input_shape!r}")
     if not modes or any(m not in MODES for m in modes) or len(set(modes)) != len(modes):
         parser.error(f"--modes must be distinct values among {', '.join(MODES)}, got {args.modes!r}")
-    if args.batch < 1 or args.repeats < 1:
-        parser.error("--batch and --repeats must be at least 1")
 
     import engine
     from common.errors import UserError

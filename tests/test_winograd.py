@@ -213,6 +213,7 @@ def test_bench_winograd_script_writes_its_json_and_refuses_bad_input(tmp_path):
     assert rows and all(r["ms"]["off"]["forward"] > 0 and set(r["speedup"]) == {"f2"} for r in rows)
     for args, code, message in [(("--models", "nope"), 1, "unknown architecture"),
                                 (("--modes", "fast"), 2, "--modes must be"),
-                                (("--input-shape", "3,32"), 2, "--input-shape must be")]:
+                                (("--input-shape", "3,32"), 2, "--input-shape: 3,32: expected 3 values C,H,W"),
+                                (("--batch", "0"), 2, "--batch")]:
         proc = run(*args)
         assert proc.returncode == code and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
