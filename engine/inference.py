@@ -42,6 +42,7 @@ import threading
 import weakref
 from collections import Counter
 from contextlib import contextmanager
+from itertools import pairwise
 
 from common.backend import xp
 from convolutional.architectures.base import Network
@@ -115,7 +116,7 @@ def _walk(model):
 def conv_bn_pairs(model, walk=None) -> list:
     """(convolution, BatchNorm2D) pairs of ``model`` that may be folded now (see the module's notes)."""
     modules, seen, runs = walk or _walk(model)
-    candidates = [pair for children in runs for pair in zip(children, children[1:])]
+    candidates = [pair for children in runs for pair in pairwise(children)]
     for module in modules:
         for klass, names in BLOCK_PAIRS.items():
             if type(module) is klass:
