@@ -11,6 +11,7 @@ from common.backend import backend_name, xp
 from engine import tuning
 from engine.parallel import cpu_workers, run_blocks
 
+
 def _split(total, parts):
     step = -(-total // parts)
     return [(i, min(total, i + step)) for i in range(0, total, step)]

@@ -22,8 +22,8 @@ from engine.depthwise import depthwise_backward, depthwise_forward
 from engine.gather import gather_forward, weight_grad
 from engine.inference import add_conv_grads, conv_weights
 from engine.plan import Saved, flipped_input, kernel_view, make_plan, wmat
-from engine.winograd import winograd_forward, winograd_weight_grad
 from engine.steps import skips_input_grad
+from engine.winograd import winograd_forward, winograd_weight_grad
 
 
 def convolve(x, wk, stride, pads, dilation, out_hw, bias=None):
