@@ -18,16 +18,17 @@ statistics, and a convolution with another padding mode than zeros are left alon
 
 **When.** With ``tuning.FOLD_BATCHNORM`` on, the outermost eval-mode forward of a Sequential or a
 Network (:func:`inference_pass`) walks the model once, marks the pairs on their layers for the
-length of that call, and takes each pair's W' and b' from a cache. A cache entry is used only
+length of that call, and takes each pair's W' and b' from a cache. What the walk finds is kept
+until a module's children change, so a forward after the first costs no walk. A cache entry is used only
 while every array it was made from is the same object holding the same values (an exact
 comparison with a copy), so an optimizer step, ``load_state_dict`` or a training-mode forward
 (running statistics) refreshes it. The model's parameters and buffers are never written:
 ``state_dict()`` and checkpoints hold the unfolded weights.
 
 **Activations in place.** In the same pass a ReLU or ReLU6 whose input is certainly a fresh array
-that nothing else reads (it follows a convolution or a BatchNorm2D in a container that runs its
-children in order, or a block's code says so: :data:`BLOCK_INPLACE`) overwrites its input
-instead of writing a new array (``tuning.INPLACE_ACTIVATIONS``). Its backward still works:
+that nothing else reads (it follows a convolution, a BatchNorm2D or a Linear layer in a container
+that runs its children in order, or a block's code says so: :data:`BLOCK_INPLACE`) overwrites its
+input instead of writing a new array (``tuning.INPLACE_ACTIVATIONS``). Its backward still works:
 relu(x) > 0 exactly where x > 0, and 0 < relu6(x) < 6 exactly where 0 < x < 6.
 
 **Backward after an eval pass** (gradients in evaluation mode) stays exact: the folded convolution
@@ -52,7 +53,8 @@ from convolutional.norm import BatchNorm2D
 from convolutional.pooling import MaxPool2D
 from engine import tuning
 from vectorized.activations import ReLU, ReLU6
-from vectorized.module import Sequential
+from vectorized.layers import Linear
+from vectorized.module import Sequential, structure_version
 
 #: Blocks with their own ``forward`` whose code feeds a convolution straight into a BatchNorm2D
 #: and uses the convolution's output nowhere else: (convolution, batch norm) attribute names.
@@ -62,9 +64,11 @@ BLOCK_PAIRS = {BasicBlock: (("conv1", "bn1"), ("conv2", "bn2"))}
 #: (the layer that makes that array, or None for the block's own arithmetic; the activation).
 BLOCK_INPLACE = {BasicBlock: (("bn1", "relu"), (None, "relu_out"))}
 INPLACE = (ReLU, ReLU6)        # activations that may overwrite their input (engine.activations)
+PRODUCERS = (Conv2D, BatchNorm2D, Linear)  # layers whose output is a new array that only the next layer reads
 
 _pass = threading.local()                 # .depth: inference passes open on this thread
 _cache = weakref.WeakKeyDictionary()      # convolution -> its Folded, kept across passes
+_layouts = weakref.WeakKeyDictionary()    # model -> (structure version, pair candidates, activation candidates)
 
 
 class Folded:
@@ -104,26 +108,41 @@ def _runs_children_in_order(module) -> bool:
         (isinstance(module, Network) and type(module).forward is Network.forward)
 
 
-def _walk(model):
-    """The model's modules, how often each appears in it, and the children of every container that
-    runs them in order: what both searches below read (one walk per inference pass)."""
+def _candidates(model):
+    """The pairs and the (producer, activation) neighbours that the model's structure allows, before
+    the checks that depend on modes and buffers. Read from the model's modules, how often each
+    appears, and the children of every container that runs them in order."""
     modules = list(model.modules())
     seen = Counter(id(m) for m in modules)
     runs = [list(m.children()) for m in modules if _runs_children_in_order(m)]
-    return modules, seen, runs
-
-
-def conv_bn_pairs(model, walk=None) -> list:
-    """(convolution, BatchNorm2D) pairs of ``model`` that may be folded now (see the module's notes)."""
-    modules, seen, runs = walk or _walk(model)
-    candidates = [pair for children in runs for pair in pairwise(children)]
+    pairs = [pair for children in runs for pair in pairwise(children)]
+    acts = [(before, act) for children in runs
+            for before, act, after in zip(children, children[1:], children[2:] + [None])
+            if isinstance(before, PRODUCERS) and not isinstance(after, MaxPool2D)]
     for module in modules:
-        for klass, names in BLOCK_PAIRS.items():
-            if type(module) is klass:
-                candidates += [(getattr(module, a), getattr(module, b)) for a, b in names]
-    return [(conv, bn) for conv, bn in candidates
-            if isinstance(conv, Conv2D) and type(bn) is BatchNorm2D and seen[id(conv)] == seen[id(bn)] == 1
-            and conv.padding_mode == "zeros" and conv.out_channels == bn.num_features
+        pairs += [(getattr(module, a), getattr(module, b)) for a, b in BLOCK_PAIRS.get(type(module), ())]
+        acts += [(None if before is None else getattr(module, before), getattr(module, name))
+                 for before, name in BLOCK_INPLACE.get(type(module), ())]
+    pairs = [(conv, bn) for conv, bn in pairs if isinstance(conv, Conv2D) and type(bn) is BatchNorm2D
+             and seen[id(conv)] == seen[id(bn)] == 1]
+    acts = [(before, act) for before, act in acts if type(act) in INPLACE and seen[id(act)] == 1]
+    return pairs, acts
+
+
+def _structure(model):
+    """:func:`_candidates` of ``model``, kept until any module's children change
+    (``vectorized.module.structure_version``): an eval forward then costs no walk of the model."""
+    version = structure_version()
+    entry = _layouts.get(model)
+    if entry is None or entry[0] != version:
+        entry = _layouts[model] = (version, *_candidates(model))
+    return entry[1], entry[2]
+
+
+def conv_bn_pairs(model) -> list:
+    """(convolution, BatchNorm2D) pairs of ``model`` that may be folded now (see the module's notes)."""
+    return [(conv, bn) for conv, bn in _structure(model)[0]
+            if conv.padding_mode == "zeros" and conv.out_channels == bn.num_features
             and not bn.training and bn.track_running_stats and bn.running_mean is not None]
 
 
@@ -135,22 +154,13 @@ def folded(conv, bn) -> Folded:
     return entry
 
 
-def inplace_activations(model, walk=None) -> list:
+def inplace_activations(model) -> list:
     """(producer, activation) for the ReLU and ReLU6 layers of ``model`` (in evaluation mode) that
-    may overwrite their input: after a convolution or a BatchNorm2D (the producer) among children
-    run in order (not before a MaxPool2D, which the engine may run first), and the
-    :data:`BLOCK_INPLACE` names (producer None where the block makes the input itself)."""
-    modules, seen, runs = walk or _walk(model)
-    found = [(before, act) for children in runs
-             for before, act, after in zip(children, children[1:], children[2:] + [None])
-             if isinstance(before, (Conv2D, BatchNorm2D)) and not isinstance(after, MaxPool2D)]
-    for module in modules:
-        for klass, names in BLOCK_INPLACE.items():
-            if type(module) is klass:
-                found += [(None if before is None else getattr(module, before), getattr(module, name))
-                          for before, name in names]
-    return [(before, act) for before, act in found
-            if type(act) in INPLACE and seen[id(act)] == 1 and not act.training]
+    may overwrite their input: after a convolution, a BatchNorm2D or a Linear layer (the producer,
+    whose output is a new array) among children run in order (not before a MaxPool2D, which the
+    engine may run first), and the :data:`BLOCK_INPLACE` names (producer None where the block
+    makes the input itself)."""
+    return [(before, act) for before, act in _structure(model)[1] if not act.training]
 
 
 @contextmanager
@@ -162,9 +172,8 @@ def inference_pass(model):
     if depth or model.training:
         yield
         return
-    walk = _walk(model) if tuning.FOLD_BATCHNORM or tuning.INPLACE_ACTIVATIONS else None
-    pairs = conv_bn_pairs(model, walk) if tuning.FOLD_BATCHNORM else []
-    acts = inplace_activations(model, walk) if tuning.INPLACE_ACTIVATIONS else []
+    pairs = conv_bn_pairs(model) if tuning.FOLD_BATCHNORM else []
+    acts = inplace_activations(model) if tuning.INPLACE_ACTIVATIONS else []
     for conv, bn in pairs:
         conv.inference_fold, bn.folded_into = folded(conv, bn), conv
     for _before, act in acts:

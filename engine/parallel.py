@@ -390,9 +390,12 @@ def elementwise(fn, out, *inputs, block_bytes: int | None = None):
     """``fn(out_part, *input_parts)`` over flat parts of ``out`` and ``inputs`` (same size), on every
     core with :func:`run_blocks`; returns ``out``. ``fn`` writes its part of ``out`` (``out=``).
     Inputs that are not contiguous are copied first; ``out`` must be contiguous."""
+    blocks = blocks_of(out.size, out.itemsize, block_bytes, tuning.SMALL_PASS_BYTES)
+    if len(blocks) == 1 and all(a.shape == out.shape for a in inputs):
+        fn(out, *inputs)  # one block: the whole arrays, as they are
+        return out
     flat_out = out.reshape(-1)
     flat_in = [xp.ascontiguousarray(a).reshape(-1) for a in inputs]
-    blocks = blocks_of(flat_out.size, out.itemsize, block_bytes, tuning.SMALL_PASS_BYTES)
     run_blocks(blocks, lambda i0, i1, _buf: fn(flat_out[i0:i1], *(a[i0:i1] for a in flat_in)))
     return out
 

@@ -192,6 +192,39 @@ def test_activations_overwrite_only_arrays_nothing_else_reads():
     assert len(inference.inplace_activations(vgg)) == 13 - 4   # four ReLUs sit before a max-pool
 
 
+def test_relu_after_linear_runs_in_place_with_the_reference_numbers():
+    from vectorized.layers import Dropout, Linear
+
+    def make():
+        seed_everything(4)
+        return Sequential(Linear(12, 9), C.ReLU(), Dropout(0.3), Linear(9, 7), C.ReLU(), Linear(7, 3)).astype(np.float64).eval()
+
+    model = make()
+    assert inference.inplace_activations(model) == [(model[0], model[1]), (model[3], model[4])]
+    x = np.random.default_rng(2).standard_normal((5, 12))
+    g = np.random.default_rng(3).standard_normal((5, 3))
+    result = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model = make()
+        result[name] = [model(x), model.backward(g)] + [p.grad.copy() for p in model.parameters()]
+    for a, b in zip(result["reference"], result["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
+
+
+def test_a_changed_model_is_looked_at_again():
+    model = Sequential(C.Conv2D(2, 3, 3, padding=1), C.BatchNorm2D(3), C.ReLU()).eval()
+    x = np.random.default_rng(0).standard_normal((2, 5, 5, 2)).astype(np.float32)
+    model(x)
+    assert len(inference.conv_bn_pairs(model)) == 1 and len(inference.inplace_activations(model)) == 1
+    setattr(model, "1", C.ReLU().eval())   # the BatchNorm2D replaced: no pair; the new ReLU follows the convolution
+    assert inference.conv_bn_pairs(model) == [] and inference.inplace_activations(model) == [(model[0], model[1])]
+    inner = Sequential(C.Conv2D(3, 3, 1), C.BatchNorm2D(3)).eval()
+    setattr(model, "2", inner)      # a nested container appears: its pair is found
+    assert inference.conv_bn_pairs(model) == [(inner[0], inner[1])]
+    np.testing.assert_allclose(model(x), Sequential(*list(model.children()))(x), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("rows", [True, False], ids=["rows", "pixels"])
 @pytest.mark.parametrize("make, shape", [
     (lambda: C.DepthwiseConv2D(6, 3, padding=1), (3, 7, 9, 6)),

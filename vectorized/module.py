@@ -77,14 +77,15 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
         # A new value for an existing name keeps that name's place (a Sequential's order).
-        if not isinstance(value, Module):
-            self._modules.pop(name, None)
+        if not isinstance(value, Module) and self._modules.pop(name, None) is not None:
+            structure_changed()
         if not isinstance(value, Parameter):
             self._parameters.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
+            structure_changed()
         elif name in self._buffers:
             self._buffers[name] = value
             return
@@ -302,6 +303,20 @@ class Module:
         if print_fn is not None:
             print_fn(text)
         return text
+
+
+_STRUCTURE = [0]  # bumped whenever a module gains, loses or replaces a child (see structure_version)
+
+
+def structure_changed() -> None:
+    """Note that some module's children changed (called by ``__setattr__``)."""
+    _STRUCTURE[0] += 1
+
+
+def structure_version() -> int:
+    """A number that changes whenever any module's children change: code that remembers what it
+    found in a model compares it to know when to look again."""
+    return _STRUCTURE[0]
 
 
 _SHAPE_LOG = None  # a list while Module._trace() records output shapes (summary, forward_flops)

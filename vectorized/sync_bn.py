@@ -19,7 +19,7 @@ import numpy as np
 
 from common.backend import to_device, to_numpy, xp
 from common.errors import UserError
-from vectorized.module import Module
+from vectorized.module import Module, structure_changed
 
 
 class SyncBatchNorm(Module):
@@ -112,5 +112,6 @@ def convert_sync_batchnorm(model, group) -> int:
                 sync.train(child.training)
                 parent._modules[name] = sync  # assign in place: the registry's order is the run order
                 object.__setattr__(parent, name, sync)
+                structure_changed()
                 replaced += 1
     return replaced
