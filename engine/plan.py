@@ -4,8 +4,8 @@
 one of five paths (the knobs are in :mod:`engine.tuning`):
 
 * **pointwise** (1×1, stride 1, no padding): the input already is the column matrix, (M, C);
-* **winograd** (3×3, stride 1, dilation 1, enough channels and tiles: :func:`winograd_tile`):
-  Winograd's F(2×2, 3×3) or F(4×4, 3×3) tiles (:mod:`engine.winograd`);
+* **winograd** (3×3 or 5×5, stride 1, dilation 1, enough channels and tiles: :func:`winograd_tile`):
+  Winograd's F(2×2, 3×3), F(4×4, 3×3) or F(2×2, 5×5) tiles (:mod:`engine.winograd`);
 * **banded** (stride 1, few input channels: LeNet's layers, :mod:`engine.banded`);
 * **columns** (thin layers, k·k·C ≤ ``COLUMNS_MAX_K``): the whole column matrix is built once and
   kept for the backward pass (:mod:`engine.gather`);
@@ -35,8 +35,13 @@ class ConvPlan:
     blocks: tuple = ()         # ((n0, n1), ...) blocks of whole images (columns / gather / winograd)
     seg_ow: int = 0            # banded: output pixels per row segment
     seg_w: int = 0             # banded: input pixels a segment sees (seg_ow + kw - 1)
-    tile: int = 0              # winograd: m, the output tile's side (F(m×m, 3×3))
+    tile: int = 0              # winograd: m, the output tile's side (F(m×m, r×r))
     tiles: tuple = ()          # winograd: (TH, TW) tiles that cover the output
+
+    @property
+    def alpha(self) -> int:
+        """winograd: α = m + r - 1, the side of an input tile (and of the transformed tiles)."""
+        return self.tile + self.kernel[0] - 1
 
     @property
     def block_images(self) -> int:
@@ -55,24 +60,28 @@ class Saved:
 
 
 def winograd_tile(wk_shape, stride, dilation, out_hw, itemsize) -> int:
-    """m of the Winograd tiles F(m×m, 3×3) for this layer, or 0 for another path.
+    """m of the Winograd tiles F(m×m, r×r) for this layer, or 0 for another path.
 
-    Only 3×3 kernels at stride 1 and dilation 1. ``tuning.WINOGRAD`` "off" never, "f2" / "f4"
-    always (tests, measurements); "auto" when both channel counts reach ``WINOGRAD_MIN_CHANNELS``
-    and an image has at least ``WINOGRAD_MIN_TILES`` 2×2 output tiles; then F(4×4) when the
+    Only 3×3 kernels, and 5×5 ones if ``WINOGRAD_5X5`` (always F(2×2, 5×5)), at stride 1 and
+    dilation 1. ``tuning.WINOGRAD`` "off" never, "f2" / "f4" always (tests, measurements: the
+    tile of 3×3 layers); "auto" when both channel counts reach ``WINOGRAD_MIN_CHANNELS`` and an
+    image has at least ``WINOGRAD_MIN_TILES`` 2×2 output tiles; then, for 3×3, F(4×4) when the
     output is at least ``WINOGRAD_F4_MIN_SIZE`` on each side (float32 only if
     ``WINOGRAD_F4_FLOAT32``), else F(2×2)."""
     kh, kw, c, oc = wk_shape
     mode = tuning.WINOGRAD
     if mode not in ("auto", "off", "f2", "f4"):
         raise ValueError(f"engine.tuning.WINOGRAD must be auto, off, f2 or f4, got {mode!r}")
-    if (kh, kw) != (3, 3) or stride != (1, 1) or dilation != (1, 1) or mode == "off":
+    sizes = ((3, 3), (5, 5)) if tuning.WINOGRAD_5X5 else ((3, 3),)
+    if (kh, kw) not in sizes or stride != (1, 1) or dilation != (1, 1) or mode == "off":
         return 0
     if mode != "auto":
-        return int(mode[1])
+        return int(mode[1]) if kh == 3 else 2
     oh, ow = out_hw
     if min(c, oc) < tuning.WINOGRAD_MIN_CHANNELS or -(-oh // 2) * -(-ow // 2) < tuning.WINOGRAD_MIN_TILES:
         return 0
+    if kh == 5:
+        return 2
     f4 = min(oh, ow) >= tuning.WINOGRAD_F4_MIN_SIZE and (itemsize > 4 or tuning.WINOGRAD_F4_FLOAT32)
     return 4 if f4 else 2
 
@@ -115,7 +124,7 @@ def make_plan(x_shape, wk_shape, stride, pads, dilation, out_hw, itemsize) -> Co
     common = dict(path=path, kernel=(kh, kw), stride=stride, pads=pads, dilation=dilation, out_hw=out_hw)
     if path == "winograd":
         tiles = (-(-out_hw[0] // tile), -(-out_hw[1] // tile))
-        alpha2 = (tile + 2) ** 2   # a tile's V and M rows: α²·C and α²·OC values; U: α²·C·OC
+        alpha2 = (tile + kh - 1) ** 2   # a tile's V and M rows: α²·C and α²·OC values; U: α²·C·OC
         kernel_bytes = alpha2 * c * oc * itemsize   # U, which every block reads whole
         blocks = image_blocks(x_shape[0], tiles[0] * tiles[1] * alpha2 * (c + oc) * itemsize,
                               max(tuning.WINOGRAD_BLOCK_BYTES, int(tuning.WINOGRAD_KERNEL_SHARE * kernel_bytes)))

@@ -70,7 +70,7 @@ WINOGRAD_MIN_CHANNELS = 32
 #: ... and at least this many 2×2 output tiles an image.
 WINOGRAD_MIN_TILES = 4
 #: F(4×4, 3×3) instead of F(2×2, 3×3) for outputs at least this large on each side ...
-WINOGRAD_F4_MIN_SIZE = 8
+WINOGRAD_F4_MIN_SIZE = 7
 #: ... in float32 too (its rounding error is measured in the performance notes).
 WINOGRAD_F4_FLOAT32 = True
 #: Bytes of transformed tiles (V and M) in one block of the Winograd path ...
@@ -79,6 +79,8 @@ WINOGRAD_BLOCK_BYTES = 2**20
 WINOGRAD_KERNEL_SHARE = 1
 #: dW by Winograd's tiles too (else by the column matrix of :mod:`engine.gather`).
 WINOGRAD_WEIGHT_GRAD = True
+#: 5×5 stride-1 layers by F(2×2, 5×5) too, under the same channel and tile rule.
+WINOGRAD_5X5 = True
 
 # ----------------------------------------------------------------------------------- inference
 #: In evaluation mode, BatchNorm2D after a convolution is folded into its weights (engine.inference).
@@ -139,8 +141,10 @@ TABLE = {
     "WINOGRAD_MIN_TILES": ("VGG16's 512-channel 2x2 maps (one tile an image): F(2x2) 0.5-0.9x, F(4x4) 0.3-0.5x "
                            "the column path", "AMD (loaded)"),
     "WINOGRAD_F4_MIN_SIZE": ("from 8x8 maps up F(4x4) ran 1.5-2.5x the column path, F(2x2) 1.0-1.5x; on "
-                             "4x4 maps (512 channels) F(4x4)'s dW fell to 0.9-1.2x (its dU of 36*C*OC values "
-                             "per worker) while F(2x2) held 1.3-1.4x", "AMD (loaded)"),
+                             "AlexNet's 7x7 maps (192-384 channels) F(4x4) 1.33-1.56x, F(2x2) 1.04-1.13x (both "
+                             "cover 8x8; F(4x4) with 144 tile products an image, F(2x2) 256); on 5x5 and 6x6 "
+                             "both need 144; on 4x4 maps (512 channels) F(4x4)'s dW fell to 0.9-1.2x (its dU of "
+                             "36*C*OC values per worker) while F(2x2) held 1.3-1.4x", "AMD"),
     "WINOGRAD_F4_FLOAT32": ("F(4x4)'s float32 error is 3-10e-6 of the largest value (the direct path's 2-7e-7; "
                             "F(2x2)'s the same as direct), far below a float32 update's rounding", "AMD"),
     "WINOGRAD_BLOCK_BYTES": ("the tile transforms are small products that run from cache: 4 images of 64 "
@@ -151,6 +155,8 @@ TABLE = {
                               "2 MiB blocks (7-8 images)", "AMD (loaded)"),
     "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-2.0x faster than by the column matrix on the ResNet18 "
                              "and VGG16 layers the rule gives to Winograd", "AMD (loaded)"),
+    "WINOGRAD_5X5": ("AlexNet's 5x5 layer (64 -> 192 channels, 15x15 maps): see the performance notes, "
+                     "round 14", "AMD"),
     "FOLD_BATCHNORM": ("one pass over the activations fewer per convolution and BatchNorm2D: inference "
                        "step B/A 0.90 on EfficientNet-Lite0 (7 of 8 pairs), 0.88 on ResNet18 (5 of 5); in "
                        "one-thread CPU time 0.89 and 1.03 (ResNet18's BatchNorms are 3 % of it)", "AMD"),

@@ -1,4 +1,4 @@
-"""Winograd's minimal filtering: a 3×3, stride-1 convolution with fewer multiplications.
+"""Winograd's minimal filtering: a 3×3 (or 5×5), stride-1 convolution with fewer multiplications.
 
 **1-D, F(m, 3).** m outputs of a 3-tap correlation ``y[i] = Σ_j g[j] d[i+j]`` read α = m + 2
 inputs. Evaluate the polynomials of the filter and of the output at α points (α - 1 finite
@@ -8,7 +8,7 @@ points p_k and "infinity", the leading coefficient), multiply there, and interpo
 
 α multiplications instead of 3m. With the points p_k (k < α - 1) and f_k = Π_{l≠k} (p_k - p_l):
 
-* ``G[k, j] = p_k^j / f_k``, and the last row picks g[2];
+* ``G[k, j] = p_k^j / f_k``, and the last row picks g[2] (the last tap);
 * ``Bᵀ[k]`` holds the coefficients (lowest power first) of Π_{l≠k} (x - p_l), and its last row
   those of Π_l (x - p_l);
 * ``Aᵀ[i, k] = p_k^i``, and the last column picks the top output.
@@ -17,6 +17,11 @@ points p_k and "infinity", the leading coefficient), multiply there, and interpo
 F(2, 3) uses the points 0, 1, -1 (4 multiplications for 2 outputs instead of 6); F(4, 3) uses
 0, ±1, ±1/2 (6 for 4 instead of 12): points near zero keep the transforms' entries, and with
 them the float32 rounding, small (:data:`POINTS`).
+
+**5×5 kernels, F(2, 5).** The same construction with r = 5 taps: α = m + r - 1 = 6 points, the
+five finite ones of F(4, 3), so the transforms have entries of the same size and the float32
+error is F(4, 3)'s. 6 multiplications for 2 outputs instead of 10; in 2-D 36/4 = 9 per output
+instead of 25. Everything below holds with 3 replaced by r and "overlap by 2" by r - 1.
 
 **2-D, F(m×m, 3×3).** Nesting the 1-D algorithm in both directions: an α×α input tile d gives
 an m×m output tile ``Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A``. Over C input and OC output channels the
@@ -40,7 +45,7 @@ as many bytes as U, which each block reads whole (:func:`engine.plan.make_plan`)
 factorisation: ``dU[ξ, ν] = V[ξ, ν]ᵀ @ (A dY_tile Aᵀ)[ξ, ν]`` summed over blocks, then
 ``dW = Gᵀ dU G`` (V is recomputed from the input, not kept).
 
-Shapes: x (N, H, W, C) channels-last, kernel wk (3, 3, C, OC) as in :func:`engine.plan.kernel_view`.
+Shapes: x (N, H, W, C) channels-last, kernel wk (r, r, C, OC) as in :func:`engine.plan.kernel_view`.
 """
 from __future__ import annotations
 
@@ -52,8 +57,9 @@ import numpy as np
 from common.backend import xp
 from engine.parallel import run_blocks, scratch, sum_blocks
 
-#: The finite interpolation points of each tile size m (the last point is always infinity).
-POINTS = {2: (0, 1, -1), 4: (0, 1, -1, Fraction(1, 2), Fraction(-1, 2))}
+#: The finite interpolation points, by how many F(m, r) needs (m + r - 2; the last point is always
+#: infinity): F(2, 3) takes three, F(4, 3) and F(2, 5) take five.
+POINTS = {3: (0, 1, -1), 5: (0, 1, -1, Fraction(1, 2), Fraction(-1, 2))}
 
 
 def _poly(roots):
@@ -68,9 +74,7 @@ def _poly(roots):
 @functools.cache
 def transform_fractions(m: int, r: int = 3):
     """(Aᵀ (m, α), G (α, r), Bᵀ (α, α)) of F(m, r) as exact fractions (lists of rows)."""
-    points = [Fraction(p) for p in POINTS[m]]
-    alpha = m + r - 1
-    assert len(points) == alpha - 1, "F(m, r) needs m + r - 2 finite points"
+    points = [Fraction(p) for p in POINTS[m + r - 2]]   # α - 1 finite points, α = m + r - 1
     at = [[p ** i for p in points] + [Fraction(int(i == m - 1))] for i in range(m)]
     g, bt = [], []
     for k, p in enumerate(points):
@@ -86,15 +90,15 @@ def transform_fractions(m: int, r: int = 3):
     return at, g, bt
 
 
-def transforms(m: int, dtype=np.float64):
-    """(Aᵀ, G, Bᵀ) of F(m, 3) as NumPy arrays of ``dtype``, on the host."""
+def transforms(m: int, dtype=np.float64, r: int = 3):
+    """(Aᵀ, G, Bᵀ) of F(m, r) as NumPy arrays of ``dtype``, on the host."""
     return tuple(np.array([[float(v) for v in row] for row in mat], dtype=dtype)
-                 for mat in transform_fractions(m))
+                 for mat in transform_fractions(m, r))
 
 
-def device_transforms(m: int, dtype):
-    """(Aᵀ, A, G, Gᵀ, Bᵀ) of F(m, 3) as contiguous arrays of ``dtype`` on the device."""
-    at, g, bt = transforms(m, dtype)
+def device_transforms(m: int, dtype, r: int = 3):
+    """(Aᵀ, A, G, Gᵀ, Bᵀ) of F(m, r) as contiguous arrays of ``dtype`` on the device."""
+    at, g, bt = transforms(m, dtype, r)
     return tuple(xp.asarray(np.ascontiguousarray(a)) for a in (at, at.T, g, g.T, bt))
 
 
@@ -116,15 +120,16 @@ def tile_view(a, m, tiles_hw, size):
 
 
 def kernel_transform(wk, m):
-    """U (α², C, OC) = G g Gᵀ for every (input, output) channel pair of ``wk`` (3, 3, C, OC): one
-    product of G ⊗ G (α², 9) with the 9 taps of each pair, vec(G g Gᵀ) = (G ⊗ G) vec(g), in the
+    """U (α², C, OC) = G g Gᵀ for every (input, output) channel pair of ``wk`` (r, r, C, OC): one
+    product of G ⊗ G (α², r²) with the r² taps of each pair, vec(G g Gᵀ) = (G ⊗ G) vec(g), in the
     layout ``wk`` already has: for :func:`engine.plan.kernel_view`'s transposed view, U is a view of
     an (OC, α², C) array."""
-    g = transforms(m, wk.dtype)[1]
-    gg, (c, oc) = xp.asarray(np.kron(g, g)), wk.shape[2:]
+    r, c, oc = wk.shape[0], wk.shape[2], wk.shape[3]
+    g = transforms(m, wk.dtype, r)[1]
+    gg = xp.asarray(np.kron(g, g))
     if wk.flags.c_contiguous:                  # the flipped kernel of dX: taps are rows of C·OC values
-        return (gg @ wk.reshape(9, c * oc)).reshape(-1, c, oc)
-    taps = wk.transpose(3, 0, 1, 2).reshape(oc, 9, c)   # kernel_view's wk: a view of (OC, 3, 3, C)
+        return (gg @ wk.reshape(r * r, c * oc)).reshape(-1, c, oc)
+    taps = wk.transpose(3, 0, 1, 2).reshape(oc, r * r, c)   # kernel_view's wk: a view of (OC, r, r, C)
     return xp.matmul(gg, taps).transpose(1, 2, 0)
 
 
@@ -141,7 +146,7 @@ def padded_block(x, plan, n0, n1, buf):
     top, _bottom, left, _right = plan.pads
     m, (th, tw) = plan.tile, plan.tiles
     _n, h, w, c = x.shape
-    shape = (plan.block_images, th * m + 2, tw * m + 2, c)
+    shape = (plan.block_images, th * m + plan.kernel[0] - 1, tw * m + plan.kernel[1] - 1, c)
     padded = scratch(buf, "x_pad", shape, x.dtype, zeros=True)[:n1 - n0]
     padded[:, top:top + h, left:left + w] = x[n0:n1]
     return padded
@@ -161,7 +166,7 @@ def transform_tiles(left, tiles, buf, plan, name):
 
 def input_transform(x, bt, plan, n0, n1, buf):
     """V (α², P, C) = Bᵀ d B for the P tiles of images n0..n1-1."""
-    tiles = tile_view(padded_block(x, plan, n0, n1, buf), plan.tile, plan.tiles, plan.tile + 2)
+    tiles = tile_view(padded_block(x, plan, n0, n1, buf), plan.tile, plan.tiles, plan.alpha)
     return transform_tiles(bt, tiles, buf, plan, "v")
 
 
@@ -169,7 +174,7 @@ def output_transform(mprod, at, plan, out, buf):
     """out (nb, OH, OW, OC) = Aᵀ M A of ``mprod`` (α², P, OC): the m×m tiles put in place, cropped."""
     m, (th, tw) = plan.tile, plan.tiles
     nb, oh, ow, oc = out.shape
-    alpha, rest = m + 2, mprod.shape[1] * oc
+    alpha, rest = plan.alpha, mprod.shape[1] * oc
     t = block_scratch(buf, "y_half", (m, alpha, rest), nb, plan, out.dtype)
     y = two_sided(at, mprod.reshape(alpha, alpha, rest), t,
                   block_scratch(buf, "y", (m, m, rest), nb, plan, out.dtype))
@@ -184,10 +189,10 @@ def output_transform(mprod, at, plan, out, buf):
 
 
 def winograd_forward(x, wk, plan, saved):
-    """out (N, OH, OW, OC) of ``x`` (N, H, W, C) and the kernel ``wk`` (3, 3, C, OC)."""
+    """out (N, OH, OW, OC) of ``x`` (N, H, W, C) and the kernel ``wk`` (r, r, C, OC)."""
     n, oc = x.shape[0], wk.shape[3]
     u = kernel_transform(wk, plan.tile)
-    at, _a, _g, _gt, bt = device_transforms(plan.tile, x.dtype)
+    at, _a, _g, _gt, bt = device_transforms(plan.tile, x.dtype, plan.kernel[0])
     saved.x = x
     out = xp.empty((n, *plan.out_hw, oc), dtype=x.dtype)
 
@@ -215,10 +220,10 @@ def output_grad_tiles(dy, a, plan, n0, n1, buf):
 
 
 def winograd_weight_grad(dy, wk_shape, plan, saved):
-    """dW in the (OC, 3, 3, C) layout: dU = Vᵀ Z per block of images, summed; dW = Gᵀ dU G."""
-    _kh, _kw, c, oc = wk_shape
-    alpha = plan.tile + 2
-    _at, a, _g, gt, bt = device_transforms(plan.tile, dy.dtype)
+    """dW in the (OC, r, r, C) layout: dU = Vᵀ Z per block of images, summed; dW = Gᵀ dU G."""
+    r, _kw, c, oc = wk_shape
+    alpha = plan.alpha
+    _at, a, _g, gt, bt = device_transforms(plan.tile, dy.dtype, r)
 
     def part(n0, n1, buf):
         v = input_transform(saved.x, bt, plan, n0, n1, buf)
@@ -226,5 +231,5 @@ def winograd_weight_grad(dy, wk_shape, plan, saved):
         return xp.matmul(v.transpose(0, 2, 1), z, out=scratch(buf, "du", (alpha * alpha, c, oc), dy.dtype))
 
     du = sum_blocks(list(plan.blocks), part).reshape(alpha, alpha, c * oc)
-    dw = two_sided(gt, du, xp.empty((3, alpha, c * oc), dtype=dy.dtype), xp.empty((3, 3, c * oc), dtype=dy.dtype))
-    return dw.reshape(3, 3, c, oc).transpose(3, 0, 1, 2)
+    dw = two_sided(gt, du, xp.empty((r, alpha, c * oc), dtype=dy.dtype), xp.empty((r, r, c * oc), dtype=dy.dtype))
+    return dw.reshape(r, r, c, oc).transpose(3, 0, 1, 2)

@@ -1,4 +1,4 @@
-"""Time every 3×3 stride-1 convolution of a model with and without Winograd's tiles.
+"""Time every 3×3 and 5×5 stride-1 convolution of a model with and without Winograd's tiles.
 
     python scripts/bench_winograd.py                                  # ResNet18, CIFAR 3x32x32, batch 64
     python scripts/bench_winograd.py --models resnet18,vgg16 --repeats 7
@@ -7,8 +7,8 @@
 For each distinct layer (input and output channels, map size) of the model, the forward pass,
 the input gradient dX and the weight gradient dW of the fast engine are timed on the same random
 input with ``engine.tuning.WINOGRAD`` set to each of ``--modes`` ("off" is the column-matrix
-path of :mod:`engine.gather`; "f2" and "f4" force F(2×2, 3×3) and F(4×4, 3×3); "auto" is the
-tuning table's rule). The modes take turns within each repeat, in an order that rotates, so
+path of :mod:`engine.gather`; "f2" and "f4" force F(2×2, 3×3) and F(4×4, 3×3) on 3×3 layers, and
+both F(2×2, 5×5) on 5×5 layers; "auto" is the tuning table's rule). The modes take turns within each repeat, in an order that rotates, so
 every mode sees the same moments of a shared machine; the table gives medians in milliseconds
 and the speed-up of each mode over "off". ``--json`` writes the figures, the machine and the date
 (the tutorial's Winograd page reads ``tutorial/data/winograd.json``).
@@ -36,8 +36,8 @@ MODES = ("off", "f2", "f4", "auto")
 
 
 def winograd_layers(arch: str, input_shape):
-    """[(C, OC, H, W, count)] of the model's 3×3 stride-1 dilation-1 Conv2D layers (groups 1), as
-    met in a forward pass of one image; ``count``: how many layers share that shape."""
+    """[(C, OC, H, W, k, count)] of the model's 3×3 and 5×5 stride-1 dilation-1 Conv2D layers (groups 1),
+    as met in a forward pass of one image; ``count``: how many layers share that shape."""
     import convolutional as C
     from convolutional.architectures import build_model
 
@@ -49,8 +49,9 @@ def winograd_layers(arch: str, input_shape):
         originals[id(conv)] = conv.forward
 
         def record(x, _conv=conv):
-            if (_conv.kernel_size, _conv.stride, _conv.dilation, _conv.groups) == ((3, 3), (1, 1), (1, 1), 1):
-                key = (_conv.in_channels, _conv.out_channels, x.shape[1], x.shape[2])
+            if (_conv.kernel_size in ((3, 3), (5, 5))
+                    and (_conv.stride, _conv.dilation, _conv.groups) == ((1, 1), (1, 1), 1)):
+                key = (_conv.in_channels, _conv.out_channels, x.shape[1], x.shape[2], _conv.kernel_size[0])
                 found[key] = found.get(key, 0) + 1
             return originals[id(_conv)](x)
 
@@ -62,8 +63,8 @@ def winograd_layers(arch: str, input_shape):
     return [(*key, count) for key, count in found.items()]
 
 
-def time_layer(c, oc, h, w, batch, modes, repeats, dtype=np.float32):
-    """{mode: {phase: [seconds per repeat]}} for one 3×3 padding-1 layer; phases forward, dX, dW."""
+def time_layer(c, oc, h, w, batch, modes, repeats, dtype=np.float32, k=3):
+    """{mode: {phase: [seconds per repeat]}} for one k×k layer padded by k // 2; phases forward, dX, dW."""
     from engine import tuning
     from engine.convolution import (
         conv2d_backward,
@@ -73,9 +74,9 @@ def time_layer(c, oc, h, w, batch, modes, repeats, dtype=np.float32):
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, h, w, c)).astype(dtype)
-    weight = (rng.standard_normal((oc, c, 3, 3)) / np.sqrt(9 * c)).astype(dtype)
+    weight = (rng.standard_normal((oc, c, k, k)) / np.sqrt(k * k * c)).astype(dtype)
     dy = rng.standard_normal((batch, h, w, oc)).astype(dtype)
-    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), (h, w))
+    geometry = ((1, 1), (k // 2,) * 4, (1, 1), (h, w))
     times = {mode: {"forward": [], "dX": [], "dW": []} for mode in modes}
     before = tuning.WINOGRAD
     try:
@@ -104,12 +105,13 @@ def measure(arch, input_shape, batch, modes, repeats):
     from engine.plan import winograd_tile
 
     rows = []
-    for c, oc, h, w, count in winograd_layers(arch, input_shape):
-        times = time_layer(c, oc, h, w, batch, list(modes), repeats)
+    for c, oc, h, w, k, count in winograd_layers(arch, input_shape):
+        times = time_layer(c, oc, h, w, batch, list(modes), repeats, k=k)
         ms = {mode: {phase: 1e3 * statistics.median(v) for phase, v in phases.items()}
               for mode, phases in times.items()}
-        auto = winograd_tile((3, 3, c, oc), (1, 1), (1, 1), (h, w), 4) if tuning.WINOGRAD == "auto" else None
-        row = {"layer": f"{c}->{oc} @ {h}x{w}", "in_channels": c, "out_channels": oc, "size": [h, w],
+        auto = winograd_tile((k, k, c, oc), (1, 1), (1, 1), (h, w), 4) if tuning.WINOGRAD == "auto" else None
+        label = f"{c}->{oc} @ {h}x{w}" + (f" ({k}x{k})" if k != 3 else "")
+        row = {"layer": label, "kernel": k, "in_channels": c, "out_channels": oc, "size": [h, w],
                "count": count, "ms": ms, "rule": {0: "off", 2: "f2", 4: "f4"}.get(auto)}
         if "off" in ms:
             row["speedup"] = {mode: {phase: ms["off"][phase] / ms[mode][phase] for phase in ms["off"]}

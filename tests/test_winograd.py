@@ -1,8 +1,9 @@
-"""Winograd's 3×3 convolution (engine/winograd.py) against the reference Conv2D and by its algebra.
+"""Winograd's 3×3 and 5×5 convolutions (engine/winograd.py) against the reference Conv2D and by their algebra.
 
-The reference engine's direct convolution is the oracle: forward, dX and dW of F(2×2, 3×3) and
-F(4×4, 3×3), forced on with ``engine.tuning.WINOGRAD``, must equal it to 1e-10 in float64 and to
-the stated float32 tolerances, with one worker and with two worker threads and blocks of one image.
+The reference engine's direct convolution is the oracle: forward, dX and dW of F(2×2, 3×3),
+F(4×4, 3×3) and F(2×2, 5×5), forced on with ``engine.tuning.WINOGRAD``, must equal it to 1e-10 in
+float64 and to the stated float32 tolerances, with one worker and with two worker threads and
+blocks of one image.
 """
 from fractions import Fraction
 
@@ -16,7 +17,7 @@ from engine.plan import make_plan, winograd_tile
 
 #: float32 error of each variant against the float64 direct convolution, relative to the largest
 #: value (the direct path's own float32 error is about 5e-7 on these layers; F(2×2) matches it).
-FLOAT32_TOLERANCE = {"f2": 5e-6, "f4": 5e-5}
+FLOAT32_TOLERANCE = {"f2": 5e-6, "f4": 5e-5, "5x5": 5e-5}  # F(2×2, 5×5) has F(4×4, 3×3)'s points
 
 
 @pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
@@ -85,14 +86,36 @@ def test_winograd_equals_the_direct_convolution(mode, padding, shape, oc, bias, 
     assert max(relative_errors(got32, want)) <= FLOAT32_TOLERANCE[mode]
 
 
-@pytest.mark.parametrize("mode", ["f2", "f4"])
+LAYERS_5X5 = [  # (padding, input (N, H, W, C), out channels, bias)
+    (2, (2, 9, 9, 4), 6, True),             # AlexNet's second layer in small: odd size, pad 2
+    (0, (2, 8, 11, 3), 2, False),
+    (3, (1, 4, 5, 2), 3, True),             # a pad beyond the kernel's reach
+    ((1, 3, 0, 2), (2, 6, 7, 3), 4, True),  # asymmetric
+]
+
+
+@pytest.mark.parametrize("padding, shape, oc, bias", LAYERS_5X5)
+def test_winograd_5x5_equals_the_direct_convolution(padding, shape, oc, bias, workers, monkeypatch):
+    make = lambda: C.Conv2D(shape[3], oc, 5, padding=padding, bias=bias)
+    x = np.random.default_rng(4).standard_normal(shape)
+    want = layer_results("reference", make, x, np.float64, monkeypatch)
+    got = layer_results("f2", make, x, np.float64, monkeypatch)
+    assert got[4].path == "winograd" and (got[4].tile, got[4].kernel, got[4].alpha) == (2, (5, 5), 6)
+    assert max(relative_errors(got, want)) <= 1e-10
+    got32 = layer_results("f4", make, x, np.float32, monkeypatch)   # "f4" too: 5x5 layers have F(2x2) only
+    assert got32[4].tile == 2 and max(relative_errors(got32, want)) <= FLOAT32_TOLERANCE["5x5"]
+
+
+@pytest.mark.parametrize("mode", ["f2", "f4", "5x5"])
 def test_float32_error_on_a_wide_layer_is_within_the_stated_tolerance(mode, monkeypatch):
-    """A ResNet18-like layer (64 channels, 8x8): the tolerance holds where the sums are long."""
-    make = lambda: C.Conv2D(64, 64, 3, padding=1)
-    x = np.random.default_rng(5).standard_normal((2, 8, 8, 64))
+    """A ResNet18-like layer (64 channels, 8x8), and AlexNet's 5x5 one (64 -> 96 channels at 15x15
+    here): the tolerance holds where the sums are long."""
+    k = 5 if mode == "5x5" else 3
+    make = lambda: C.Conv2D(64, 96 if k == 5 else 64, k, padding=k // 2)
+    x = np.random.default_rng(5).standard_normal((2, 15, 15, 64) if k == 5 else (2, 8, 8, 64))
     want = layer_results("reference", make, x, np.float64, monkeypatch)
     direct = relative_errors(layer_results("off", make, x, np.float32, monkeypatch), want)
-    errors = relative_errors(layer_results(mode, make, x, np.float32, monkeypatch), want)
+    errors = relative_errors(layer_results("f2" if k == 5 else mode, make, x, np.float32, monkeypatch), want)
     assert max(errors) <= FLOAT32_TOLERANCE[mode]
     assert max(direct) <= 2e-6  # what the tolerance is compared with
 
@@ -123,16 +146,17 @@ def test_the_input_gradient_runs_through_winograd_too(monkeypatch):
 
 
 def test_transforms_compute_the_1d_correlation_exactly():
-    """y = Aᵀ[(G g) ⊙ (Bᵀ d)] equals y[i] = Σ_j g[j] d[i+j], in exact fractions, for F(2,3) and F(4,3)."""
+    """y = Aᵀ[(G g) ⊙ (Bᵀ d)] equals y[i] = Σ_j g[j] d[i+j], in exact fractions, for F(2,3), F(4,3) and F(2,5)."""
     rng = np.random.default_rng(0)
-    for m in (2, 4):
-        at, g, bt = winograd.transform_fractions(m)
-        filt = [Fraction(int(v)) for v in rng.integers(-9, 10, 3)]
-        data = [Fraction(int(v)) for v in rng.integers(-9, 10, m + 2)]
-        gg = [sum(row[j] * filt[j] for j in range(3)) for row in g]
-        bd = [sum(row[k] * data[k] for k in range(m + 2)) for row in bt]
-        y = [sum(at[i][k] * gg[k] * bd[k] for k in range(m + 2)) for i in range(m)]
-        assert y == [sum(filt[j] * data[i + j] for j in range(3)) for i in range(m)]
+    for m, r in ((2, 3), (4, 3), (2, 5)):
+        at, g, bt = winograd.transform_fractions(m, r)
+        alpha = m + r - 1
+        filt = [Fraction(int(v)) for v in rng.integers(-9, 10, r)]
+        data = [Fraction(int(v)) for v in rng.integers(-9, 10, alpha)]
+        gg = [sum(row[j] * filt[j] for j in range(r)) for row in g]
+        bd = [sum(row[k] * data[k] for k in range(alpha)) for row in bt]
+        y = [sum(at[i][k] * gg[k] * bd[k] for k in range(alpha)) for i in range(m)]
+        assert y == [sum(filt[j] * data[i + j] for j in range(r)) for i in range(m)]
     at, g, bt = winograd.transforms(2)
     np.testing.assert_array_equal(g, [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
     np.testing.assert_array_equal(bt, [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]])
@@ -151,10 +175,14 @@ def test_the_rule_picks_winograd_where_it_pays(monkeypatch):
     assert auto(512, 512, 1) == 0                                        # one tile an image
     monkeypatch.setattr(tuning, "WINOGRAD_F4_FLOAT32", False)
     assert auto(256, 256, big) == 2
-    for geometry in [((5, 5, 64, 64), (1, 1), (1, 1)), ((3, 3, 64, 64), (2, 2), (1, 1)),
-                     ((3, 3, 64, 64), (1, 1), (2, 2))]:
+    assert winograd_tile((5, 5, 64, 192), (1, 1), (1, 1), (15, 15), 4) == 2  # AlexNet's 5x5: F(2x2, 5x5)
+    assert winograd_tile((5, 5, 3, 64), (1, 1), (1, 1), (32, 32), 4) == 0    # too few channels
+    for geometry in [((7, 7, 64, 64), (1, 1), (1, 1)), ((3, 3, 64, 64), (2, 2), (1, 1)),
+                     ((3, 3, 64, 64), (1, 1), (2, 2)), ((5, 5, 64, 64), (2, 2), (1, 1))]:
         monkeypatch.setattr(tuning, "WINOGRAD", "f2")
-        assert winograd_tile(*geometry, (8, 8), 4) == 0                  # only 3x3, stride 1, dilation 1
+        assert winograd_tile(*geometry, (8, 8), 4) == 0                  # only 3x3 and 5x5, stride 1, dilation 1
+    monkeypatch.setattr(tuning, "WINOGRAD_5X5", False)
+    assert winograd_tile((5, 5, 64, 64), (1, 1), (1, 1), (8, 8), 4) == 0
     for mode, tile in (("off", 0), ("f2", 2), ("f4", 4)):
         monkeypatch.setattr(tuning, "WINOGRAD", mode)
         assert winograd_tile((3, 3, 1, 1), (1, 1), (1, 1), (3, 3), 4) == tile
