@@ -18,7 +18,8 @@ from vectorized.activations import _ERFC_COEFFS, GELU, LeakyReLU, ReLU, ReLU6
 def _output(self, x):
     """A new array, or ``x`` itself where an inference pass lets the layer overwrite its input
     (engine.inference); backward reads the output then, whose signs and bounds are x's."""
-    out = x if overwrites_input(self) and x.flags.c_contiguous else xp.empty(x.shape, dtype=x.dtype)
+    whole = x.flags.c_contiguous or x.flags.f_contiguous
+    out = x if overwrites_input(self) and whole else xp.empty(x.shape, dtype=x.dtype)
     self.x = x
     return out
 

@@ -389,7 +389,11 @@ def blocks_of(total: int, item_bytes: int, block_bytes: int | None = None, small
 def elementwise(fn, out, *inputs, block_bytes: int | None = None):
     """``fn(out_part, *input_parts)`` over flat parts of ``out`` and ``inputs`` (same size), on every
     core with :func:`run_blocks`; returns ``out``. ``fn`` writes its part of ``out`` (``out=``).
-    Inputs that are not contiguous are copied first; ``out`` must be contiguous."""
+    Inputs that are not contiguous are copied first; ``out`` must be contiguous (in C or in
+    Fortran order: the latter runs on the transposes)."""
+    if out.ndim > 1 and not out.flags.c_contiguous and out.flags.f_contiguous:
+        elementwise(fn, out.T, *(a.T for a in inputs), block_bytes=block_bytes)
+        return out
     blocks = blocks_of(out.size, out.itemsize, block_bytes, tuning.SMALL_PASS_BYTES)
     if len(blocks) == 1 and all(a.shape == out.shape for a in inputs):
         fn(out, *inputs)  # one block: the whole arrays, as they are

@@ -83,6 +83,8 @@ WINOGRAD_WEIGHT_GRAD = True
 WINOGRAD_5X5 = True
 
 # ----------------------------------------------------------------------------------- inference
+#: In evaluation mode on the CPU, a plain Linear layer computes yᵀ = W xᵀ and returns its transpose.
+LINEAR_EVAL_TRANSPOSED = True
 #: In evaluation mode, BatchNorm2D after a convolution is folded into its weights (engine.inference).
 FOLD_BATCHNORM = True
 #: In evaluation mode, a ReLU or ReLU6 whose input nothing else reads overwrites it (engine.inference).
@@ -157,6 +159,9 @@ TABLE = {
                              "and VGG16 layers the rule gives to Winograd", "AMD (loaded)"),
     "WINOGRAD_5X5": ("AlexNet's 5x5 layer (64 -> 192 channels, 15x15 maps): see the performance notes, "
                      "round 14", "AMD"),
+    "LINEAR_EVAL_TRANSPOSED": ("the MLP's four products at batch 64: x Wᵀ 0.27 ms, W xᵀ in the chained "
+                               "layout 0.23 ms (first layer 784->256: 0.18-0.24 ms against 0.15-0.16); see "
+                               "the performance notes, round 14", "AMD"),
     "FOLD_BATCHNORM": ("one pass over the activations fewer per convolution and BatchNorm2D: inference "
                        "step B/A 0.90 on EfficientNet-Lite0 (7 of 8 pairs), 0.88 on ResNet18 (5 of 5); in "
                        "one-thread CPU time 0.89 and 1.03 (ResNet18's BatchNorms are 3 % of it)", "AMD"),

@@ -287,6 +287,19 @@ def test_elementwise_runs_a_pass_over_flat_blocks(monkeypatch):
     np.testing.assert_array_equal(out, g * (x > 0))
 
 
+def test_elementwise_writes_into_an_output_held_column_by_column(monkeypatch):
+    """out in Fortran order (an eval-mode Linear's output): the pass runs on the transposes, in
+    blocks and as one call, and writes every value in place."""
+    rng = np.random.default_rng(3)
+    x = np.asfortranarray(rng.standard_normal((40, 13)))
+    want = np.maximum(x, 0)
+    for small in (0, 2**30):
+        monkeypatch.setattr(tuning, "SMALL_PASS_BYTES", small)
+        y = x.copy(order="F")
+        assert parallel.elementwise(lambda o, a: np.maximum(a, 0, out=o), y, y, block_bytes=64) is y
+        np.testing.assert_array_equal(y, want)
+
+
 def test_keeping_freed_memory_is_harmless():
     """mallopt on glibc, nothing elsewhere; arrays still allocate, free and fill normally."""
     parallel._keep_freed_memory()

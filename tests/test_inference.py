@@ -192,8 +192,13 @@ def test_activations_overwrite_only_arrays_nothing_else_reads():
     assert len(inference.inplace_activations(vgg)) == 13 - 4   # four ReLUs sit before a max-pool
 
 
-def test_relu_after_linear_runs_in_place_with_the_reference_numbers():
+@pytest.mark.parametrize("transposed", [True, False], ids=["yT=WxT", "y=xWT"])
+def test_relu_after_linear_runs_in_place_with_the_reference_numbers(transposed, monkeypatch):
+    """An MLP at eval: ReLUs overwrite the Linear outputs, and with LINEAR_EVAL_TRANSPOSED the
+    layers pass their outputs column by column; the numbers and the gradients stay the reference's."""
     from vectorized.layers import Dropout, Linear
+
+    monkeypatch.setattr(tuning, "LINEAR_EVAL_TRANSPOSED", transposed)
 
     def make():
         seed_everything(4)
@@ -208,6 +213,7 @@ def test_relu_after_linear_runs_in_place_with_the_reference_numbers():
         engine.use(name)
         model = make()
         result[name] = [model(x), model.backward(g)] + [p.grad.copy() for p in model.parameters()]
+    assert result["fast"][0].flags.f_contiguous == transposed
     for a, b in zip(result["reference"], result["fast"]):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
 
