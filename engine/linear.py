@@ -3,6 +3,7 @@ and no dL/dx when the layer is a training step's first (:mod:`engine.steps`)."""
 from __future__ import annotations
 
 from engine.arrays import column_sums, gemm
+from engine.inference import linear_weights
 from engine.steps import skips_input_grad
 from vectorized.layers import Linear
 
@@ -12,9 +13,10 @@ def linear_forward(self, x):
     if x.ndim != 2:  # leading dims other than (N,): the layer's own code
         return Linear.forward.reference(self, x)
     self.x = x
-    y = gemm(x, self.weight.data.T)
-    if self.bias is not None:
-        y += self.bias.data
+    weight, bias = linear_weights(self)  # a layer scale folded in, at evaluation (engine.blocks)
+    y = gemm(x, weight.T)
+    if bias is not None:
+        y += bias
     return y
 
 
