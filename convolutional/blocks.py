@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from common.dispatch import accelerated
 from common.errors import UserError
 from convolutional.conv import Conv2D, DepthwiseConv2D, PointwiseLinear
 from convolutional.norm import BatchNorm2D, LayerNorm2D
@@ -114,6 +115,7 @@ class MBConv(Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
+@accelerated("forward", "backward")
 class ConvNeXtBlock(Module):
     """ConvNeXt block (Liu et al. 2022), channels-last as in the official code.
 

@@ -19,6 +19,7 @@ file                      what it does
 ``norm.py``               BatchNorm2D / LayerNorm2D on wide rows, in blocks
 ``pooling.py``            max-pool in blocks, global average pool as a product
 ``activations.py``        ReLU, ReLU6, LeakyReLU and GELU in blocks
+``blocks.py``             ConvNeXt's block at evaluation: the layer scale folded away
 ``linear.py``             Linear through the split products
 ``losses.py``             cross-entropy for the common case in fewer passes
 ``optim.py``              Adam on flat arrays and slices
@@ -32,9 +33,9 @@ switches between ``"fast"`` and ``"reference"``.
 from __future__ import annotations
 
 from common import dispatch
-from engine import activations, convolution, linear, losses, norm, optim, pooling, steps
+from engine import activations, blocks, convolution, linear, losses, norm, optim, pooling, steps
 
-for _module in (activations, convolution, linear, losses, norm, optim, pooling, steps):
+for _module in (activations, blocks, convolution, linear, losses, norm, optim, pooling, steps):
     for _cls, _method, _function in _module.REPLACEMENTS:
         dispatch.register(_cls, _method, _function)
 for _name, _hook in steps.HOOKS.items():

@@ -71,11 +71,15 @@ def leaky_relu_backward(self, grad_out):
 
 
 def gelu_forward(self, x):
-    """float32 exact GELU in blocks; in evaluation mode without the slope (made in backward if asked)."""
+    """float32 exact GELU in blocks. In evaluation mode the shorter fit of :func:`_gelu_eval_float32`
+    and no slope (made in backward if asked, from the training formula)."""
     if self.approximate == "tanh" or x.dtype != xp.float32:
         return GELU.forward.reference(self, x)
     self.x = x
-    out, self.slope = _gelu_float32(x, with_slope=self.training)
+    if not self.training:
+        self.slope = None
+        return _gelu_eval_float32(x)
+    out, self.slope = _gelu_float32(x, with_slope=True)
     return out
 
 
@@ -134,6 +138,62 @@ def _gelu_float32(x, with_slope: bool = True):
 
     run_blocks(blocks, work)
     return out.reshape(x.shape), None if slope is None else slope.reshape(x.shape)
+
+
+#: Abramowitz & Stegun 7.1.26: erfc(z) ~ (a1 t + ... + a5 t^5) e^(-z^2), t = 1 / (1 + p z), z >= 0
+_AS_P = 0.3275911
+_AS_COEFFS = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def _gelu_eval_float32(x):
+    """GELU(x) = x Phi(x) for evaluation mode, float32, one cache-sized block at a time: ten
+    passes over a block instead of the training formula's twenty-odd.
+
+    With Q(a) = P(N >= a) = erfc(a / sqrt 2) / 2, x Phi(x) = max(x, 0) - |x| Q(|x|) for either
+    sign of x (for x < 0, Phi(x) = Q(|x|); for x >= 0, Phi(x) = 1 - Q(x)). Q comes from the
+    five-term erfc fit of Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7:
+
+        erfc(z) ~ (a1 t + a2 t^2 + a3 t^3 + a4 t^4 + a5 t^5) e^(-z^2),  t = 1 / (1 + p z),
+
+    with the 1/2 folded into a1..a5, p / sqrt 2 into the first product, and e^(-z^2) = e^(-a^2/2).
+    Against the exact erf GELU in float32 the largest absolute error is about 3.3e-7 (the
+    training formula's: 4.5e-7), measured on [-10, 10] against x erfc(-x / sqrt 2) / 2 in
+    float64. The relative error is under 1e-6 for x > 0 and near 0 but grows in the negative
+    tail, where the fit's absolute error is large next to erfc itself: some 5e-4 at x = -4,
+    4e-3 at x = -6 and 2e-2 at x = -10, where |GELU(x)| is below 1.4e-4, 6e-9 and 1e-22 (the
+    training formula's fit keeps under 1e-5 there).
+    """
+    flat = x.reshape(-1)
+    out = xp.empty_like(flat)
+    blocks = blocks_of(flat.size, flat.itemsize, tuning.GELU_BLOCK * flat.itemsize)  # one block on a GPU
+    size = blocks[0][1]  # the first block is a largest
+    a1, a2, a3, a4, a5 = (0.5 * c for c in _AS_COEFFS)
+
+    def work(r0, r1, buf):
+        n = r1 - r0
+        a, t, p, e = (scratch(buf, k, (size,), x.dtype)[:n] for k in ("a", "t", "p", "e"))
+        xb = flat[r0:r1]
+        xp.abs(xb, out=a)
+        xp.multiply(a, _AS_P / math.sqrt(2), out=t)
+        t += 1
+        xp.reciprocal(t, out=t)                     # t = 1 / (1 + p |x| / sqrt 2)
+        xp.multiply(t, a5, out=p)
+        p += a4
+        for c in (a3, a2, a1):                      # Horner's rule
+            p *= t
+            p += c
+        p *= t
+        xp.multiply(a, a, out=e)
+        e *= -0.5
+        xp.exp(e, out=e)                            # e^(-x^2/2)
+        p *= e
+        p *= a                                      # |x| Q(|x|)
+        o = out[r0:r1]
+        xp.maximum(xb, 0, out=o)
+        o -= p
+
+    run_blocks(blocks, work)
+    return out.reshape(x.shape)
 
 
 REPLACEMENTS = [(ReLU, "forward", relu_forward), (ReLU, "backward", relu_backward),

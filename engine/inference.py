@@ -31,6 +31,11 @@ that runs its children in order, or a block's code says so: :data:`BLOCK_INPLACE
 input instead of writing a new array (``tuning.INPLACE_ACTIVATIONS``). Its backward still works:
 relu(x) > 0 exactly where x > 0, and 0 < relu6(x) < 6 exactly where 0 < x < 6.
 
+**Layer scales.** A ConvNeXt block at evaluation time multiplies its last Linear layer's output by
+the layer scale γ per channel; :mod:`engine.blocks` folds γ into that layer instead
+(W' = γ[:, None]·W, b' = γ·b, from :func:`scaled_linear`, kept and checked like the pairs above)
+where the activations are large next to the weights.
+
 **Backward after an eval pass** (gradients in evaluation mode) stays exact: the folded convolution
 gets dL/dW' and dL/db' from its own backward, and :func:`add_conv_grads` turns them into the
 gradients of W, b, γ and β: dL/dW = dL/dW'·s, dL/db = dL/db'·s, dL/dβ = dL/db', and
@@ -69,6 +74,7 @@ PRODUCERS = (Conv2D, BatchNorm2D, Linear)  # layers whose output is a new array 
 _pass = threading.local()                 # .depth: inference passes open on this thread
 _cache = weakref.WeakKeyDictionary()      # convolution -> its Folded, kept across passes
 _layouts = weakref.WeakKeyDictionary()    # model -> (structure version, pair candidates, activation candidates)
+_scaled = weakref.WeakKeyDictionary()     # Linear -> its ScaledLinear (a layer scale folded in)
 
 
 class Folded:
@@ -187,6 +193,46 @@ def inference_pass(model):
             conv.inference_fold, bn.folded_into = None, None
         for _before, act in acts:
             act.inference_inplace = False
+
+
+class ScaledLinear:
+    """W' = γ[:, None]·W and b' = γ·b of a Linear layer whose output a layer scale γ multiplies
+    (ConvNeXt's ``gamma * pwconv2(...)``), and the arrays they were made from; fresh by the same
+    exact check as :class:`Folded`."""
+
+    def __init__(self, linear, gamma):
+        self.sources = _linear_sources(linear, gamma)
+        self.copies = [a.copy() for a in self.sources]
+        w = linear.weight.data
+        self.weight = (w * gamma.data.reshape(-1, 1)).astype(w.dtype)
+        self.bias = None if linear.bias is None else (linear.bias.data * gamma.data).astype(w.dtype)
+
+    def fresh(self, linear, gamma) -> bool:
+        sources = _linear_sources(linear, gamma)
+        return (len(sources) == len(self.sources) and all(a is b for a, b in zip(sources, self.sources))
+                and all(a.dtype == c.dtype and bool(xp.array_equal(a, c)) for a, c in zip(sources, self.copies)))
+
+
+def _linear_sources(linear, gamma) -> list:
+    return [linear.weight.data, gamma.data] + ([] if linear.bias is None else [linear.bias.data])
+
+
+def scaled_linear(linear, gamma) -> ScaledLinear:
+    """The cached γ-scaled weights of ``linear``, made again when any array they came from changed.
+    The layer's own parameters are never written."""
+    entry = _scaled.get(linear)
+    if entry is None or not entry.fresh(linear, gamma):
+        entry = _scaled[linear] = ScaledLinear(linear, gamma)
+    return entry
+
+
+def linear_weights(linear):
+    """(weight, bias) a Linear layer runs with now: the γ-scaled ones while a block marks it with
+    ``inference_scale`` (engine.blocks), else its own."""
+    fold = getattr(linear, "inference_scale", None)
+    if fold is not None:
+        return fold.weight, fold.bias
+    return linear.weight.data, None if linear.bias is None else linear.bias.data
 
 
 def conv_weights(conv):

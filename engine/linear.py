@@ -12,6 +12,7 @@ from __future__ import annotations
 from common.backend import backend_name
 from engine import tuning
 from engine.arrays import column_sums, gemm
+from engine.inference import linear_weights
 from engine.steps import skips_input_grad
 from vectorized.layers import Linear
 
@@ -21,14 +22,15 @@ def linear_forward(self, x):
     if x.ndim != 2:  # leading dims other than (N,): the layer's own code
         return Linear.forward.reference(self, x)
     self.x = x
+    weight, bias = linear_weights(self)  # a layer scale folded in, at evaluation (engine.blocks)
     if not self.training and type(self) is Linear and tuning.LINEAR_EVAL_TRANSPOSED and backend_name() == "cpu":
-        yt = gemm(self.weight.data, x.T)
-        if self.bias is not None:
-            yt += self.bias.data[:, None]
+        yt = gemm(weight, x.T)
+        if bias is not None:
+            yt += bias[:, None]
         return yt.T
-    y = gemm(x, self.weight.data.T)
-    if self.bias is not None:
-        y += self.bias.data
+    y = gemm(x, weight.T)
+    if bias is not None:
+        y += bias
     return y
 
 

@@ -45,6 +45,8 @@ def model_with_statistics(arch, shape, dtype, seed=0):
             m.running_var[...] = rng.uniform(0.5, 2.0, c)
             m.weight.data[...] = rng.uniform(0.5, 1.5, c)
             m.bias.data[...] = rng.standard_normal(c) * 0.3
+        if isinstance(m, C.ConvNeXtBlock) and m.gamma is not None:  # layer scales that matter
+            m.gamma.data[...] = rng.uniform(0.5, 1.5, m.dim)
     return model.eval()
 
 
@@ -303,3 +305,79 @@ def test_an_inference_pass_keeps_to_the_device_under_the_strict_backend(strict_b
     dx = model.backward(to_device(np.ones(out.shape, np.float32)))
     assert isinstance(out, StrictArray) and isinstance(dx, StrictArray)
     assert all(isinstance(p.grad, StrictArray) and np.isfinite(to_numpy(p.grad)).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("fold_rows", [0, 10**9], ids=["layer-scale-folded", "scaled-in-place"])
+def test_convnext_blocks_at_eval_equal_the_reference(fold_rows, monkeypatch):
+    """engine.blocks: the layer scale folded into pwconv2 (or applied in place): the reference's logits,
+    its gradients after the eval forward, and saved tensors that never change."""
+    from engine import blocks  # noqa: F401  (registered by importing engine)
+
+    monkeypatch.setattr(tuning, "LAYER_SCALE_FOLD_ROWS", fold_rows)
+    shape = (3, 16, 16)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        model = model_with_statistics("convnext_tiny", shape, dtype)
+        x = np.random.default_rng(1).standard_normal((2, *shape)).astype(dtype)
+        state = model.state_dict()
+        ref = logits(model, x, "reference")
+        for _ in range(2):  # the folded weights made, then taken from the cache
+            np.testing.assert_allclose(logits(model, x, "fast"), ref, rtol=tol, atol=tol)
+        after = model.state_dict()
+        assert all(after[k].tobytes() == state[k].tobytes() for k in state)
+        block = next(m for m in model.modules() if isinstance(m, C.ConvNeXtBlock))
+        assert getattr(block.pwconv2, "inference_scale", None) is None  # the mark lasts one call
+        assert (inference._scaled.get(block.pwconv2) is not None) == (fold_rows == 0)
+    x = np.random.default_rng(4).standard_normal((2, *shape))
+    grads = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model = model_with_statistics("convnext_tiny", shape, np.float64)
+        out = model(x)
+        dx = model.backward(np.random.default_rng(5).standard_normal(out.shape))
+        grads[name] = [dx] + [p.grad.copy() for p in model.parameters()]
+    for a, b in zip(grads["reference"], grads["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_the_folded_layer_scales_follow_training_steps_and_loaded_weights(monkeypatch):
+    monkeypatch.setattr(tuning, "LAYER_SCALE_FOLD_ROWS", 0)
+    shape = (3, 16, 16)
+    model = model_with_statistics("convnext_tiny", shape, np.float64)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, *shape))
+    first = logits(model, x, "fast")
+    loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2)
+    model.train()
+    loss_fn.forward(model(x), rng.integers(0, 10, 4))
+    model.backward(loss_fn.backward())
+    opt.step()
+    model.eval()
+    after_step = logits(model, x, "fast")
+    assert np.abs(after_step - first).max() > 1e-6
+    np.testing.assert_allclose(after_step, logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    block = next(m for m in model.modules() if isinstance(m, C.ConvNeXtBlock))
+    block.gamma.data[...] *= 2.0            # in place: the same array object, new values
+    block.pwconv2.bias.data[...] += 0.5
+    np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    model.load_state_dict(model_with_statistics("convnext_tiny", shape, np.float64, seed=5).state_dict())
+    np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+
+
+def test_gelu_at_eval_keeps_to_the_exact_gelu():
+    """The evaluation-mode fit (engine.activations._gelu_eval_float32) against x·erfc(-x/√2)/2 in
+    float64, over [-10, 10], 0 and tiny values; a backward after it gives the training-mode gradient."""
+    import math
+
+    x = np.concatenate([np.linspace(-10, 10, 200_001), [0.0, 1e-30, -1e-30, 1e-8, -1e-8, 1e-38, -1e-38, 10, -10]])
+    x = x.astype(np.float32)
+    exact = np.array([v * 0.5 * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])
+    act = C.GELU("none").eval()
+    y = act(x.reshape(-1, 10))
+    assert y.dtype == np.float32 and act.slope is None
+    assert np.abs(y.reshape(-1).astype(np.float64) - exact).max() < 5e-7
+    assert y.reshape(-1)[-9] == 0 and np.all(np.isfinite(y))
+    g = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+    dx_eval = act.backward(g)
+    train = C.GELU("none").train()
+    train(x.reshape(-1, 10))
+    np.testing.assert_array_equal(dx_eval, train.backward(g))

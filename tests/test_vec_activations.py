@@ -119,7 +119,7 @@ def test_gelu_float32_blocks_match_float64(block, monkeypatch):
 
 
 def test_evaluation_mode_forward_leaves_work_for_backward_only():
-    """In evaluation mode the float32 GELU skips its slope, BatchNorm2D applies the running
+    """In evaluation mode the float32 GELU skips its slope (and uses a shorter fit), BatchNorm2D applies the running
     statistics as one scale and shift, and ReLU6 runs in blocks: a backward pass afterwards
     still gives the training-mode formulas' gradients."""
     import convolutional as C
@@ -130,7 +130,7 @@ def test_evaluation_mode_forward_leaves_work_for_backward_only():
     gelu = GELU().eval()
     y = gelu(x)
     assert gelu.slope is None
-    np.testing.assert_array_equal(y, GELU()(x))
+    np.testing.assert_allclose(y, GELU()(x), rtol=0, atol=1e-6)  # its own erfc fit (engine.activations)
     trained = GELU()
     trained(x)
     np.testing.assert_array_equal(gelu.backward(g), trained.backward(g))
