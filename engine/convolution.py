@@ -26,15 +26,20 @@ from engine.steps import skips_input_grad
 from engine.winograd import winograd_forward, winograd_weight_grad
 
 
+#: The paths whose products add the bias themselves (the others get it added afterwards).
+ADDS_BIAS = ("banded", "pointwise")
+
+
 def convolve(x, wk, stride, pads, dilation, out_hw, bias=None):
     """out (N, OH, OW, OC) of channels-last ``x`` and the kernel ``wk`` (kh, kw, C, OC), its plan
-    and what backward needs. ``bias`` is added by the banded path only (in its product)."""
+    and what backward needs. ``bias`` is added by the banded and pointwise paths only (with their
+    products: :data:`ADDS_BIAS`)."""
     plan = make_plan(x.shape, wk.shape, stride, pads, dilation, out_hw, x.itemsize)
     saved = Saved()
     if plan.path == "pointwise":
         n, h, w, c = x.shape
         saved.x2 = x.reshape(n * h * w, c)
-        return gemm(saved.x2, wmat(wk)).reshape(n, h, w, -1), plan, saved
+        return gemm(saved.x2, wmat(wk), bias=bias).reshape(n, h, w, -1), plan, saved
     if plan.path == "banded":
         return banded_forward(x, wk, plan, saved, bias), plan, saved
     if plan.path == "winograd":
@@ -46,7 +51,7 @@ def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
     """x: (N, H, W, C), weight: (OC, C, kh, kw), groups=1 -> out: (N, OH, OW, OC), cache."""
     wk = kernel_view(weight)
     out, plan, saved = convolve(x, wk, stride, pads, dilation, out_hw, bias)
-    if bias is not None and plan.path != "banded":  # the banded product adds it itself
+    if bias is not None and plan.path not in ADDS_BIAS:
         out2 = out.reshape(-1, out.shape[3])
         channel_map(xp.add, out2, bias, out2)
     cache = SimpleNamespace(wk=wk, plan=plan, saved=saved, x_shape=x.shape, has_bias=bias is not None)

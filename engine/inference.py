@@ -181,7 +181,8 @@ def inference_pass(model):
     pairs = conv_bn_pairs(model) if tuning.FOLD_BATCHNORM else []
     acts = inplace_activations(model) if tuning.INPLACE_ACTIVATIONS else []
     for conv, bn in pairs:
-        conv.inference_fold, bn.folded_into = folded(conv, bn), conv
+        conv.inference_fold = folded(conv, bn)
+        object.__setattr__(bn, "folded_into", conv)  # a mark, not a child: the model's structure stays as it is
     for _before, act in acts:
         act.inference_inplace = True
     _pass.depth = depth + 1
@@ -190,7 +191,8 @@ def inference_pass(model):
     finally:
         _pass.depth = depth
         for conv, bn in pairs:
-            conv.inference_fold, bn.folded_into = None, None
+            conv.inference_fold = None
+            object.__setattr__(bn, "folded_into", None)
         for _before, act in acts:
             act.inference_inplace = False
 

@@ -28,10 +28,7 @@ def linear_forward(self, x):
         if bias is not None:
             yt += bias[:, None]
         return yt.T
-    y = gemm(x, weight.T)
-    if bias is not None:
-        y += bias
-    return y
+    return gemm(x, weight.T, bias=bias)
 
 
 def linear_backward(self, grad_out):

@@ -225,7 +225,7 @@ def test_run_blocks_in_a_forked_child(monkeypatch):
 
 
 def test_gemm_split_over_workers_equals_matmul():
-    from engine.arrays import gemm
+    from engine.arrays import _add_to_rows, gemm
     from engine.tuning import GEMM_SPLIT_MIN_MACS
     rng = np.random.default_rng(0)
     for m, k, n in [(300, 256, 240), (40, 512, 1100), (3, 4, 5)]:
@@ -235,6 +235,14 @@ def test_gemm_split_over_workers_equals_matmul():
         out = np.empty((m, n))
         assert gemm(a, b, out=out) is out
         np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+        bias = rng.standard_normal(n)   # added by each worker to its rows (or columns) of the product
+        np.testing.assert_allclose(gemm(a, b, bias=bias), a @ b + bias, rtol=1e-12, atol=1e-12)
+        row = rng.standard_normal(m)
+        np.testing.assert_allclose(gemm(b.T, a.T, bias=row), b.T @ a.T + row, rtol=1e-12, atol=1e-12)
+    a, b = rng.standard_normal((4, 6)), rng.standard_normal((6, 3))
+    column_major = gemm(b.T, a.T).T      # (4, 3) in Fortran order: the bias still reaches every row
+    assert not column_major.flags.c_contiguous
+    np.testing.assert_allclose(_add_to_rows(column_major, np.arange(3.0)), a @ b + np.arange(3.0))
 
 
 def test_sum_blocks_adds_every_blocks_partial_once():

@@ -220,6 +220,24 @@ def test_relu_after_linear_runs_in_place_with_the_reference_numbers(transposed, 
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
 
 
+def test_an_inference_pass_leaves_the_model_structure_as_it_is():
+    """The marks a pass puts on a BatchNorm2D (which convolution took its work) are not children:
+    the model has the same modules during the pass, and what the walk found stays valid."""
+    from vectorized.module import Module, structure_version
+
+    class Probe(Module):
+        def forward(self, x):
+            self.seen = len(list(model.modules()))
+            return x
+
+    model = Sequential(C.Conv2D(2, 3, 3, padding=1), C.BatchNorm2D(3), Probe()).eval()
+    x = np.random.default_rng(0).standard_normal((2, 5, 5, 2)).astype(np.float32)
+    model(x)
+    version = structure_version()
+    model(x)
+    assert model[2].seen == len(list(model.modules())) == 4 and structure_version() == version
+
+
 def test_a_changed_model_is_looked_at_again():
     model = Sequential(C.Conv2D(2, 3, 3, padding=1), C.BatchNorm2D(3), C.ReLU()).eval()
     x = np.random.default_rng(0).standard_normal((2, 5, 5, 2)).astype(np.float32)
