@@ -10,7 +10,7 @@ import math
 
 from common.backend import xp
 from engine import tuning
-from engine.inference import overwrites_input
+from engine.inference import absorbed_activation, overwrites_input
 from engine.parallel import blocks_of, elementwise, run_blocks, scratch
 from vectorized.activations import _ERFC_COEFFS, GELU, LeakyReLU, ReLU, ReLU6
 
@@ -25,6 +25,9 @@ def _output(self, x):
 
 
 def relu_forward(self, x):
+    if absorbed_activation(self):  # the convolution before it applied it (engine.inference)
+        self.x = x
+        return x
     return elementwise(lambda o, a: xp.maximum(a, 0, out=o), _output(self, x), x)
 
 
@@ -34,6 +37,9 @@ def relu_backward(self, grad_out):
 
 
 def relu6_forward(self, x):
+    if absorbed_activation(self):
+        self.x = x
+        return x
     return elementwise(lambda o, a: xp.clip(a, 0, 6, out=o), _output(self, x), x)
 
 

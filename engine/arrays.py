@@ -17,13 +17,14 @@ def _split(total, parts):
     return [(i, min(total, i + step)) for i in range(0, total, step)]
 
 
-def gemm(a, b, out=None, bias=None):
-    """``a @ b`` (into ``out`` when given), plus ``bias`` (N,) on every row when given; a: (M, K), b: (K, N).
+def gemm(a, b, out=None, bias=None, then=None):
+    """``a @ b`` (into ``out`` when given), plus ``bias`` (N,) on every row when given, then ``then(block)``
+    (an in-place elementwise map, such as a fused activation) when given; a: (M, K), b: (K, N).
 
     A product of at least ``tuning.GEMM_SPLIT_MIN_MACS`` multiply-adds is split into one block of rows
     (or of columns, when N > M) per worker and run with :func:`run_blocks`; smaller ones run
     whole on one thread, where splitting would cost more than it saves. Each worker adds the
-    bias to its own block right after its product, while the block is still in its cache. CuPy
+    bias to its own block (and maps it) right after its product, while it is still in its cache. CuPy
     and the strict backend get a plain ``matmul``.
     """
     m, k = a.shape
@@ -31,7 +32,11 @@ def gemm(a, b, out=None, bias=None):
     workers = cpu_workers() if type(a) is np.ndarray else 1
     if workers <= 1 or m * n * k < tuning.GEMM_SPLIT_MIN_MACS:
         out = xp.matmul(a, b, out=out)
-        return out if bias is None else _add_to_rows(out, bias)
+        if bias is not None:
+            _add_to_rows(out, bias)
+        if then is not None:
+            then(out)
+        return out
     if out is None:
         out = xp.empty((m, n), dtype=xp.result_type(a, b))
 
@@ -39,11 +44,15 @@ def gemm(a, b, out=None, bias=None):
         block = xp.matmul(a[r0:r1], b, out=out[r0:r1])
         if bias is not None:
             _add_to_rows(block, bias)
+        if then is not None:
+            then(block)
 
     def columns(c0, c1, _buf):
         block = xp.matmul(a, b[:, c0:c1], out=out[:, c0:c1])
         if bias is not None:
             block += bias[c0:c1]
+        if then is not None:
+            then(block)
 
     if m >= n:
         run_blocks(_split(m, workers), rows)

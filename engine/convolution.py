@@ -20,7 +20,7 @@ from engine.banded import banded_forward, banded_input_grad, banded_weight_grad
 from engine.col2im import input_grad_by_col2im
 from engine.depthwise import depthwise_backward, depthwise_forward
 from engine.gather import gather_forward, weight_grad
-from engine.inference import add_conv_grads, conv_weights
+from engine.inference import add_conv_grads, conv_weights, fused_activation
 from engine.plan import Saved, flipped_input, kernel_view, make_plan, wmat
 from engine.steps import skips_input_grad
 from engine.winograd import winograd_forward, winograd_weight_grad
@@ -30,16 +30,16 @@ from engine.winograd import winograd_forward, winograd_weight_grad
 ADDS_BIAS = ("banded", "pointwise")
 
 
-def convolve(x, wk, stride, pads, dilation, out_hw, bias=None):
+def convolve(x, wk, stride, pads, dilation, out_hw, bias=None, post=None):
     """out (N, OH, OW, OC) of channels-last ``x`` and the kernel ``wk`` (kh, kw, C, OC), its plan
     and what backward needs. ``bias`` is added by the banded and pointwise paths only (with their
-    products: :data:`ADDS_BIAS`)."""
+    products: :data:`ADDS_BIAS`); ``post`` (a fused activation) by the pointwise path only."""
     plan = make_plan(x.shape, wk.shape, stride, pads, dilation, out_hw, x.itemsize)
     saved = Saved()
     if plan.path == "pointwise":
         n, h, w, c = x.shape
         saved.x2 = x.reshape(n * h * w, c)
-        return gemm(saved.x2, wmat(wk), bias=bias).reshape(n, h, w, -1), plan, saved
+        return gemm(saved.x2, wmat(wk), bias=bias, then=post).reshape(n, h, w, -1), plan, saved
     if plan.path == "banded":
         return banded_forward(x, wk, plan, saved, bias), plan, saved
     if plan.path == "winograd":
@@ -47,13 +47,16 @@ def convolve(x, wk, stride, pads, dilation, out_hw, bias=None):
     return gather_forward(x, wk, plan, saved), plan, saved
 
 
-def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw):
-    """x: (N, H, W, C), weight: (OC, C, kh, kw), groups=1 -> out: (N, OH, OW, OC), cache."""
+def conv2d_forward(x, weight, bias, stride, pads, dilation, out_hw, post=None):
+    """x: (N, H, W, C), weight: (OC, C, kh, kw), groups=1 -> out: (N, OH, OW, OC), cache. ``post``: an
+    in-place activation fused into the layer (engine.inference), applied to the output."""
     wk = kernel_view(weight)
-    out, plan, saved = convolve(x, wk, stride, pads, dilation, out_hw, bias)
+    out, plan, saved = convolve(x, wk, stride, pads, dilation, out_hw, bias, post)
     if bias is not None and plan.path not in ADDS_BIAS:
         out2 = out.reshape(-1, out.shape[3])
         channel_map(xp.add, out2, bias, out2)
+    if post is not None and plan.path != "pointwise":
+        post(out)
     cache = SimpleNamespace(wk=wk, plan=plan, saved=saved, x_shape=x.shape, has_bias=bias is not None)
     return out, cache
 
@@ -103,16 +106,18 @@ def conv_layer_forward(self, x):
     A border copied from the input (``padding_mode`` other than 'zeros') and the empty batch run
     the layer's own code."""
     self.on_reference = self.padding_mode != "zeros" or x.shape[0] == 0
+    post = fused_activation(self)  # the activation after it, at evaluation (engine.inference)
     if self.on_reference:
-        return Conv2D.forward.reference(self, x)
+        out = Conv2D.forward.reference(self, x)
+        return out if post is None else post(out)
     check_nhwc(x, self.in_channels, repr(self).split("\n")[0])
     out_hw = self.output_hw(x.shape[1], x.shape[2])
     weight, bias = conv_weights(self)  # a BatchNorm2D folded in, in an inference pass (engine.inference)
     geometry = (self.stride, self.pads, self.dilation, out_hw)
     if self.depthwise:
-        out, self.cache = depthwise_forward(x, weight, bias, *geometry)
+        out, self.cache = depthwise_forward(x, weight, bias, *geometry, post=post)
     elif self.groups == 1:
-        out, self.cache = conv2d_forward(x, weight, bias, *geometry)
+        out, self.cache = conv2d_forward(x, weight, bias, *geometry, post=post)
     else:  # a grouped convolution is `groups` independent convolutions side by side
         cg, og = self.in_channels // self.groups, self.out_channels // self.groups
         outs, self.cache = [], []
@@ -123,6 +128,8 @@ def conv_layer_forward(self, x):
             outs.append(o)
             self.cache.append(cache)
         out = xp.concatenate(outs, axis=3)
+        if post is not None:
+            post(out)
     return out
 
 

@@ -73,9 +73,10 @@ def padded_block(x, n0, n1, pads, buf, block_images):
     return xb
 
 
-def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
+def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw, post=None):
     """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache (the input is kept,
-    not its padded copy: each block pads its images itself)."""
+    not its padded copy: each block pads its images itself). ``post``: an in-place activation fused
+    into the layer (engine.inference), applied to each block while it is in cache."""
     wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
     c = wk.shape[2]
     oh, ow = out_hw
@@ -89,6 +90,8 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw):
         if bias is not None:  # on rows of many pixels: a loop per pixel of C values would cost more
             ob2 = ob.reshape(-1, c)
             channel_map(xp.add, ob2, bias, ob2)
+        if post is not None:
+            post(ob)
 
     run_blocks(blocks, work)
     cache = SimpleNamespace(wk=wk, x=x, x_shape=x.shape, pads=pads, stride=stride,

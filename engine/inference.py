@@ -185,6 +185,9 @@ def inference_pass(model):
         object.__setattr__(bn, "folded_into", conv)  # a mark, not a child: the model's structure stays as it is
     for _before, act in acts:
         act.inference_inplace = True
+    fused = fusable_activations(pairs, acts) if tuning.FUSE_ACTIVATIONS else []
+    for conv, act in fused:
+        conv.inference_post, act.inference_absorbed = POST_OPS[type(act)], True
     _pass.depth = depth + 1
     try:
         yield
@@ -195,6 +198,43 @@ def inference_pass(model):
             object.__setattr__(bn, "folded_into", None)
         for _before, act in acts:
             act.inference_inplace = False
+        for conv, act in fused:
+            conv.inference_post, act.inference_absorbed = None, False
+
+
+#: The in-place maps a convolution applies for the activation fused into it.
+POST_OPS = {ReLU: lambda a: xp.maximum(a, 0, out=a), ReLU6: lambda a: xp.clip(a, 0, 6, out=a)}
+
+
+def _fusable(conv) -> bool:
+    """A convolution whose path can apply an activation to each block while it is in cache: a
+    depthwise one, or a 1x1 stride-1 unpadded one (one matrix product)."""
+    return conv.padding_mode == "zeros" and (
+        conv.depthwise or (conv.groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+                           and conv.dilation == (1, 1) and not any(conv.pads)))
+
+
+def fusable_activations(pairs, acts) -> list:
+    """(convolution, activation) for the in-place activations whose input is the output of a
+    convolution that can apply them itself (:func:`_fusable`), directly or through a BatchNorm2D
+    folded into it in this pass."""
+    folded_bn = {id(bn): conv for conv, bn in pairs}
+    found = []
+    for before, act in acts:
+        conv = before if isinstance(before, Conv2D) else folded_bn.get(id(before))
+        if conv is not None and _fusable(conv):
+            found.append((conv, act))
+    return found
+
+
+def fused_activation(conv):
+    """The in-place map of the activation fused into this convolution in this pass, or None."""
+    return getattr(conv, "inference_post", None)
+
+
+def absorbed_activation(act) -> bool:
+    """Whether the convolution before this activation applied it in this pass."""
+    return getattr(act, "inference_absorbed", False) and not act.training
 
 
 class ScaledLinear:

@@ -89,6 +89,9 @@ LINEAR_EVAL_TRANSPOSED = True
 FOLD_BATCHNORM = True
 #: In evaluation mode, a ReLU or ReLU6 whose input nothing else reads overwrites it (engine.inference).
 INPLACE_ACTIVATIONS = True
+#: ... and where that input comes from a 1x1 or depthwise convolution (its BatchNorm2D folded in), the
+#: convolution applies it to each block of its output while it is in cache (engine.inference).
+FUSE_ACTIVATIONS = True
 #: At evaluation, a ConvNeXt block folds its layer scale into pwconv2 when N*H*W is at least this
 #: many times pwconv2's inputs (4C): the exact check of the folded weights reads 4C*C values (engine.blocks).
 LAYER_SCALE_FOLD_ROWS = 1
@@ -168,6 +171,9 @@ TABLE = {
     "FOLD_BATCHNORM": ("one pass over the activations fewer per convolution and BatchNorm2D: inference "
                        "step B/A 0.90 on EfficientNet-Lite0 (7 of 8 pairs), 0.88 on ResNet18 (5 of 5); in "
                        "one-thread CPU time 0.89 and 1.03 (ResNet18's BatchNorms are 3 % of it)", "AMD"),
+    "FUSE_ACTIVATIONS": ("one hand-off of blocks to the workers fewer per pair: EfficientNet-Lite0's inference "
+                         "step B/A 0.94 on two cores (17 of 20 pairs); in one-thread CPU time 1.01 (8 of 20): "
+                         "the pass it saves ran from cache anyway", "AMD"),
     "INPLACE_ACTIVATIONS": ("no new array to write: one-thread CPU time of the inference step B/A 0.94 on "
                             "EfficientNet-Lite0 (7 of 10 pairs), 0.97 on ResNet18 (4 of 6)", "AMD"),
     "LAYER_SCALE_FOLD_ROWS": ("the check of the 768x3072 weights (array_equal) took 0.40 ms of one-thread CPU time "

@@ -238,6 +238,42 @@ def test_an_inference_pass_leaves_the_model_structure_as_it_is():
     assert model[2].seen == len(list(model.modules())) == 4 and structure_version() == version
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "separate"])
+@pytest.mark.parametrize("batch", [3, 0], ids=["batch", "empty"])
+def test_activations_fused_into_1x1_and_depthwise_convolutions(fuse, batch, monkeypatch):
+    """A 1x1 convolution and a depthwise one, each with its BatchNorm2D folded in, apply the ReLU6 /
+    ReLU after them to each block of their output: the reference engine's numbers and gradients."""
+    monkeypatch.setattr(tuning, "FUSE_ACTIVATIONS", fuse)
+
+    def make():
+        seed_everything(5)
+        model = Sequential(C.Conv2D(4, 6, 1), C.BatchNorm2D(6), C.ReLU6(),
+                           C.DepthwiseConv2D(6, 3, padding=1), C.BatchNorm2D(6), C.ReLU(),
+                           C.Conv2D(6, 5, 3, padding=1), C.BatchNorm2D(5), C.ReLU()).astype(np.float64)
+        rng = np.random.default_rng(6)
+        for m in model.modules():
+            if isinstance(m, C.BatchNorm2D):
+                m.running_mean[...] = rng.standard_normal(m.num_features)
+                m.running_var[...] = rng.uniform(0.5, 2, m.num_features)
+                m.weight.data[...] = rng.uniform(0.5, 4, m.num_features)  # some outputs above 6
+        return model.eval()
+
+    model = make()
+    fused = inference.fusable_activations(inference.conv_bn_pairs(model), inference.inplace_activations(model))
+    assert fused == [(model[0], model[2]), (model[3], model[5])]   # not the 3x3 convolution's ReLU
+    x = np.random.default_rng(7).standard_normal((batch, 6, 6, 4)) * 3
+    g = np.random.default_rng(8).standard_normal((batch, 6, 6, 5))
+    result = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model = make()
+        result[name] = [model(x), model.backward(g)] + [p.grad.copy() for p in model.parameters()]
+        assert not getattr(model[2], "inference_absorbed", False)  # the marks last for the call only
+    assert batch == 0 or (result["fast"][0] > 0).any()
+    for a, b in zip(result["reference"], result["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
 def test_a_changed_model_is_looked_at_again():
     model = Sequential(C.Conv2D(2, 3, 3, padding=1), C.BatchNorm2D(3), C.ReLU()).eval()
     x = np.random.default_rng(0).standard_normal((2, 5, 5, 2)).astype(np.float32)
