@@ -24,8 +24,8 @@ def gemm(a, b, out=None, bias=None, then=None):
     A product of at least ``tuning.GEMM_SPLIT_MIN_MACS`` multiply-adds is split into one block of rows
     (or of columns, when N > M) per worker and run with :func:`run_blocks`; smaller ones run
     whole on one thread, where splitting would cost more than it saves. Each worker adds the
-    bias to its own block (and maps it) right after its product, while it is still in its cache. CuPy
-    and the strict backend get a plain ``matmul``.
+    bias to its own block (and maps it with ``then``, always a block of whole rows) right after its
+    product, while it is still in its cache. CuPy and the strict backend get a plain ``matmul``.
     """
     m, k = a.shape
     n = b.shape[1]
@@ -51,10 +51,8 @@ def gemm(a, b, out=None, bias=None, then=None):
         block = xp.matmul(a, b[:, c0:c1], out=out[:, c0:c1])
         if bias is not None:
             block += bias[c0:c1]
-        if then is not None:
-            then(block)
 
-    if m >= n:
+    if m >= n or then is not None:  # rows: contiguous blocks for ``then``
         run_blocks(_split(m, workers), rows)
     else:
         run_blocks(_split(n, workers), columns)

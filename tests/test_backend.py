@@ -239,6 +239,12 @@ def test_gemm_split_over_workers_equals_matmul():
         np.testing.assert_allclose(gemm(a, b, bias=bias), a @ b + bias, rtol=1e-12, atol=1e-12)
         row = rng.standard_normal(m)
         np.testing.assert_allclose(gemm(b.T, a.T, bias=row), b.T @ a.T + row, rtol=1e-12, atol=1e-12)
+
+        def relu(block):  # a fused activation: gets whole rows, contiguous, whichever way the product is split
+            assert block.flags.c_contiguous
+            return np.maximum(block, 0, out=block)
+
+        np.testing.assert_allclose(gemm(a, b, bias=bias, then=relu), np.maximum(a @ b + bias, 0), rtol=1e-12, atol=1e-12)
     a, b = rng.standard_normal((4, 6)), rng.standard_normal((6, 3))
     column_major = gemm(b.T, a.T).T      # (4, 3) in Fortran order: the bias still reaches every row
     assert not column_major.flags.c_contiguous

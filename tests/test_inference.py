@@ -393,6 +393,30 @@ def test_convnext_blocks_at_eval_equal_the_reference(fold_rows, monkeypatch):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-10)
 
 
+def test_convnext_float32_gradients_after_an_eval_forward():
+    """float32: a backward after the eval forward gives the reference engine's gradients to float32
+    precision; single blocks at sizes whose products are split over the workers give its outputs."""
+    shape = (3, 16, 16)
+    x = np.random.default_rng(4).standard_normal((2, *shape)).astype(np.float32)
+    result = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model = model_with_statistics("convnext_tiny", shape, np.float32)
+        out = model(x)
+        dx = model.backward(np.random.default_rng(5).standard_normal(out.shape).astype(np.float32))
+        result[name] = [out, dx] + [p.grad.copy() for p in model.parameters()]
+    for a, b in zip(result["reference"], result["fast"]):
+        scale = max(np.abs(a).max(), 1e-30)
+        assert np.abs(b - a).max() / scale < 2e-4
+    for dim, size in ((96, 32), (384, 4)):             # more rows than columns, and fewer
+        seed_everything(3)
+        block = C.ConvNeXtBlock(dim).eval()
+        block.gamma.data[...] = np.random.default_rng(7).uniform(0.5, 1.5, dim)
+        xb = np.random.default_rng(8).standard_normal((4, size, size, dim)).astype(np.float32)
+        want = logits(block, xb, "reference")
+        np.testing.assert_allclose(logits(block, xb, "fast"), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def test_the_folded_layer_scales_follow_training_steps_and_loaded_weights(monkeypatch):
     monkeypatch.setattr(tuning, "LAYER_SCALE_FOLD_ROWS", 0)
     shape = (3, 16, 16)
