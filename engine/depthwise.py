@@ -25,7 +25,7 @@ from common.backend import xp
 from convolutional.geometry import pad_nhwc, unpad_nhwc, window, windows
 from engine import tuning
 from engine.arrays import channel_map, column_sums
-from engine.parallel import image_blocks, run_blocks, scratch, sum_blocks
+from engine.parallel import image_blocks, run_blocks, scratch, sum_blocks, zero_bordered
 from engine.plan import flipped_input, offsets
 
 
@@ -60,16 +60,17 @@ def depthwise_sum(x_pad, wk, out, stride, dilation):
     return out
 
 
-def padded_block(x, n0, n1, pads, buf, block_images):
-    """Images n0..n1-1 of ``x`` (N, H, W, C) with ``pads`` of zeros, in the worker's scratch buffer:
-    its border is zeroed once per call of run_blocks and only the inside is copied, a block at a
-    time (on every core, and still in cache for the sums that read it)."""
+def padded_block(x, n0, n1, pads, block_images):
+    """Images n0..n1-1 of ``x`` (N, H, W, C) with ``pads`` of zeros, in the worker's buffer: its border
+    was zeroed when it was made (:func:`engine.parallel.zero_bordered`) and only the inside is copied,
+    a block at a time (on every core, and still in cache for the sums that read it)."""
     top, bottom, left, right = pads
     if not any(pads):
         return x[n0:n1]
     _n, h, w, c = x.shape
-    xb = scratch(buf, "x_pad", (block_images, h + top + bottom, w + left + right, c), x.dtype, zeros=True)[:n1 - n0]
-    xb[:, top:top + h, left:left + w] = x[n0:n1]
+    inside = (slice(None), slice(top, top + h), slice(left, left + w))
+    xb = zero_bordered((block_images, h + top + bottom, w + left + right, c), x.dtype, inside)[:n1 - n0]
+    xb[inside] = x[n0:n1]
     return xb
 
 
@@ -85,7 +86,7 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw, post=None
     blocks = image_blocks(n, oh * ow * c * x.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
 
     def work(n0, n1, buf):
-        xb = padded_block(x, n0, n1, pads, buf, blocks[0][1])
+        xb = padded_block(x, n0, n1, pads, blocks[0][1])
         ob = depthwise_sum(xb, wk, out[n0:n1], stride, dilation)
         if bias is not None:  # on rows of many pixels: a loop per pixel of C values would cost more
             ob2 = ob.reshape(-1, c)
@@ -119,7 +120,7 @@ def depthwise_backward(dy, cache):
     blocks = image_blocks(n, oh * ow * c * dy.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
 
     def part(n0, n1, buf):  # this block's dw; its dx is written on the way
-        xb, dyb = padded_block(x, n0, n1, cache.pads, buf, blocks[0][1]), dy[n0:n1]
+        xb, dyb = padded_block(x, n0, n1, cache.pads, blocks[0][1]), dy[n0:n1]
         if _fused_taps():
             dwk = xp.einsum("nhwijc,nhwc->ijc", windows(xb, (kh, kw), (oh, ow), stride, dilation), dyb,
                             out=scratch(buf, "dw", wk.shape, dy.dtype))

@@ -368,6 +368,30 @@ def scratch(buffers, name, shape, dtype, zeros=False):
 
 
 
+_bordered = threading.local()  # .buffers: this thread's zero-bordered buffers, newest last
+
+
+def zero_bordered(shape, dtype, interior):
+    """This thread's buffer of ``shape`` whose values outside ``interior`` (a tuple of slices) are zero,
+    for a caller that writes only inside ``interior``: a padded copy of a block of images.
+
+    Zeroing a padded buffer on every call cost a pass over it per layer and block; this one is made
+    and zeroed once and kept for the next call with the same shape, dtype and interior (the
+    ``BORDERED_KEEP`` most recent of them per thread)."""
+    key = (tuple(shape), str(dtype), tuple((sl.start, sl.stop) for sl in interior))
+    kept = getattr(_bordered, "buffers", None)
+    if kept is None:
+        kept = _bordered.buffers = {}
+    buf = kept.pop(key, None)
+    if buf is None:
+        buf = xp.zeros(shape, dtype=dtype)
+    while kept and len(kept) >= tuning.BORDERED_KEEP:
+        kept.pop(next(iter(kept)))  # the oldest
+    if tuning.BORDERED_KEEP > 0:
+        kept[key] = buf  # newest last
+    return buf
+
+
 def blocks_of(total: int, item_bytes: int, block_bytes: int | None = None, small_bytes: int | None = None):
     """Ranges (i0, i1) covering ``range(total)``, each about ``block_bytes`` of items of
     ``item_bytes`` (default ``tuning.BLOCK_BYTES``, read at each call): at least one item per block and

@@ -15,6 +15,8 @@ from __future__ import annotations
 SMALL_WORK_BYTES = 2**17
 #: Memory-bound passes (ReLU, norms, pooling) under this many bytes stay on the calling thread.
 SMALL_PASS_BYTES = 2**21
+#: Zero-bordered (padded) buffers kept per thread for the next call (engine.parallel.zero_bordered).
+BORDERED_KEEP = 16
 #: Matrix products of at least this many multiply-adds are split into one block per worker.
 GEMM_SPLIT_MIN_MACS = 2**24
 #: Models whose forward pass over a batch costs fewer FLOPs run with BLAS's threads, not ours.
@@ -104,6 +106,9 @@ TABLE = {
                          "Intel"),
     "SMALL_PASS_BYTES": ("two cores make a memory-bound pass at most 1.4x faster: small passes lose to the "
                          "hand-off; 1 MiB measured 4 % slower on BaselineCNN", "AMD and Intel"),
+    "BORDERED_KEEP": ("no zeroed padded buffer per layer and call: ResNet18's training step B/A 0.955 (4 of 4 "
+                      "pairs), EfficientNet-Lite0's inference step 0.986 (15 of 20); a pass of EfficientNet-Lite0 "
+                      "uses 12 shapes (25 MiB on one thread), ResNet18's training step 4 (8.5 MiB)", "AMD"),
     "GEMM_SPLIT_MIN_MACS": ("smaller products lose more to splitting than the second core gives back", "Intel"),
     "SMALL_MODEL_FLOPS": ("LeNet-5 (53 MFLOP a batch) steps faster on BLAS threads (5.9 vs 6.1-8.5 ms), "
                           "BaselineCNN (954 MFLOP) and larger 1.1-1.3x faster on ours", "Intel"),

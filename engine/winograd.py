@@ -55,7 +55,7 @@ from fractions import Fraction
 import numpy as np
 
 from common.backend import xp
-from engine.parallel import run_blocks, scratch, sum_blocks
+from engine.parallel import run_blocks, scratch, sum_blocks, zero_bordered
 
 #: The finite interpolation points, by how many F(m, r) needs (m + r - 2; the last point is always
 #: infinity): F(2, 3) takes three, F(4, 3) and F(2, 5) take five.
@@ -140,15 +140,16 @@ def block_scratch(buf, name, shape, nb, plan, dtype):
     return scratch(buf, name, (size // nb * plan.block_images,), dtype)[:size].reshape(shape)
 
 
-def padded_block(x, plan, n0, n1, buf):
-    """Images n0..n1-1 of ``x`` in a worker's zeroed buffer of the tiles' size (the layer's pads,
+def padded_block(x, plan, n0, n1):
+    """Images n0..n1-1 of ``x`` in a worker's zero-bordered buffer of the tiles' size (the layer's pads,
     plus rows and columns at the bottom and right that whole tiles reach)."""
     top, _bottom, left, _right = plan.pads
     m, (th, tw) = plan.tile, plan.tiles
     _n, h, w, c = x.shape
     shape = (plan.block_images, th * m + plan.kernel[0] - 1, tw * m + plan.kernel[1] - 1, c)
-    padded = scratch(buf, "x_pad", shape, x.dtype, zeros=True)[:n1 - n0]
-    padded[:, top:top + h, left:left + w] = x[n0:n1]
+    inside = (slice(None), slice(top, top + h), slice(left, left + w))
+    padded = zero_bordered(shape, x.dtype, inside)[:n1 - n0]
+    padded[inside] = x[n0:n1]
     return padded
 
 
@@ -166,7 +167,7 @@ def transform_tiles(left, tiles, buf, plan, name):
 
 def input_transform(x, bt, plan, n0, n1, buf):
     """V (α², P, C) = Bᵀ d B for the P tiles of images n0..n1-1."""
-    tiles = tile_view(padded_block(x, plan, n0, n1, buf), plan.tile, plan.tiles, plan.alpha)
+    tiles = tile_view(padded_block(x, plan, n0, n1), plan.tile, plan.tiles, plan.alpha)
     return transform_tiles(bt, tiles, buf, plan, "v")
 
 

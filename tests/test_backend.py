@@ -314,6 +314,23 @@ def test_elementwise_writes_into_an_output_held_column_by_column(monkeypatch):
         np.testing.assert_array_equal(y, want)
 
 
+def test_zero_bordered_buffers_are_kept_with_their_border_zero(monkeypatch):
+    inside = (slice(None), slice(1, 3), slice(2, 4))
+    buf = parallel.zero_bordered((2, 4, 5, 3), np.float32, inside)
+    assert not buf.any()
+    buf[inside] = 7.0                                  # the caller writes inside only
+    again = parallel.zero_bordered((2, 4, 5, 3), np.float32, inside)
+    assert again is buf and (again == 7.0).sum() == 2 * 2 * 2 * 3   # kept: the border still zero
+    other = parallel.zero_bordered((2, 4, 5, 3), np.float32, (slice(None), slice(0, 2), slice(0, 2)))
+    assert other is not buf and not other.any()        # another interior: another buffer
+    monkeypatch.setattr(tuning, "BORDERED_KEEP", 1)
+    parallel.zero_bordered((1, 1), np.float64, (slice(0, 1),))
+    assert len(parallel._bordered.buffers) == 1        # the oldest ones let go
+    monkeypatch.setattr(tuning, "BORDERED_KEEP", 0)
+    assert parallel.zero_bordered((1, 1), np.float64, (slice(0, 1),)) is not parallel.zero_bordered(
+        (1, 1), np.float64, (slice(0, 1),)) and not parallel._bordered.buffers
+
+
 def test_keeping_freed_memory_is_harmless():
     """mallopt on glibc, nothing elsewhere; arrays still allocate, free and fill normally."""
     parallel._keep_freed_memory()
