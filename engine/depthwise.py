@@ -74,9 +74,27 @@ def padded_block(x, n0, n1, pads, block_images):
     return xb
 
 
+def live_taps(k, size, out_size, stride, dilation, before, after):
+    """(first, last, before', after'): the kernel taps along one axis that read the input (not only
+    padding) for some output, and the padding that is left when the others are dropped. On a map
+    smaller than the kernel's reach (a 7×7 kernel with padding 3 on 2×2 maps: 3 of 7 taps a side)
+    the dropped taps only ever multiplied zeros, so the sum is the same with fewer of them. Tap i
+    reads input rows y·s + i·d - before for y < out_size; it reads none when that range misses
+    [0, size). Everything kept (0, k - 1, before, after) when a padding would turn negative."""
+    used = [i for i in range(k) if i * dilation - before < size and (out_size - 1) * stride + i * dilation - before >= 0]
+    if not used:
+        return 0, k - 1, before, after
+    first, last = used[0], used[-1]
+    before2, after2 = before - first * dilation, after - (k - 1 - last) * dilation
+    if before2 < 0 or after2 < 0:
+        return 0, k - 1, before, after
+    return first, last, before2, after2
+
+
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw, post=None):
     """x: (N, H, W, C), weight: (C, 1, kh, kw) -> out: (N, OH, OW, C), cache (the input is kept,
-    not its padded copy: each block pads its images itself). ``post``: an in-place activation fused
+    not its padded copy: each block pads its images itself). Taps that read only padding are left
+    out (:func:`live_taps`). ``post``: an in-place activation fused
     into the layer (engine.inference), applied to each block while it is in cache."""
     wk = xp.ascontiguousarray(weight[:, 0].transpose(1, 2, 0))  # (kh, kw, C)
     c = wk.shape[2]
@@ -84,10 +102,14 @@ def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw, post=None
     n = x.shape[0]
     out = xp.empty((n, oh, ow, c), dtype=x.dtype)
     blocks = image_blocks(n, oh * ow * c * x.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
+    (top, bottom, left, right), (kh, kw) = pads, wk.shape[:2]
+    i0, i1, top, bottom = live_taps(kh, x.shape[1], oh, stride[0], dilation[0], top, bottom)
+    j0, j1, left, right = live_taps(kw, x.shape[2], ow, stride[1], dilation[1], left, right)
+    live, live_pads = wk[i0:i1 + 1, j0:j1 + 1], (top, bottom, left, right)  # the taps that read the input
 
     def work(n0, n1, buf):
-        xb = padded_block(x, n0, n1, pads, blocks[0][1])
-        ob = depthwise_sum(xb, wk, out[n0:n1], stride, dilation)
+        xb = padded_block(x, n0, n1, live_pads, blocks[0][1])
+        ob = depthwise_sum(xb, live, out[n0:n1], stride, dilation)
         if bias is not None:  # on rows of many pixels: a loop per pixel of C values would cost more
             ob2 = ob.reshape(-1, c)
             channel_map(xp.add, ob2, bias, ob2)

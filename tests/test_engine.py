@@ -292,3 +292,31 @@ def test_no_import_cycle_anywhere_and_the_layers_never_import_the_engine():
     for node in sorted(edges):
         if node not in state:
             visit(node, [node])
+
+
+@pytest.mark.parametrize("k, padding, stride, dilation, size", [
+    (7, 3, 1, 1, 2), (5, 2, 1, 1, 2), (7, 3, 1, 1, 1), (5, 2, 2, 1, 3), (5, 4, 1, 2, 2), (3, 1, 1, 1, 1),
+    (7, (3, 2, 3, 1), 1, 1, 3)])
+def test_depthwise_taps_that_read_only_padding_are_left_out(k, padding, stride, dilation, size):
+    """Small maps under a large kernel: the fast depthwise convolution sums only the taps that reach
+    the input (engine.depthwise.live_taps) and still gives the reference's output and gradients."""
+    import convolutional as C
+    from engine.depthwise import live_taps
+
+    def run(name):
+        engine.use(name)
+        try:
+            layer = C.DepthwiseConv2D(4, k, stride=stride, padding=padding, dilation=dilation).astype(np.float64)
+            rng = np.random.default_rng(1)
+            layer.weight.data[...] = rng.standard_normal(layer.weight.shape)
+            x = rng.standard_normal((3, size, size + 1, 4))
+            y = layer(x)
+            dx = layer.backward(rng.standard_normal(y.shape))
+            return [y, dx, layer.weight.grad, layer.bias.grad]
+        finally:
+            engine.use("fast")
+
+    for a, b in zip(run("reference"), run("fast")):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    assert live_taps(7, 2, 2, 1, 1, 3, 3) == (2, 4, 1, 1)   # ConvNeXt's last stage: 3 of 7 taps a side
+    assert live_taps(3, 8, 8, 1, 1, 1, 1) == (0, 2, 1, 1)   # a map larger than the kernel: all of them
