@@ -168,8 +168,9 @@ TABLE = {
                               "2 MiB blocks (7-8 images)", "AMD (loaded)"),
     "WINOGRAD_WEIGHT_GRAD": ("dW by the tiles ran 1.1-2.0x faster than by the column matrix on the ResNet18 "
                              "and VGG16 layers the rule gives to Winograd", "AMD (loaded)"),
-    "WINOGRAD_5X5": ("AlexNet's 5x5 layer (64 -> 192 channels, 15x15 maps): see the performance notes, "
-                     "round 14", "AMD"),
+    "WINOGRAD_5X5": ("AlexNet's 5x5 layer (64 -> 192 channels, 15x15 maps) against the column path: forward "
+                     "1.08-1.31x, dX 1.46-1.78x, dW 1.11-1.62x (bench_winograd.py); AlexNet's training step "
+                     "B/A 0.91 (8 of 8 pairs), its inference step 0.99 (12 of 16)", "AMD"),
     "LINEAR_EVAL_TRANSPOSED": ("the MLP's four products at batch 64: x Wᵀ 0.27 ms, W xᵀ in the chained "
                                "layout 0.23 ms (first layer 784->256: 0.18-0.24 ms against 0.15-0.16); see "
                                "the performance notes, round 14", "AMD"),
