@@ -64,8 +64,9 @@ def winograd_tile(wk_shape, stride, dilation, out_hw, itemsize) -> int:
 
     Only 3×3 kernels, and 5×5 ones if ``WINOGRAD_5X5`` (always F(2×2, 5×5)), at stride 1 and
     dilation 1. ``tuning.WINOGRAD`` "off" never, "f2" / "f4" always (tests, measurements: the
-    tile of 3×3 layers); "auto" when both channel counts reach ``WINOGRAD_MIN_CHANNELS`` and an
-    image has at least ``WINOGRAD_MIN_TILES`` 2×2 output tiles; then, for 3×3, F(4×4) when the
+    tile of 3×3 layers); "auto" when both channel counts reach ``WINOGRAD_MIN_CHANNELS`` (and
+    ``WINOGRAD_SMALL_MAP_CHANNELS`` on maps under 8×8) and an image has at least
+    ``WINOGRAD_MIN_TILES`` 2×2 output tiles; then, for 3×3, F(4×4) when the
     output is at least ``WINOGRAD_F4_MIN_SIZE`` on each side (float32 only if
     ``WINOGRAD_F4_FLOAT32``), else F(2×2)."""
     kh, kw, c, oc = wk_shape
@@ -79,6 +80,8 @@ def winograd_tile(wk_shape, stride, dilation, out_hw, itemsize) -> int:
         return int(mode[1]) if kh == 3 else 2
     oh, ow = out_hw
     if min(c, oc) < tuning.WINOGRAD_MIN_CHANNELS or -(-oh // 2) * -(-ow // 2) < tuning.WINOGRAD_MIN_TILES:
+        return 0
+    if min(oh, ow) < 8 and min(c, oc) < tuning.WINOGRAD_SMALL_MAP_CHANNELS:
         return 0
     if kh == 5:
         return 2

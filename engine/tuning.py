@@ -68,9 +68,11 @@ DEPTHWISE_EINSUM = True
 #: Winograd 3×3 convolutions: "auto" (the rule below), "off", or "f2" / "f4" on every 3×3 stride-1 layer.
 WINOGRAD = "auto"
 #: ... "auto": only layers with at least this many input and output channels ...
-WINOGRAD_MIN_CHANNELS = 32
-#: ... and at least this many 2×2 output tiles an image.
+WINOGRAD_MIN_CHANNELS = 64
+#: ... and at least this many 2×2 output tiles an image ...
 WINOGRAD_MIN_TILES = 4
+#: ... and, on maps smaller than 8×8, at least this many input and output channels.
+WINOGRAD_SMALL_MAP_CHANNELS = 128
 #: F(4×4, 3×3) instead of F(2×2, 3×3) for outputs at least this large on each side ...
 WINOGRAD_F4_MIN_SIZE = 7
 #: ... in float32 too (its rounding error is measured in the performance notes).
@@ -149,8 +151,14 @@ TABLE = {
     "WINOGRAD": ("'auto' follows the rule of the next four knobs; 'off', 'f2' and 'f4' are for tests and for "
                  "timing one path against another (scripts/bench_winograd.py)", "AMD"),
     "WINOGRAD_MIN_CHANNELS": ("the tile transforms cost products over C values, the tile products C*OC: against "
-                              "the column path, F(4x4) ran 0.9-1.1x on 16 channels at 32x32, 1.2-1.5x on 32, "
-                              "1.5-2.5x on ResNet18's 64-channel layers", "AMD (loaded)"),
+                              "the column path (forward, dX, dW, batch 64, quiet): F(4x4) 0.55-0.65x on 32->32 at "
+                              "32x32, 0.63-0.76x on BaselineCNN's 32->64 at 28x28, 0.56-0.74x at 14x14; 1.1x on "
+                              "64->64 at 16x16, 1.4-1.6x at 32x32, 1.3-1.6x on 64->128 at 16x16, 1.5-1.6x on "
+                              "128->128 at 8x8; 64 instead of 32: BaselineCNN's training step B/A 0.92 (15 of 16 "
+                              "pairs), its gap variant's 0.86 (30 of 30)", "AMD"),
+    "WINOGRAD_SMALL_MAP_CHANNELS": ("on 7x7 maps the tiles cover 8x8: F(4x4) 0.79-0.97x the column path on "
+                                    "64->128 (BaselineCNN --variant gap), 1.3-1.6x on AlexNet's 192-384 channels",
+                                    "AMD"),
     "WINOGRAD_MIN_TILES": ("VGG16's 512-channel 2x2 maps (one tile an image): F(2x2) 0.5-0.9x, F(4x4) 0.3-0.5x "
                            "the column path", "AMD (loaded)"),
     "WINOGRAD_F4_MIN_SIZE": ("from 8x8 maps up F(4x4) ran 1.5-2.5x the column path, F(2x2) 1.0-1.5x; on "

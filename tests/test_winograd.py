@@ -173,6 +173,9 @@ def test_the_rule_picks_winograd_where_it_pays(monkeypatch):
     assert auto(256, 256, big) == (4 if tuning.WINOGRAD_F4_FLOAT32 else 2)
     assert auto(256, 256, big, itemsize=8) == 4
     assert auto(512, 512, 1) == 0                                        # one tile an image
+    small = tuning.WINOGRAD_SMALL_MAP_CHANNELS
+    assert auto(small, small, 7) == 4 and auto(small - 1, 512, 7) == 0   # under 8x8: more channels needed
+    assert auto(tuning.WINOGRAD_MIN_CHANNELS, tuning.WINOGRAD_MIN_CHANNELS, 8) in (2, 4)
     monkeypatch.setattr(tuning, "WINOGRAD_F4_FLOAT32", False)
     assert auto(256, 256, big) == 2
     assert winograd_tile((5, 5, 64, 192), (1, 1), (1, 1), (15, 15), 4) == 2  # AlexNet's 5x5: F(2x2, 5x5)
