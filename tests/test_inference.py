@@ -94,22 +94,28 @@ def test_folding_leaves_parameters_and_state_dict_bit_identical():
     assert getattr(conv, "inference_fold") is None  # the marks last one pass only
 
 
-def test_the_folded_weights_follow_training_steps_and_in_place_changes():
-    """An Adam step, a training-mode forward (running statistics), an in-place edit and
-    load_state_dict all change what eval computes; the fast engine's eval follows each time."""
-    model = model_with_statistics("efficientnet_lite0", (3, 16, 16), np.float64)
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((4, 3, 16, 16))
+def assert_eval_follows_an_adam_step(model, x, rng):
+    """One training step (Adam, batch statistics) changes what eval computes; the fast engine's eval
+    follows it and equals the reference's."""
     first = logits(model, x, "fast")
     loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2)
     model.train()
-    loss_fn.forward(model(x), rng.integers(0, 10, 4))
+    loss_fn.forward(model(x), rng.integers(0, 10, len(x)))
     model.backward(loss_fn.backward())
     opt.step()
     model.eval()
     after_step = logits(model, x, "fast")
     assert np.abs(after_step - first).max() > 1e-6
     np.testing.assert_allclose(after_step, logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+
+
+def test_the_folded_weights_follow_training_steps_and_in_place_changes():
+    """An Adam step, a training-mode forward (running statistics), an in-place edit and
+    load_state_dict all change what eval computes; the fast engine's eval follows each time."""
+    model = model_with_statistics("efficientnet_lite0", (3, 16, 16), np.float64)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 16, 16))
+    assert_eval_follows_an_adam_step(model, x, rng)
     stem = model.features[0]
     stem[0].weight.data[...] *= 2.0          # in place: the same array object, new values
     stem[1].running_var[...] *= 3.0
@@ -423,16 +429,7 @@ def test_the_folded_layer_scales_follow_training_steps_and_loaded_weights(monkey
     model = model_with_statistics("convnext_tiny", shape, np.float64)
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, *shape))
-    first = logits(model, x, "fast")
-    loss_fn, opt = CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2)
-    model.train()
-    loss_fn.forward(model(x), rng.integers(0, 10, 4))
-    model.backward(loss_fn.backward())
-    opt.step()
-    model.eval()
-    after_step = logits(model, x, "fast")
-    assert np.abs(after_step - first).max() > 1e-6
-    np.testing.assert_allclose(after_step, logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    assert_eval_follows_an_adam_step(model, x, rng)
     block = next(m for m in model.modules() if isinstance(m, C.ConvNeXtBlock))
     block.gamma.data[...] *= 2.0            # in place: the same array object, new values
     block.pwconv2.bias.data[...] += 0.5
