@@ -152,8 +152,8 @@ _AS_COEFFS = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
 def _gelu_eval_float32(x):
-    """GELU(x) = x Phi(x) for evaluation mode, float32, one cache-sized block at a time: ten
-    passes over a block instead of the training formula's twenty-odd.
+    """GELU(x) = x Phi(x) for evaluation mode, float32, one cache-sized block at a time: twenty
+    passes over a block instead of the training formula's thirty-odd.
 
     With Q(a) = P(N >= a) = erfc(a / sqrt 2) / 2, x Phi(x) = max(x, 0) - |x| Q(|x|) for either
     sign of x (for x < 0, Phi(x) = Q(|x|); for x >= 0, Phi(x) = 1 - Q(x)). Q comes from the

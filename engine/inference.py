@@ -94,10 +94,14 @@ class Folded:
 
     def fresh(self, conv, bn) -> bool:
         """Made from these very arrays, holding the same values as when it was made."""
-        sources = _sources(conv, bn)
-        return (bn is self.bn and len(sources) == len(self.sources)
-                and all(a is b for a, b in zip(sources, self.sources))
-                and all(a.dtype == c.dtype and bool(xp.array_equal(a, c)) for a, c in zip(sources, self.copies)))
+        return bn is self.bn and _unchanged(_sources(conv, bn), self.sources, self.copies)
+
+
+def _unchanged(sources, made_from, copies) -> bool:
+    """``sources`` are the very arrays ``made_from`` (the same objects) and still hold the values
+    ``copies`` took of them: the exact check behind every cached fold."""
+    return (len(sources) == len(made_from) and all(a is b for a, b in zip(sources, made_from))
+            and all(a.dtype == c.dtype and bool(xp.array_equal(a, c)) for a, c in zip(sources, copies)))
 
 
 def _sources(conv, bn) -> list:
@@ -250,9 +254,7 @@ class ScaledLinear:
         self.bias = None if linear.bias is None else (linear.bias.data * gamma.data).astype(w.dtype)
 
     def fresh(self, linear, gamma) -> bool:
-        sources = _linear_sources(linear, gamma)
-        return (len(sources) == len(self.sources) and all(a is b for a, b in zip(sources, self.sources))
-                and all(a.dtype == c.dtype and bool(xp.array_equal(a, c)) for a, c in zip(sources, self.copies)))
+        return _unchanged(_linear_sources(linear, gamma), self.sources, self.copies)
 
 
 def _linear_sources(linear, gamma) -> list:
