@@ -49,9 +49,7 @@ def convnext_forward(self, x):
 def convnext_backward(self, grad_out):
     if getattr(self, "ran_eval", False):  # make the unscaled branch again for dL/dγ
         pw = self.pwconv2
-        branch = gemm(pw.x, pw.weight.data.T)
-        if pw.bias is not None:
-            branch += pw.bias.data
+        branch = gemm(pw.x, pw.weight.data.T, bias=None if pw.bias is None else pw.bias.data)
         self.branch = branch.reshape(*pw.lead_shape, pw.out_features)
         self.ran_eval = False
     return ConvNeXtBlock.backward.reference(self, grad_out)
