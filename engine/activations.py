@@ -2,7 +2,9 @@
 cache-sized blocks.
 
 The math is the reference's (:mod:`vectorized.activations`); only the way through memory differs.
-ReLU's forward takes the maximum against a scalar 0 (one ufunc loop, no array of zeros).
+ReLU's forward is clip(x, 0, ∞) (:func:`relu_into`), not max(x, 0): the same numbers, and
+NumPy 2.4 runs ``maximum`` against a scalar through a loop three times slower than ``clip``'s
+(98 vs 31 us on 2**18 float32 values on the AMD machine, in place or not).
 """
 from __future__ import annotations
 
@@ -24,11 +26,16 @@ def _output(self, x):
     return out
 
 
+def relu_into(a, out):
+    """max(a, 0) into ``out`` (which may be ``a``), as clip(a, 0, ∞): see the module's notes."""
+    return xp.clip(a, 0, math.inf, out=out)
+
+
 def relu_forward(self, x):
     if absorbed_activation(self):  # the convolution before it applied it (engine.inference)
         self.x = x
         return x
-    return elementwise(lambda o, a: xp.maximum(a, 0, out=o), _output(self, x), x)
+    return elementwise(lambda o, a: relu_into(a, o), _output(self, x), x)
 
 
 def relu_backward(self, grad_out):
@@ -195,7 +202,7 @@ def _gelu_eval_float32(x):
         p *= e
         p *= a                                      # |x| Q(|x|)
         o = out[r0:r1]
-        xp.maximum(xb, 0, out=o)
+        relu_into(xb, o)
         o -= p
 
     run_blocks(blocks, work)

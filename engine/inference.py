@@ -44,6 +44,7 @@ weights against its weight gradient), while the BatchNorm2D passes the gradient 
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections import Counter
@@ -207,7 +208,7 @@ def inference_pass(model):
 
 
 #: The in-place maps a convolution applies for the activation fused into it.
-POST_OPS = {ReLU: lambda a: xp.maximum(a, 0, out=a), ReLU6: lambda a: xp.clip(a, 0, 6, out=a)}
+POST_OPS = {ReLU: lambda a: xp.clip(a, 0, math.inf, out=a), ReLU6: lambda a: xp.clip(a, 0, 6, out=a)}  # clip: see engine.activations
 
 
 def _fusable(conv) -> bool:
