@@ -68,6 +68,7 @@ def conv_bn_act(in_channels, out_channels, kernel_size, stride=1, depthwise=Fals
     return Sequential(*layers)
 
 
+@accelerated("forward", "backward")
 class MBConv(Module):
     """Mobile inverted bottleneck (MobileNetV2 / EfficientNet).
 

@@ -1,4 +1,7 @@
-"""ConvNeXt's block at evaluation time: the layer scale folded into the last Linear layer.
+"""Whole blocks at evaluation time: ConvNeXt's layer scale folded away, MBConv on small maps in
+channel-major order.
+
+**ConvNeXt.** The layer scale folded into the last Linear layer.
 
 The reference block computes y = x + drop_path(γ · pwconv2(h)) with h = GELU(pwconv1(norm(dwconv(x)))):
 after the product, a pass that writes γ·branch into a new array and one that adds x. In
@@ -14,20 +17,53 @@ reference's numbers, without the new array).
 
 A backward after such a forward stays exact: the branch γ multiplied was not kept, so it is made
 again from pwconv2's input (one product) and the reference backward runs.
+
+On small maps (the rule below) dwconv and norm run channel-major too: x is transposed once, dwconv
+is the T product below, the LayerNorm's mean and variance over the channels are sums down the
+columns of (C, N·H·W), and pwconv1 reads the result transposed in its product.
+
+**MBConv on small maps.** EfficientNet's block is expand (1×1) → depthwise k×k → project (1×1),
+each with its BatchNorm folded in (engine.inference). On a small map the depthwise convolution of
+one channel is a matrix T (H·W × OH·OW, :func:`engine.depthwise.depthwise_matrices`), so the layer
+is a product batched over channels, (C, N, H·W) @ (C, H·W, OH·OW), which wants its input channel
+by channel. The 1×1 convolutions give and take that order for free, since a product can read
+either operand transposed:
+
+    h  (C, N·H·W)   = W_expand (C, C_in) @ xᵀ            x: (N·H·W, C_in), channels last
+    d  (C, N, OH·OW) = h (C, N, H·W) @ T                  one product per channel
+    y  (N·OH·OW, C_out) = dᵀ @ W_projectᵀ                 channels last again
+
+(each with its folded bias and activation). The first two run channel block by channel block on
+every core, so h never leaves the cache. Taken where T holds a weight in at least one entry in
+``tuning.DEPTHWISE_MATRIX_MAX_WASTE`` (on 4×4 maps nearly every entry does); elsewhere, and in
+training, the block runs its layers one by one, and so it does while a summary records every
+layer's output shape. A backward after such a forward runs the block's forward again layer by
+layer (their inputs were not kept), then the reference backward.
 """
 from __future__ import annotations
 
-from convolutional.blocks import ConvNeXtBlock
+import weakref
+
+import numpy as np
+
+from convolutional.blocks import ConvNeXtBlock, MBConv
+from convolutional.conv import Conv2D
+from convolutional.norm import LayerNorm2D
 from engine import tuning
 from engine.arrays import gemm
-from engine.inference import scaled_linear
+from engine.depthwise import depthwise_matrices, matrix_waste
+from engine.inference import POST_OPS, _unchanged, linear_weights, scaled_linear
+from engine.parallel import blocks_of, run_blocks, scratch
+from vectorized.module import Sequential, tracing
 
 
 def convnext_forward(self, x):
     if self.training or self.gamma is None or self.drop_path.training:
         self.ran_eval = False
         return ConvNeXtBlock.forward.reference(self, x)
-    h = self.act(self.pwconv1(self.norm(self.dwconv(x))))
+    channel_major = _matrix_input(x) and type(self.norm) is LayerNorm2D and _matrix_pays(self.dwconv, x.shape[1:3])
+    self.eval_input = x if channel_major else None
+    h = _convnext_head(self, x) if channel_major else self.act(self.pwconv1(self.norm(self.dwconv(x))))
     pw = self.pwconv2
     rows = h.size // h.shape[-1]
     self.branch = None
@@ -47,6 +83,10 @@ def convnext_forward(self, x):
 
 
 def convnext_backward(self, grad_out):
+    if getattr(self, "eval_input", None) is not None:  # dwconv to pwconv1 ran as one: run the layers again
+        x, self.eval_input = self.eval_input, None
+        ConvNeXtBlock.forward.reference(self, x)
+        self.ran_eval = False
     if getattr(self, "ran_eval", False):  # make the unscaled branch again for dL/dγ
         pw = self.pwconv2
         branch = gemm(pw.x, pw.weight.data.T, bias=None if pw.bias is None else pw.bias.data)
@@ -55,4 +95,156 @@ def convnext_backward(self, grad_out):
     return ConvNeXtBlock.backward.reference(self, grad_out)
 
 
-REPLACEMENTS = [(ConvNeXtBlock, "forward", convnext_forward), (ConvNeXtBlock, "backward", convnext_backward)]
+_matrices = weakref.WeakKeyDictionary()  # depthwise convolution -> (weight it was made from, its copy, input size, T)
+
+
+def _matrix_input(x) -> bool:
+    """A batch the channel-major paths take: on the CPU, not empty, and not while a summary records
+    every layer's output shape (those paths call no layers)."""
+    return bool(tuning.DEPTHWISE_MATRIX_MAX_WASTE) and type(x) is np.ndarray and x.shape[0] > 0 and not tracing()
+
+
+def _matrix_pays(conv, in_hw) -> bool:
+    waste = matrix_waste(in_hw, conv.output_hw(*in_hw), conv.stride, conv.pads, conv.dilation, conv.kernel_size)
+    return conv.padding_mode == "zeros" and waste <= tuning.DEPTHWISE_MATRIX_MAX_WASTE
+
+
+def _depthwise_matrix(conv, weight, in_hw):
+    """T of the depthwise convolution ``conv`` run with ``weight`` on inputs of size ``in_hw``, kept
+    while ``weight`` is the same array holding the same values (the exact check of engine.inference)."""
+    entry = _matrices.get(conv)
+    if entry is None or entry[2] != in_hw or not _unchanged([weight], [entry[0]], [entry[1]]):
+        t = depthwise_matrices(weight, in_hw, conv.output_hw(*in_hw), conv.stride, conv.pads, conv.dilation)
+        entry = _matrices[conv] = (weight, weight.copy(), in_hw, t)
+    return entry[3]
+
+
+def _depthwise_channel_major(x, conv, weight, bias, act=None, expand=None):
+    """d (C, N·OH·OW): the depthwise convolution of x (N, H, W, C_in) as T products (with ``bias`` and
+    the in-place ``act``), channel block by channel block on every core. A block's input (its
+    channels of all N·H·W pixels) is x's channels transposed, or with ``expand`` = (W, b, act) the
+    1×1 convolution W (C, C_in) of x that makes them."""
+    n, h, w, c_in = x.shape
+    oh, ow = conv.output_hw(h, w)
+    t = _depthwise_matrix(conv, weight, (h, w))
+    c = t.shape[0]
+    rows = x.reshape(n * h * w, c_in)
+    d = np.empty((c, n, oh * ow), dtype=x.dtype)
+    blocks = blocks_of(c, n * (h * w + oh * ow) * x.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
+
+    def part(c0, c1, buf):
+        if expand is None:
+            hb = np.ascontiguousarray(rows.T[c0:c1])
+        else:
+            we, be, expand_act = expand
+            hb = np.matmul(we[c0:c1], rows.T, out=scratch(buf, "h", (blocks[0][1], n * h * w), x.dtype)[:c1 - c0])
+            hb += be[c0:c1, None]
+            if expand_act is not None:
+                POST_OPS[type(expand_act)](hb)
+        db = np.matmul(hb.reshape(c1 - c0, n, h * w), t[c0:c1], out=d[c0:c1])
+        if bias is not None:
+            db += bias[c0:c1, None, None]
+        if act is not None:
+            POST_OPS[type(act)](db)
+
+    run_blocks(blocks, part)
+    return d.reshape(c, -1)
+
+
+def _layer_norm_channel_major(d, norm):
+    """LayerNorm2D over the channels of d (C, M), in place, a block of columns at a time."""
+    c, m = d.shape
+    blocks = blocks_of(m, c * d.itemsize, tuning.LAYERNORM_BLOCK_BYTES, tuning.SMALL_PASS_BYTES)
+    weight, bias = norm.weight.data[:, None], norm.bias.data[:, None]
+
+    def work(m0, m1, buf):
+        db = d[:, m0:m1]
+        db -= db.mean(axis=0)
+        squares = np.multiply(db, db, out=scratch(buf, "squares", (c, blocks[0][1]), d.dtype)[:, :m1 - m0])
+        inv_std = 1 / np.sqrt(squares.mean(axis=0) + norm.eps)
+        db *= inv_std
+        db *= weight
+        db += bias
+
+    run_blocks(blocks, work)
+    return d
+
+
+def _convnext_head(self, x):
+    """GELU(pwconv1(norm(dwconv(x)))) with dwconv as T products and the norm channel-major: x is
+    transposed once, and pwconv1 reads the normalized values transposed back, in its product."""
+    dw = self.dwconv
+    d = _depthwise_channel_major(x, dw, dw.weight.data, None if dw.bias is None else dw.bias.data)
+    d = _layer_norm_channel_major(d, self.norm)
+    w1, b1 = linear_weights(self.pwconv1)
+    h = gemm(d.T, w1.T, bias=b1)
+    return self.act(h.reshape(*x.shape[:3], -1))
+
+
+def _stage(stage, depthwise):
+    """(convolution, fold, activation or None) of one stage Sequential(conv, BatchNorm2D[, act]) whose
+    BatchNorm is folded into the convolution in this pass and whose activation can run in place;
+    the convolution a depthwise one or a plain 1×1 one. None otherwise."""
+    layers = list(stage.children()) if type(stage) is Sequential else []
+    if len(layers) not in (2, 3) or not isinstance(layers[0], Conv2D):
+        return None
+    conv, act = layers[0], (layers[2] if len(layers) == 3 else None)
+    fold = getattr(conv, "inference_fold", None)
+    if fold is None or fold.bn is not layers[1] or (act is not None and (type(act) not in POST_OPS or act.training)):
+        return None
+    plain = conv.groups == 1 and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and not any(conv.pads)
+    if conv.depthwise != depthwise or (not depthwise and not plain) or conv.padding_mode != "zeros":
+        return None
+    return conv, fold, act
+
+
+def _channel_major_stages(block, x):
+    """(expand or None, depthwise, project) stages of an MBConv in an inference pass when the
+    channel-major path applies to input ``x`` (see the module's notes), else None."""
+    if block.training or block.stochastic_depth.training or not _matrix_input(x):
+        return None
+    stages = list(block.block.children())
+    if len(stages) == 2:
+        stages = [None, *stages]
+    if len(stages) != 3:
+        return None
+    found = [None if stages[0] is None else _stage(stages[0], False), _stage(stages[1], True),
+             _stage(stages[2], False)]
+    if (stages[0] is not None and found[0] is None) or None in found[1:] or found[2][2] is not None:
+        return None
+    return found if _matrix_pays(found[1][0], x.shape[1:3]) else None
+
+
+def _mbconv_channel_major(x, expand, depthwise, project):
+    c = depthwise[1].weight.shape[0]
+    if expand is not None:
+        _conv, fold, act = expand
+        expand = (fold.weight.reshape(c, -1), fold.bias, act)
+    dw, fold, act = depthwise
+    d = _depthwise_channel_major(x, dw, fold.weight, fold.bias, act, expand)
+    _conv, fold, _act = project
+    out = gemm(d.T, fold.weight.reshape(-1, c).T, bias=fold.bias)
+    return out.reshape(*x.shape[:1], *dw.output_hw(*x.shape[1:3]), -1)
+
+
+def mbconv_forward(self, x):
+    stages = _channel_major_stages(self, x)
+    self.eval_input = None
+    if stages is None:
+        return MBConv.forward.reference(self, x)
+    out = _mbconv_channel_major(x, *stages)
+    self.eval_input = x
+    if self.use_res_connect:
+        out += x  # stochastic depth is the identity in evaluation mode
+    return out
+
+
+def mbconv_backward(self, grad_out):
+    if getattr(self, "eval_input", None) is not None:  # the layers ran as one: run them again, one by one
+        x, self.eval_input = self.eval_input, None
+        MBConv.forward.reference(self, x)
+    return MBConv.backward.reference(self, grad_out)
+
+
+REPLACEMENTS = [(ConvNeXtBlock, "forward", convnext_forward), (ConvNeXtBlock, "backward", convnext_backward),
+                (MBConv, "forward", mbconv_forward), (MBConv, "backward", mbconv_backward)]

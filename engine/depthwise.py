@@ -12,9 +12,17 @@ OW times gives NumPy's inner loop OW·C values instead of C.
 Backward: dw[i, j] = sum over (n, y, x) of window(x_pad, i, j) * dy. dX: with stride 1, a
 depthwise convolution of dY (padded by d(k-1) - pad) with the kernel flipped in space; with a
 stride, dy * w[i, j] is added back into each window of dx.
+
+On small maps a channel's whole convolution is one matrix (:func:`depthwise_matrices`): output
+pixel q is the sum over input pixels p of x[p]·T[p, q], with T[p, q] the weight of the tap that
+joins them (0 where none does). For a 4×4 map and a 5×5 kernel nearly every input pixel reaches
+every output pixel, so T (16 × 16) is mostly weights, and the layer becomes one batched product
+over the channels: (C, N, H·W) @ (C, H·W, OH·OW). Evaluation passes use it where T is not too
+empty (:func:`matrix_waste`; engine.blocks).
 """
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -89,6 +97,36 @@ def live_taps(k, size, out_size, stride, dilation, before, after):
     if before2 < 0 or after2 < 0:
         return 0, k - 1, before, after
     return first, last, before2, after2
+
+
+def _tap_pairs(in_hw, out_hw, stride, pads, dilation, kernel):
+    """(p, q, i, j): for every tap (i, j) of every output pixel q that reads an input pixel p (not
+    padding), the flat indices p = r·W + s, q = y·OW + x and the tap, as 1-D arrays."""
+    (h, w), (oh, ow), (kh, kw) = in_hw, out_hw, kernel
+    y, x, i, j = xp.meshgrid(xp.arange(oh), xp.arange(ow), xp.arange(kh), xp.arange(kw), indexing="ij")
+    r = y * stride[0] + i * dilation[0] - pads[0]
+    s = x * stride[1] + j * dilation[1] - pads[2]
+    inside = (r >= 0) & (r < h) & (s >= 0) & (s < w)
+    return (r * w + s)[inside], (y * ow + x)[inside], i[inside], j[inside]
+
+
+@functools.lru_cache(maxsize=256)
+def matrix_waste(in_hw, out_hw, stride, pads, dilation, kernel) -> float:
+    """How many entries of a channel's matrix T (H·W × OH·OW) there are for each one that holds a
+    weight: the products the matrix form computes for each one the convolution needs."""
+    used = _tap_pairs(in_hw, out_hw, stride, pads, dilation, kernel)[0].size
+    return in_hw[0] * in_hw[1] * out_hw[0] * out_hw[1] / max(used, 1)
+
+
+def depthwise_matrices(weight, in_hw, out_hw, stride, pads, dilation):
+    """T (C, H·W, OH·OW) of a depthwise convolution with ``weight`` (C, 1, kh, kw): T[c, p, q] is
+    w[c, i, j] when output pixel q reads input pixel p through the tap (i, j), else 0. Then, with
+    x (C, N, H·W) channel by channel, the convolution's output is the product x @ T (C, N, OH·OW)."""
+    c, _one, kh, kw = weight.shape
+    p, q, i, j = _tap_pairs(in_hw, out_hw, stride, pads, dilation, (kh, kw))
+    t = xp.zeros((c, in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]), dtype=weight.dtype)
+    t[:, p, q] = weight[:, 0, i, j]  # each (p, q) is joined by at most one tap
+    return t
 
 
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw, post=None):

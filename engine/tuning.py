@@ -101,6 +101,9 @@ FUSE_ACTIVATIONS = True
 LAYER_SCALE_FOLD_ROWS = 1
 #: Stride-1 depthwise einsums run over whole output rows (OW*C values a loop), not pixels (C values).
 DEPTHWISE_ROWS = True
+#: At evaluation, an MBConv block runs channel-major with its depthwise convolution as one matrix a
+#: channel where that matrix has at most this many entries for each weight it holds (0: never).
+DEPTHWISE_MATRIX_MAX_WASTE = 4
 
 #: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
 TABLE = {
@@ -196,4 +199,10 @@ TABLE = {
     "DEPTHWISE_ROWS": ("a NumPy inner loop of C values costs its start many times over: one-thread CPU time "
                        "B/A 0.90 on EfficientNet-Lite0's inference step (5 of 6), 0.93 on ConvNeXt-Tiny's "
                        "(6 of 6), 0.95 on EfficientNet-Lite0's training step (3 of 5)", "AMD"),
+    "DEPTHWISE_MATRIX_MAX_WASTE": ("a product runs some 50 GMAC/s a core, the depthwise einsum 5-6: EfficientNet-"
+                                   "Lite0's MBConv blocks at evaluation (two cores, batch 64) took 0.72-0.78x the "
+                                   "time layer by layer on 4x4 and 2x2 maps (T 1.0-2.6 entries a weight), 0.79x on "
+                                   "8x8 with 5x5 kernels (3.5), 1.15x on 8x8 with 3x3 stride 2 (8.5); ConvNeXt's "
+                                   "16x16 stage (6.5) made the step B/A 1.03 against 4; inference step B/A 0.91 on "
+                                   "EfficientNet-Lite0 (17 of 20 pairs), 0.97 on ConvNeXt-Tiny (8 of 8)", "AMD"),
 }

@@ -456,3 +456,86 @@ def test_gelu_at_eval_keeps_to_the_exact_gelu():
     train = C.GELU("none").train()
     train(x.reshape(-1, 10))
     np.testing.assert_array_equal(dx_eval, train.backward(g))
+
+
+@pytest.mark.parametrize("geometry", [  # (H, W, kernel, stride, padding, dilation)
+    (4, 4, 5, 1, 2, 1), (8, 8, 3, 2, 1, 1), (8, 6, 5, 1, 2, 1), (4, 4, 5, 2, 2, 1), (2, 2, 3, 1, 1, 1),
+    (7, 7, 3, 2, 2, 2), (5, 5, 7, 1, 3, 1), (1, 1, 7, 1, 3, 1)])
+def test_a_depthwise_convolution_is_one_matrix_a_channel(geometry):
+    """engine.depthwise.depthwise_matrices: x (C, N, H·W) @ T gives the convolution's output, and
+    matrix_waste counts T's entries for each weight it holds."""
+    from engine.depthwise import depthwise_matrices, matrix_waste
+
+    h, w, k, s, p, d = geometry
+    rng = np.random.default_rng(0)
+    layer = C.DepthwiseConv2D(3, k, stride=s, padding=p, dilation=d, bias=False).astype(np.float64)
+    layer.weight.data[...] = rng.standard_normal(layer.weight.data.shape)
+    x = rng.standard_normal((2, h, w, 3))
+    want = logits(layer, x, "reference")
+    oh, ow = layer.output_hw(h, w)
+    t = depthwise_matrices(layer.weight.data, (h, w), (oh, ow), layer.stride, layer.pads, layer.dilation)
+    got = (x.reshape(2, h * w, 3).transpose(2, 0, 1) @ t).transpose(1, 2, 0).reshape(2, oh, ow, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    weights = int(np.count_nonzero(t[0]))  # every tap that reads the input, once
+    assert matrix_waste((h, w), (oh, ow), layer.stride, layer.pads, layer.dilation, layer.kernel_size) \
+        == pytest.approx(h * w * oh * ow / weights)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
+@pytest.mark.parametrize("block, size, taken", [
+    (lambda: C.MBConv(16, 16, 5, 1, 6), 4, True),            # residual, 5x5 on 4x4 maps
+    (lambda: C.MBConv(16, 24, 3, 2, 6), 4, True),            # stride 2 to 2x2
+    (lambda: C.MBConv(32, 16, 3, 1, 1), 2, True),            # no expand convolution
+    (lambda: C.MBConv(16, 16, 5, 1, 6, activation="relu"), 8, True),
+    (lambda: C.MBConv(16, 16, 3, 1, 6), 16, False)],          # T too empty: layer by layer
+    ids=["4x4-k5-residual", "stride2", "no-expand", "relu-8x8", "16x16-layers"])
+def test_mbconv_on_small_maps_runs_channel_major_with_the_reference_numbers(block, size, taken, workers, monkeypatch):
+    """engine.blocks: an eval MBConv on a small map is expand, depthwise-as-matrices and project in
+    channel-major order; its output and the gradients of a backward after it are the reference's."""
+    from engine import parallel
+
+    monkeypatch.setattr(parallel, "_workers", workers)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        seed_everything(0)
+        model = Sequential(block()).astype(dtype)
+        for m in model.modules():
+            if isinstance(m, C.BatchNorm2D):
+                m.running_mean[...] = np.random.default_rng(1).standard_normal(m.num_features) * 0.3
+                m.running_var[...] = np.random.default_rng(2).uniform(0.5, 2.0, m.num_features)
+        model.eval()
+        x = np.random.default_rng(3).standard_normal((5, size, size, model[0].in_channels)).astype(dtype)
+        want = logits(model, x, "reference")
+        for _ in range(2):  # T made, then taken from the cache
+            got = model(x.copy())
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+        assert (model[0].eval_input is not None) == taken
+        if dtype == np.float64:
+            g = np.random.default_rng(4).standard_normal(got.shape)
+            dx = model.backward(g)
+            fast = [dx] + [p.grad.copy() for p in model.parameters()]
+            model.zero_grad()
+            engine.use("reference")
+            model(x.copy())
+            ref = [model.backward(g)] + [p.grad.copy() for p in model.parameters()]
+            engine.use("fast")
+            for a, b in zip(ref, fast):
+                np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_the_depthwise_matrices_follow_changed_weights_and_are_left_out_of_summaries(monkeypatch):
+    """T is made again when the weights it came from change in place; a summary (which records each
+    layer's output) and a threshold of 0 run the blocks layer by layer."""
+    from engine import blocks
+
+    model = model_with_statistics("convnext_tiny", (3, 16, 16), np.float64)
+    x = np.random.default_rng(1).standard_normal((2, 3, 16, 16))
+    np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    block = next(m for m in model.modules() if isinstance(m, C.ConvNeXtBlock))
+    assert block.eval_input is not None and blocks._matrices.get(block.dwconv) is not None
+    block.dwconv.weight.data[...] *= -2.0
+    np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    text = model.summary((3, 16, 16), print_fn=None)
+    assert "stages.0.0.dwconv" in text and "stages.3.2.pwconv1" in text
+    monkeypatch.setattr(tuning, "DEPTHWISE_MATRIX_MAX_WASTE", 0)
+    np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    assert block.eval_input is None
