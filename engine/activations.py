@@ -4,7 +4,9 @@ cache-sized blocks.
 The math is the reference's (:mod:`vectorized.activations`); only the way through memory differs.
 ReLU's forward is clip(x, 0, ∞) (:func:`relu_into`), not max(x, 0): the same numbers, and
 NumPy 2.4 runs ``maximum`` against a scalar through a loop three times slower than ``clip``'s
-(98 vs 31 us on 2**18 float32 values on the AMD machine, in place or not).
+(98 vs 31 us on 2**18 float32 values on the AMD machine, in place or not). For the same reason
+GELU takes e^y as 2^(y·log2 e) (``exp2``: 58 us against ``exp``'s 118) and 1/t as
+``divide(1, t)`` (28 us against ``reciprocal``'s 54).
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from engine import tuning
 from engine.inference import absorbed_activation, overwrites_input
 from engine.parallel import blocks_of, elementwise, run_blocks, scratch
 from vectorized.activations import _ERFC_COEFFS, GELU, LeakyReLU, ReLU, ReLU6
+
+
+_LOG2E = 1 / math.log(2)  # e^y = 2^(y·log2 e)
 
 
 def _output(self, x):
@@ -126,14 +131,15 @@ def _gelu_float32(x, with_slope: bool = True):
         z *= 1 / math.sqrt(2)
         xp.multiply(z, 0.5, out=t)
         t += 1
-        xp.reciprocal(t, out=t)                     # t = 1 / (1 + z/2)
+        xp.divide(1, t, out=t)                      # t = 1 / (1 + z/2)
         p.fill(_ERFC_COEFFS[-1])
         for c in reversed(_ERFC_COEFFS[:-1]):       # P(t) by Horner's rule
             p *= t
             p += c
         xp.multiply(z, z, out=e)
         xp.subtract(p, e, out=p)
-        xp.exp(p, out=p)
+        p *= _LOG2E
+        xp.exp2(p, out=p)                           # e^(P(t) - z^2)
         p *= t                                      # p = erfc(|x|/sqrt 2) = 2 P(N >= |x|)
         p *= 0.5                                    # p = P(N >= |x|)
         cdf = out[r0:r1]
@@ -144,7 +150,8 @@ def _gelu_float32(x, with_slope: bool = True):
         cdf *= xb >= 0
         cdf += p
         if with_slope:
-            xp.exp(xp.negative(e, out=e), out=e)    # e^(-x^2/2), since z^2 = x^2/2
+            e *= -_LOG2E
+            xp.exp2(e, out=e)                       # e^(-x^2/2), since z^2 = x^2/2
             e *= xb * (1 / math.sqrt(2 * math.pi))  # x phi(x)
             xp.add(cdf, e, out=slope[r0:r1])
         cdf *= xb                                   # x Phi(x)
@@ -189,7 +196,7 @@ def _gelu_eval_float32(x):
         xp.abs(xb, out=a)
         xp.multiply(a, _AS_P / math.sqrt(2), out=t)
         t += 1
-        xp.reciprocal(t, out=t)                     # t = 1 / (1 + p |x| / sqrt 2)
+        xp.divide(1, t, out=t)                      # t = 1 / (1 + p |x| / sqrt 2)
         xp.multiply(t, a5, out=p)
         p += a4
         for c in (a3, a2, a1):                      # Horner's rule
@@ -197,8 +204,8 @@ def _gelu_eval_float32(x):
             p += c
         p *= t
         xp.multiply(a, a, out=e)
-        e *= -0.5
-        xp.exp(e, out=e)                            # e^(-x^2/2)
+        e *= -0.5 * _LOG2E
+        xp.exp2(e, out=e)                           # e^(-x^2/2)
         p *= e
         p *= a                                      # |x| Q(|x|)
         o = out[r0:r1]
