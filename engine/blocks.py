@@ -51,7 +51,7 @@ from convolutional.conv import Conv2D
 from convolutional.norm import LayerNorm2D
 from engine import tuning
 from engine.arrays import gemm
-from engine.depthwise import depthwise_matrices, matrix_waste
+from engine.depthwise import depthwise_matrices, matrix_strips
 from engine.inference import POST_OPS, _unchanged, linear_weights, scaled_linear
 from engine.parallel import blocks_of, run_blocks, scratch
 from vectorized.module import Sequential, tracing
@@ -61,7 +61,7 @@ def convnext_forward(self, x):
     if self.training or self.gamma is None or self.drop_path.training:
         self.ran_eval = False
         return ConvNeXtBlock.forward.reference(self, x)
-    channel_major = _matrix_input(x) and type(self.norm) is LayerNorm2D and _matrix_pays(self.dwconv, x.shape[1:3])
+    channel_major = _matrix_input(x) and type(self.norm) is LayerNorm2D and _strips(self.dwconv, x.shape[1:3]) is not None
     self.eval_input = x if channel_major else None
     h = _convnext_head(self, x) if channel_major else self.act(self.pwconv1(self.norm(self.dwconv(x))))
     pw = self.pwconv2
@@ -95,7 +95,7 @@ def convnext_backward(self, grad_out):
     return ConvNeXtBlock.backward.reference(self, grad_out)
 
 
-_matrices = weakref.WeakKeyDictionary()  # depthwise convolution -> (weight it was made from, its copy, input size, T)
+_matrices = weakref.WeakKeyDictionary()  # depthwise convolution -> (weight made from, its copy, (size, strips), matrices)
 
 
 def _matrix_input(x) -> bool:
@@ -104,18 +104,22 @@ def _matrix_input(x) -> bool:
     return bool(tuning.DEPTHWISE_MATRIX_MAX_WASTE) and type(x) is np.ndarray and x.shape[0] > 0 and not tracing()
 
 
-def _matrix_pays(conv, in_hw) -> bool:
-    waste = matrix_waste(in_hw, conv.output_hw(*in_hw), conv.stride, conv.pads, conv.dilation, conv.kernel_size)
-    return conv.padding_mode == "zeros" and waste <= tuning.DEPTHWISE_MATRIX_MAX_WASTE
+def _strips(conv, in_hw):
+    """The strips of output rows whose matrices the rule lets ``conv`` run as (see the module's notes), or None."""
+    if conv.padding_mode != "zeros":
+        return None
+    return matrix_strips(in_hw, conv.output_hw(*in_hw), conv.stride, conv.pads, conv.dilation, conv.kernel_size,
+                         tuning.DEPTHWISE_MATRIX_MAX_WASTE, tuning.DEPTHWISE_STRIP_MIN_PIXELS)
 
 
-def _depthwise_matrix(conv, weight, in_hw):
-    """T of the depthwise convolution ``conv`` run with ``weight`` on inputs of size ``in_hw``, kept
-    while ``weight`` is the same array holding the same values (the exact check of engine.inference)."""
+def _depthwise_matrices(conv, weight, in_hw, strips):
+    """The strips' matrices of the depthwise convolution ``conv`` run with ``weight`` on inputs of size
+    ``in_hw``, kept while ``weight`` is the same array holding the same values (the exact check of
+    engine.inference)."""
     entry = _matrices.get(conv)
-    if entry is None or entry[2] != in_hw or not _unchanged([weight], [entry[0]], [entry[1]]):
-        t = depthwise_matrices(weight, in_hw, conv.output_hw(*in_hw), conv.stride, conv.pads, conv.dilation)
-        entry = _matrices[conv] = (weight, weight.copy(), in_hw, t)
+    if entry is None or entry[2] != (in_hw, strips) or not _unchanged([weight], [entry[0]], [entry[1]]):
+        ts = depthwise_matrices(weight, in_hw, conv.output_hw(*in_hw), conv.stride, conv.pads, conv.dilation, strips)
+        entry = _matrices[conv] = (weight, weight.copy(), (in_hw, strips), ts)
     return entry[3]
 
 
@@ -126,8 +130,9 @@ def _depthwise_channel_major(x, conv, weight, bias, act=None, expand=None):
     1×1 convolution W (C, C_in) of x that makes them."""
     n, h, w, c_in = x.shape
     oh, ow = conv.output_hw(h, w)
-    t = _depthwise_matrix(conv, weight, (h, w))
-    c = t.shape[0]
+    strips = _strips(conv, (h, w))
+    ts = _depthwise_matrices(conv, weight, (h, w), strips)
+    c = weight.shape[0]
     rows = x.reshape(n * h * w, c_in)
     d = np.empty((c, n, oh * ow), dtype=x.dtype)
     blocks = blocks_of(c, n * (h * w + oh * ow) * x.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
@@ -141,7 +146,9 @@ def _depthwise_channel_major(x, conv, weight, bias, act=None, expand=None):
             hb += be[c0:c1, None]
             if expand_act is not None:
                 POST_OPS[type(expand_act)](hb)
-        db = np.matmul(hb.reshape(c1 - c0, n, h * w), t[c0:c1], out=d[c0:c1])
+        hb, db = hb.reshape(c1 - c0, n, h * w), d[c0:c1]
+        for (y0, y1, r0, r1), t in zip(strips, ts):  # output rows y0..y1-1 from input rows r0..r1-1
+            np.matmul(hb[:, :, r0 * w:r1 * w], t[c0:c1], out=db[:, :, y0 * ow:y1 * ow])
         if bias is not None:
             db += bias[c0:c1, None, None]
         if act is not None:
@@ -212,7 +219,7 @@ def _channel_major_stages(block, x):
              _stage(stages[2], False)]
     if (stages[0] is not None and found[0] is None) or None in found[1:] or found[2][2] is not None:
         return None
-    return found if _matrix_pays(found[1][0], x.shape[1:3]) else None
+    return found if _strips(found[1][0], x.shape[1:3]) is not None else None
 
 
 def _mbconv_channel_major(x, expand, depthwise, project):

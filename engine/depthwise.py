@@ -17,8 +17,9 @@ On small maps a channel's whole convolution is one matrix (:func:`depthwise_matr
 pixel q is the sum over input pixels p of x[p]·T[p, q], with T[p, q] the weight of the tap that
 joins them (0 where none does). For a 4×4 map and a 5×5 kernel nearly every input pixel reaches
 every output pixel, so T (16 × 16) is mostly weights, and the layer becomes one batched product
-over the channels: (C, N, H·W) @ (C, H·W, OH·OW). Evaluation passes use it where T is not too
-empty (:func:`matrix_waste`; engine.blocks).
+over the channels: (C, N, H·W) @ (C, H·W, OH·OW). On wider maps the output rows are cut into
+strips, each with its own matrix from the few input rows it reads. Evaluation passes use it where
+the matrices are not too empty (:func:`matrix_strips`; engine.blocks).
 """
 from __future__ import annotations
 
@@ -111,22 +112,46 @@ def _tap_pairs(in_hw, out_hw, stride, pads, dilation, kernel):
 
 
 @functools.lru_cache(maxsize=256)
-def matrix_waste(in_hw, out_hw, stride, pads, dilation, kernel) -> float:
-    """How many entries of a channel's matrix T (H·W × OH·OW) there are for each one that holds a
-    weight: the products the matrix form computes for each one the convolution needs."""
-    used = _tap_pairs(in_hw, out_hw, stride, pads, dilation, kernel)[0].size
-    return in_hw[0] * in_hw[1] * out_hw[0] * out_hw[1] / max(used, 1)
+def matrix_strips(in_hw, out_hw, stride, pads, dilation, kernel, max_waste, min_pixels):
+    """Strips (y0, y1, r0, r1) of the output rows, each made from input rows r0..r1-1 by a matrix of
+    its own, with at most ``max_waste`` entries for each weight the matrices hold together; the
+    fewest such strips (one, then the rows halved while a strip keeps ``min_pixels`` output
+    pixels), or None.
+
+    A whole map's matrix T (H·W × OH·OW) is mostly zeros once the map is much wider than the
+    kernel; a strip of R output rows reads only R·stride + (k - 1)·dilation input rows."""
+    p, q, _i, _j = _tap_pairs(in_hw, out_hw, stride, pads, dilation, kernel)
+    (_h, w), (oh, ow) = in_hw, out_hw
+    rows = oh
+    while True:
+        strips, entries = [], 0
+        for y0 in range(0, oh, rows):
+            y1 = min(y0 + rows, oh)
+            used = p[(q >= y0 * ow) & (q < y1 * ow)]
+            r0, r1 = (int(used.min()) // w, int(used.max()) // w + 1) if used.size else (0, 0)
+            strips.append((y0, y1, r0, r1))
+            entries += (r1 - r0) * w * (y1 - y0) * ow
+        if entries <= max_waste * p.size:
+            return tuple(strips)
+        rows = (rows + 1) // 2
+        if rows * ow < min_pixels or len(strips) == oh:
+            return None
 
 
-def depthwise_matrices(weight, in_hw, out_hw, stride, pads, dilation):
+def depthwise_matrices(weight, in_hw, out_hw, stride, pads, dilation, strips=None):
     """T (C, H·W, OH·OW) of a depthwise convolution with ``weight`` (C, 1, kh, kw): T[c, p, q] is
     w[c, i, j] when output pixel q reads input pixel p through the tap (i, j), else 0. Then, with
-    x (C, N, H·W) channel by channel, the convolution's output is the product x @ T (C, N, OH·OW)."""
+    x (C, N, H·W) channel by channel, the convolution's output is the product x @ T (C, N, OH·OW).
+    With ``strips`` (:func:`matrix_strips`), one such matrix a strip: the part of T between its
+    input rows and its output rows, (C, (r1 - r0)·W, (y1 - y0)·OW)."""
     c, _one, kh, kw = weight.shape
+    (h, w), (oh, ow) = in_hw, out_hw
     p, q, i, j = _tap_pairs(in_hw, out_hw, stride, pads, dilation, (kh, kw))
-    t = xp.zeros((c, in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]), dtype=weight.dtype)
+    t = xp.zeros((c, h * w, oh * ow), dtype=weight.dtype)
     t[:, p, q] = weight[:, 0, i, j]  # each (p, q) is joined by at most one tap
-    return t
+    if strips is None:
+        return t
+    return [xp.ascontiguousarray(t[:, r0 * w:r1 * w, y0 * ow:y1 * ow]) for y0, y1, r0, r1 in strips]
 
 
 def depthwise_forward(x, weight, bias, stride, pads, dilation, out_hw, post=None):

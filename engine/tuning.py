@@ -104,6 +104,8 @@ DEPTHWISE_ROWS = True
 #: At evaluation, an MBConv block runs channel-major with its depthwise convolution as one matrix a
 #: channel where that matrix has at most this many entries for each weight it holds (0: never).
 DEPTHWISE_MATRIX_MAX_WASTE = 4
+#: ... cutting the output rows into strips with a matrix each, as long as a strip keeps this many pixels.
+DEPTHWISE_STRIP_MIN_PIXELS = 64
 
 #: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
 TABLE = {
@@ -205,4 +207,9 @@ TABLE = {
                                    "8x8 with 5x5 kernels (3.5), 1.15x on 8x8 with 3x3 stride 2 (8.5); ConvNeXt's "
                                    "16x16 stage (6.5) made the step B/A 1.03 against 4; inference step B/A 0.91 on "
                                    "EfficientNet-Lite0 (17 of 20 pairs), 0.97 on ConvNeXt-Tiny (8 of 8)", "AMD"),
+    "DEPTHWISE_STRIP_MIN_PIXELS": ("ConvNeXt's 7x7 on 16x16 maps (96 channels, batch 64) in four strips of 64 "
+                                   "pixels (3.5 entries a weight): 3.5 ms against the einsum's 6.3 on two cores, "
+                                   "the inference step B/A 0.978 in one-thread CPU time (8 of 10 pairs); "
+                                   "EfficientNet's stride-2 layers in strips of 8 and 4 pixels (one output row "
+                                   "each) made their blocks 1.12x and 1.22x slower", "AMD"),
 }

@@ -460,11 +460,11 @@ def test_gelu_at_eval_keeps_to_the_exact_gelu():
 
 @pytest.mark.parametrize("geometry", [  # (H, W, kernel, stride, padding, dilation)
     (4, 4, 5, 1, 2, 1), (8, 8, 3, 2, 1, 1), (8, 6, 5, 1, 2, 1), (4, 4, 5, 2, 2, 1), (2, 2, 3, 1, 1, 1),
-    (7, 7, 3, 2, 2, 2), (5, 5, 7, 1, 3, 1), (1, 1, 7, 1, 3, 1)])
-def test_a_depthwise_convolution_is_one_matrix_a_channel(geometry):
-    """engine.depthwise.depthwise_matrices: x (C, N, H·W) @ T gives the convolution's output, and
-    matrix_waste counts T's entries for each weight it holds."""
-    from engine.depthwise import depthwise_matrices, matrix_waste
+    (7, 7, 3, 2, 2, 2), (5, 5, 7, 1, 3, 1), (1, 1, 7, 1, 3, 1), (16, 16, 7, 1, 3, 1), (9, 12, 5, 2, 2, 1)])
+def test_a_depthwise_convolution_is_one_matrix_a_channel_or_a_strip(geometry):
+    """engine.depthwise: x (C, N, H·W) @ T gives the convolution's output, and so do the strips of
+    matrix_strips, each from its input rows to its output rows, within the entries it allows."""
+    from engine.depthwise import depthwise_matrices, matrix_strips
 
     h, w, k, s, p, d = geometry
     rng = np.random.default_rng(0)
@@ -472,13 +472,36 @@ def test_a_depthwise_convolution_is_one_matrix_a_channel(geometry):
     layer.weight.data[...] = rng.standard_normal(layer.weight.data.shape)
     x = rng.standard_normal((2, h, w, 3))
     want = logits(layer, x, "reference")
-    oh, ow = layer.output_hw(h, w)
-    t = depthwise_matrices(layer.weight.data, (h, w), (oh, ow), layer.stride, layer.pads, layer.dilation)
-    got = (x.reshape(2, h * w, 3).transpose(2, 0, 1) @ t).transpose(1, 2, 0).reshape(2, oh, ow, 3)
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    (oh, ow), geom = layer.output_hw(h, w), (layer.stride, layer.pads, layer.dilation)
+    t = depthwise_matrices(layer.weight.data, (h, w), (oh, ow), *geom)
+    xc = x.reshape(2, h * w, 3).transpose(2, 0, 1)
+    np.testing.assert_allclose((xc @ t).transpose(1, 2, 0).reshape(2, oh, ow, 3), want, rtol=1e-12, atol=1e-12)
     weights = int(np.count_nonzero(t[0]))  # every tap that reads the input, once
-    assert matrix_waste((h, w), (oh, ow), layer.stride, layer.pads, layer.dilation, layer.kernel_size) \
-        == pytest.approx(h * w * oh * ow / weights)
+    for max_waste in (1e9, 2.0, 1.5):
+        strips = matrix_strips((h, w), (oh, ow), *geom, layer.kernel_size, max_waste, 1)
+        if strips is None:
+            continue
+        got = np.empty((3, 2, oh * ow))
+        entries = 0
+        for (y0, y1, r0, r1), ts in zip(strips, depthwise_matrices(layer.weight.data, (h, w), (oh, ow), *geom, strips)):
+            got[:, :, y0 * ow:y1 * ow] = xc[:, :, r0 * w:r1 * w] @ ts
+            entries += ts[0].size
+        assert [y0 for y0, *_ in strips] == list(range(0, oh, strips[0][1])) and strips[-1][1] == oh
+        assert entries <= max_waste * weights
+        np.testing.assert_allclose(got.transpose(1, 2, 0).reshape(2, oh, ow, 3), want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_strip_rule():
+    """ConvNeXt's 16x16 stage: four strips of four rows (64 pixels each), 3.5 entries a weight; none
+    when a strip must keep more pixels, or for a 3x3 kernel on 16x16 maps (too few weights a row)."""
+    from engine.depthwise import matrix_strips
+
+    convnext = ((16, 16), (16, 16), (1, 1), (3, 3, 3, 3), (1, 1), (7, 7))
+    assert matrix_strips(*convnext, 4, 64) == ((0, 4, 0, 7), (4, 8, 1, 11), (8, 12, 5, 15), (12, 16, 9, 16))
+    assert matrix_strips(*convnext, 4, 65) is None
+    assert matrix_strips(*convnext, 7, 64) == ((0, 16, 0, 16),)  # a whole map's T: 6.5 entries a weight
+    assert matrix_strips((16, 16), (16, 16), (1, 1), (1, 1, 1, 1), (1, 1), (3, 3), 4, 1) is None
+    assert matrix_strips((4, 4), (4, 4), (1, 1), (2, 2, 2, 2), (1, 1), (5, 5), 4, 64) == ((0, 4, 0, 4),)
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
@@ -539,3 +562,26 @@ def test_the_depthwise_matrices_follow_changed_weights_and_are_left_out_of_summa
     monkeypatch.setattr(tuning, "DEPTHWISE_MATRIX_MAX_WASTE", 0)
     np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
     assert block.eval_input is None
+
+
+@pytest.mark.parametrize("size, taken", [(16, True), (8, True), (1, True), (32, False)])
+def test_convnext_blocks_run_channel_major_in_strips_with_the_reference_numbers(size, taken):
+    """A ConvNeXt block at eval on 16x16 maps (four strips), 8x8 and 1x1 (one matrix) runs dwconv and
+    norm channel-major; its output and a backward after it are the reference's (float64)."""
+    seed_everything(0)
+    model = Sequential(C.ConvNeXtBlock(8)).astype(np.float64).eval()
+    block = model[0]
+    block.gamma.data[...] = np.random.default_rng(1).uniform(0.5, 1.5, 8)
+    block.norm.weight.data[...] = np.random.default_rng(2).uniform(0.5, 1.5, 8)
+    x = np.random.default_rng(3).standard_normal((3, size, size, 8))
+    g = np.random.default_rng(4).standard_normal(x.shape)
+    result = {}
+    for name in ("reference", "fast"):
+        engine.use(name)
+        model.zero_grad()
+        out = model(x.copy())
+        if name == "fast":
+            assert (block.eval_input is not None) == taken
+        result[name] = [out, model.backward(g)] + [p.grad.copy() for p in model.parameters()]
+    for a, b in zip(result["reference"], result["fast"]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-10)
