@@ -37,7 +37,7 @@ either operand transposed:
 every core, so h never leaves the cache. Taken where T holds a weight in at least one entry in
 ``tuning.DEPTHWISE_MATRIX_MAX_WASTE`` (on 4×4 maps nearly every entry does); elsewhere, and in
 training, the block runs its layers one by one, and so it does while a summary records every
-layer's output shape. A backward after such a forward runs the block's forward again layer by
+layer's output shape or while one of its layers has its ``forward`` replaced (a tool watching it). A backward after such a forward runs the block's forward again layer by
 layer (their inputs were not kept), then the reference backward.
 """
 from __future__ import annotations
@@ -61,7 +61,8 @@ def convnext_forward(self, x):
     if self.training or self.gamma is None or self.drop_path.training:
         self.ran_eval = False
         return ConvNeXtBlock.forward.reference(self, x)
-    channel_major = _matrix_input(x) and type(self.norm) is LayerNorm2D and _strips(self.dwconv, x.shape[1:3]) is not None
+    channel_major = _matrix_input(x) and type(self.norm) is LayerNorm2D and _strips(self.dwconv, x.shape[1:3]) is not None \
+        and _own_forwards(self.dwconv, self.norm, self.pwconv1, self.act)
     self.eval_input = x if channel_major else None
     h = _convnext_head(self, x) if channel_major else self.act(self.pwconv1(self.norm(self.dwconv(x))))
     pw = self.pwconv2
@@ -102,6 +103,12 @@ def _matrix_input(x) -> bool:
     """A batch the channel-major paths take: on the CPU, not empty, and not while a summary records
     every layer's output shape (those paths call no layers)."""
     return bool(tuning.DEPTHWISE_MATRIX_MAX_WASTE) and type(x) is np.ndarray and x.shape[0] > 0 and not tracing()
+
+
+def _own_forwards(*layers) -> bool:
+    """No layer's ``forward`` is replaced on the instance (a tool or a user watching its calls,
+    such as the receptive-field walk): the channel-major paths would not call it."""
+    return not any("forward" in layer.__dict__ for layer in layers)
 
 
 def _strips(conv, in_hw):
@@ -193,7 +200,7 @@ def _stage(stage, depthwise):
     BatchNorm is folded into the convolution in this pass and whose activation can run in place;
     the convolution a depthwise one or a plain 1×1 one. None otherwise."""
     layers = list(stage.children()) if type(stage) is Sequential else []
-    if len(layers) not in (2, 3) or not isinstance(layers[0], Conv2D):
+    if len(layers) not in (2, 3) or not isinstance(layers[0], Conv2D) or not _own_forwards(stage, *layers):
         return None
     conv, act = layers[0], (layers[2] if len(layers) == 3 else None)
     fold = getattr(conv, "inference_fold", None)
@@ -208,7 +215,7 @@ def _stage(stage, depthwise):
 def _channel_major_stages(block, x):
     """(expand or None, depthwise, project) stages of an MBConv in an inference pass when the
     channel-major path applies to input ``x`` (see the module's notes), else None."""
-    if block.training or block.stochastic_depth.training or not _matrix_input(x):
+    if block.training or block.stochastic_depth.training or not _matrix_input(x) or not _own_forwards(block.block):
         return None
     stages = list(block.block.children())
     if len(stages) == 2:

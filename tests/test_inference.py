@@ -547,7 +547,7 @@ def test_mbconv_on_small_maps_runs_channel_major_with_the_reference_numbers(bloc
 
 def test_the_depthwise_matrices_follow_changed_weights_and_are_left_out_of_summaries(monkeypatch):
     """T is made again when the weights it came from change in place; a summary (which records each
-    layer's output) and a threshold of 0 run the blocks layer by layer."""
+    layer's output), a layer whose forward is replaced and a threshold of 0 run the blocks layer by layer."""
     from engine import blocks
 
     model = model_with_statistics("convnext_tiny", (3, 16, 16), np.float64)
@@ -559,6 +559,13 @@ def test_the_depthwise_matrices_follow_changed_weights_and_are_left_out_of_summa
     np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
     text = model.summary((3, 16, 16), print_fn=None)
     assert "stages.0.0.dwconv" in text and "stages.3.2.pwconv1" in text
+    calls, plain = [], block.dwconv.forward
+    block.dwconv.forward = lambda z: calls.append(z.shape) or plain(z)  # a tool watching the layer
+    try:
+        np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
+    finally:
+        del block.dwconv.forward
+    assert len(calls) == 2 and block.eval_input is None  # called on both engines: the block ran layer by layer
     monkeypatch.setattr(tuning, "DEPTHWISE_MATRIX_MAX_WASTE", 0)
     np.testing.assert_allclose(logits(model, x, "fast"), logits(model, x, "reference"), rtol=1e-10, atol=1e-10)
     assert block.eval_input is None
