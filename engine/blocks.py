@@ -142,7 +142,7 @@ def _depthwise_channel_major(x, conv, weight, bias, act=None, expand=None):
     c = weight.shape[0]
     rows = x.reshape(n * h * w, c_in)
     d = np.empty((c, n, oh * ow), dtype=x.dtype)
-    blocks = blocks_of(c, n * (h * w + oh * ow) * x.itemsize, tuning.DEPTHWISE_BLOCK_BYTES)
+    blocks = blocks_of(c, n * (h * w + oh * ow) * x.itemsize, tuning.CHANNEL_MAJOR_BLOCK_BYTES)
 
     def part(c0, c1, buf):
         if expand is None:

@@ -106,6 +106,8 @@ DEPTHWISE_ROWS = True
 DEPTHWISE_MATRIX_MAX_WASTE = 4
 #: ... cutting the output rows into strips with a matrix each, as long as a strip keeps this many pixels.
 DEPTHWISE_STRIP_MIN_PIXELS = 64
+#: Bytes of one block of channels (their input and output, all images) in the channel-major blocks.
+CHANNEL_MAJOR_BLOCK_BYTES = 2**21
 
 #: name -> (why this value, where it was measured). One row per knob above; a test keeps them in step.
 TABLE = {
@@ -212,4 +214,10 @@ TABLE = {
                                    "the inference step B/A 0.978 in one-thread CPU time (8 of 10 pairs); "
                                    "EfficientNet's stride-2 layers in strips of 8 and 4 pixels (one output row "
                                    "each) made their blocks 1.12x and 1.22x slower", "AMD"),
+    "CHANNEL_MAJOR_BLOCK_BYTES": ("each block is a product of the expand weights with all the batch's pixels and "
+                                  "C_b small products: EfficientNet-Lite0's inference step B/A 0.956 for 2 MiB "
+                                  "against 512 KiB (20 of 24 pairs), 1.013 for 8 MiB against 2 MiB (8 of 24); "
+                                  "ConvNeXt-Tiny 1.004 (4 of 8). The depthwise einsum's blocks (DEPTHWISE_BLOCK_BYTES) "
+                                  "at 2 MiB: EfficientNet inference 0.943, its training 1.017, ConvNeXt inference "
+                                  "1.039: not changed", "AMD"),
 }
