@@ -1,5 +1,5 @@
-"""Whole blocks at evaluation time: ConvNeXt's layer scale folded away, MBConv on small maps in
-channel-major order.
+"""Whole blocks at evaluation time: ConvNeXt's layer scale folded away, and ConvNeXt and MBConv
+blocks on small maps in channel-major order.
 
 **ConvNeXt.** The layer scale folded into the last Linear layer.
 
@@ -34,11 +34,14 @@ either operand transposed:
     y  (N·OH·OW, C_out) = dᵀ @ W_projectᵀ                 channels last again
 
 (each with its folded bias and activation). The first two run channel block by channel block on
-every core, so h never leaves the cache. Taken where T holds a weight in at least one entry in
-``tuning.DEPTHWISE_MATRIX_MAX_WASTE`` (on 4×4 maps nearly every entry does); elsewhere, and in
-training, the block runs its layers one by one, and so it does while a summary records every
-layer's output shape or while one of its layers has its ``forward`` replaced (a tool watching it). A backward after such a forward runs the block's forward again layer by
-layer (their inputs were not kept), then the reference backward.
+every core (``tuning.CHANNEL_MAJOR_BLOCK_BYTES``), so h stays in the caches. Taken where T holds
+a weight in at least one entry in ``tuning.DEPTHWISE_MATRIX_MAX_WASTE`` (on 4×4 maps nearly every
+entry does), or else where strips of output rows do, each with its own matrix
+(:func:`engine.depthwise.matrix_strips`, ConvNeXt's 16×16 maps). Elsewhere, and in training, the
+block runs its layers one by one, and so it does while a summary records every layer's output
+shape or while one of its layers has its ``forward`` replaced (a tool watching it). A backward
+after such a forward runs the block's forward again layer by layer (their inputs were not
+kept), then the reference backward.
 """
 from __future__ import annotations
 
@@ -61,8 +64,9 @@ def convnext_forward(self, x):
     if self.training or self.gamma is None or self.drop_path.training:
         self.ran_eval = False
         return ConvNeXtBlock.forward.reference(self, x)
-    channel_major = _matrix_input(x) and type(self.norm) is LayerNorm2D and _strips(self.dwconv, x.shape[1:3]) is not None \
-        and _own_forwards(self.dwconv, self.norm, self.pwconv1, self.act)
+    channel_major = (_matrix_input(x) and type(self.norm) is LayerNorm2D
+                     and _own_forwards(self.dwconv, self.norm, self.pwconv1, self.act)
+                     and _strips(self.dwconv, x.shape[1:3]) is not None)
     self.eval_input = x if channel_major else None
     h = _convnext_head(self, x) if channel_major else self.act(self.pwconv1(self.norm(self.dwconv(x))))
     pw = self.pwconv2
@@ -96,7 +100,8 @@ def convnext_backward(self, grad_out):
     return ConvNeXtBlock.backward.reference(self, grad_out)
 
 
-_matrices = weakref.WeakKeyDictionary()  # depthwise convolution -> (weight made from, its copy, (size, strips), matrices)
+#: depthwise convolution -> (the weight its matrices came from, a copy of it, (input size, strips), matrices)
+_matrices = weakref.WeakKeyDictionary()
 
 
 def _matrix_input(x) -> bool:
