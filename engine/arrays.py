@@ -5,6 +5,8 @@ in a way that runs faster on channels-last activations on the CPU.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from common.backend import backend_name, xp
@@ -140,3 +142,9 @@ def copy_pixels(dst, src, max_item_bytes=None):
     item = f"V{nbytes}"
     dst.view(item)[...] = src.view(item)
     return dst
+
+
+def relu_into(a, out):
+    """max(a, 0) into ``out`` (which may be ``a``), as clip(a, 0, ∞): the same numbers, and NumPy 2.4
+    runs ``maximum`` against a scalar three times slower than ``clip`` (engine.activations' notes)."""
+    return xp.clip(a, 0, math.inf, out=out)

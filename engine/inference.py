@@ -44,7 +44,6 @@ weights against its weight gradient), while the BatchNorm2D passes the gradient 
 """
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 from collections import Counter
@@ -58,6 +57,7 @@ from convolutional.conv import Conv2D
 from convolutional.norm import BatchNorm2D
 from convolutional.pooling import MaxPool2D
 from engine import tuning
+from engine.arrays import relu_into
 from vectorized.activations import ReLU, ReLU6
 from vectorized.layers import Linear
 from vectorized.module import Sequential, structure_version
@@ -208,7 +208,7 @@ def inference_pass(model):
 
 
 #: The in-place maps a convolution applies for the activation fused into it.
-POST_OPS = {ReLU: lambda a: xp.clip(a, 0, math.inf, out=a), ReLU6: lambda a: xp.clip(a, 0, 6, out=a)}  # clip: see engine.activations
+POST_OPS = {ReLU: lambda a: relu_into(a, a), ReLU6: lambda a: xp.clip(a, 0, 6, out=a)}
 
 
 def _fusable(conv) -> bool:
